@@ -1,0 +1,78 @@
+"""Model metrics: distance D (Eq. 3), its per-layer breakdown, distinguishability Delta (Eq. 4).
+
+D(W_i, W_j) is the Frobenius norm of the difference of ALL trainable parameters flattened into one
+vector, computed directly as a float64 sum of squared differences (never through
+||a||^2 + ||b||^2 - 2ab, which cancels catastrophically when the models are close).
+Accuracy A(W) is :func:`pudlab.training.evaluate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from .errors import ModelError
+
+Weights = Mapping[str, torch.Tensor | np.ndarray]
+
+
+def _as_float64(value: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _check_same_layout(first: Weights, second: Weights) -> None:
+    if list(first) != list(second):
+        raise ModelError(
+            f"the two weight sets have different parameters: {sorted(set(first) ^ set(second)) or 'same names, other order'}"
+        )
+    for name in first:
+        if tuple(first[name].shape) != tuple(second[name].shape):
+            raise ModelError(f"parameter {name}: shapes {tuple(first[name].shape)} and {tuple(second[name].shape)} differ")
+
+
+def squared_distances(first: Weights, second: Weights) -> dict[str, float]:
+    """Per-parameter sum of squared differences, in float64."""
+    _check_same_layout(first, second)
+    result = {}
+    for name in first:
+        diff = _as_float64(first[name]) - _as_float64(second[name])
+        result[name] = float(np.dot(diff.ravel(), diff.ravel()))
+    return result
+
+
+def model_distance(first: Weights, second: Weights) -> float:
+    """D(W_i, W_j) = ||W_i - W_j||_F over all parameters (Eq. 3).
+
+    >>> import torch
+    >>> model_distance({"w": torch.tensor([0.0, 3.0])}, {"w": torch.tensor([4.0, 0.0])})
+    5.0
+    """
+    return math.sqrt(math.fsum(squared_distances(first, second).values()))
+
+
+def layer_of(parameter_name: str) -> str:
+    """The layer a parameter belongs to (``conv1.weight`` -> ``conv1``)."""
+    return parameter_name.rsplit(".", 1)[0]
+
+
+def per_layer_distance(first: Weights, second: Weights) -> dict[str, float]:
+    """F-norm of the difference per layer (weights and bias together), in model order."""
+    by_layer: dict[str, float] = {}
+    for name, value in squared_distances(first, second).items():
+        by_layer[layer_of(name)] = by_layer.get(layer_of(name), 0.0) + value
+    return {layer: math.sqrt(value) for layer, value in by_layer.items()}
+
+
+def distinguishability(same_dataset_distance: float, other_dataset_distance: float) -> float:
+    """Delta (Eq. 4) = |D(W_Ti, W_Ti') - D(W_Ti, W_Tj')|, both obfuscated at the same sigma."""
+    return abs(same_dataset_distance - other_dataset_distance)
+
+
+def weight_norm(weights: Weights) -> float:
+    """||W||_F over all parameters (for relative distances)."""
+    return math.sqrt(math.fsum(float(np.dot(_as_float64(v).ravel(), _as_float64(v).ravel())) for v in weights.values()))

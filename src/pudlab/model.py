@@ -1,0 +1,154 @@
+"""M_cnn: "six convolution layers and three max-pooling layers" (paper Sec. 4.1.1).
+
+conv3x3(w1)-ReLU x2, maxpool2, conv3x3(w2)-ReLU x2, maxpool2, conv3x3(w3)-ReLU x2, maxpool2,
+flatten, dense(hidden)-ReLU, dense(C). 'same' padding; pooling floors odd sizes (Keras 'valid'
+pooling: 28 -> 14 -> 7 -> 3). Widths are ours (the paper does not give them): default 32/64/128,
+dense 128. Any input shape (C, H, W) with H, W >= 8.
+
+Initial weights (paper: "an initial model with random weights is used across all experiments"):
+Keras defaults, Glorot-uniform kernels and zero biases, drawn from a torch.Generator seeded with
+``init_seed`` so that one (shape, widths, seed) always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one M_cnn."""
+
+    input_shape: tuple[int, int, int]
+    """(channels, height, width) of one image."""
+    widths: tuple[int, int, int] = (32, 64, 128)
+    """Output channels of the three conv blocks (two convs each)."""
+    hidden: int = 128
+    """Units of the hidden dense layer."""
+    num_classes: int = 10
+    """Outputs of the last dense layer."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
+        object.__setattr__(self, "widths", tuple(int(v) for v in self.widths))
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ModelError(f"input_shape must be (C, H, W), got {self.input_shape}")
+        if min(self.input_shape[1:]) < 8:
+            raise ModelError(f"images must be at least 8x8 for three 2x2 poolings, got {self.input_shape}")
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise ModelError(f"widths must be three positive integers, got {self.widths}")
+        if self.hidden < 1 or self.num_classes < 2:
+            raise ModelError(f"hidden must be >= 1 and num_classes >= 2, got {self.hidden}, {self.num_classes}")
+
+    @property
+    def flat_features(self) -> int:
+        """Inputs of the first dense layer."""
+        _, height, width = self.input_shape
+        return self.widths[2] * (height // 8) * (width // 8)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["input_shape"] = list(self.input_shape)
+        data["widths"] = list(self.widths)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        try:
+            return cls(
+                tuple(data["input_shape"]),
+                tuple(data.get("widths", (32, 64, 128))),
+                int(data.get("hidden", 128)),
+                int(data.get("num_classes", 10)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model config {data!r}: {exc}") from exc
+
+
+CONV_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6")
+
+
+class MCnn(nn.Module):
+    """The paper's M_cnn (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        channels = config.input_shape[0]
+        w1, w2, w3 = config.widths
+        plan = [(channels, w1), (w1, w1), (w1, w2), (w2, w2), (w2, w3), (w3, w3)]
+        for name, (c_in, c_out) in zip(CONV_NAMES, plan, strict=True):
+            setattr(self, name, nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.dense1 = nn.Linear(config.flat_features, config.hidden)
+        self.dense2 = nn.Linear(config.hidden, config.num_classes)
+
+    def convs(self) -> list[nn.Conv2d]:
+        return [getattr(self, name) for name in CONV_NAMES]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images
+        for index, conv in enumerate(self.convs()):
+            x = F.relu(conv(x))
+            if index % 2 == 1:
+                x = F.max_pool2d(x, 2)
+        x = torch.flatten(x, 1)
+        return self.dense2(F.relu(self.dense1(x)))
+
+
+def initial_state(config: ModelConfig, *, init_seed: int = 0) -> dict[str, torch.Tensor]:
+    """The seeded initial weights (Glorot-uniform kernels, zero biases) as a float32 state dict."""
+    generator = torch.Generator().manual_seed(int(init_seed))
+    model = MCnn(config)
+    state: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        tensor = torch.empty_like(param, dtype=torch.float32)
+        if name.endswith("bias"):
+            tensor.zero_()
+        else:
+            fan_in, fan_out = _fans(tensor)
+            bound = (6.0 / (fan_in + fan_out)) ** 0.5
+            tensor.uniform_(-bound, bound, generator=generator)
+        state[name] = tensor
+    return state
+
+
+def _fans(tensor: torch.Tensor) -> tuple[int, int]:
+    """(fan_in, fan_out) as Keras counts them (receptive field times channels)."""
+    if tensor.ndim == 2:  # Linear: (out, in)
+        return int(tensor.shape[1]), int(tensor.shape[0])
+    receptive = int(tensor[0, 0].numel())
+    return int(tensor.shape[1]) * receptive, int(tensor.shape[0]) * receptive
+
+
+def build_model(config: ModelConfig, state: dict[str, torch.Tensor] | None = None) -> MCnn:
+    """An M_cnn with ``state`` loaded (strict: names and shapes must match)."""
+    model = MCnn(config)
+    if state is not None:
+        check_state(config, state)
+        model.load_state_dict(state)
+    return model
+
+
+def check_state(config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
+    """Raise ModelError unless ``state`` has exactly M_cnn(config)'s parameter names and shapes."""
+    expected = {name: tuple(p.shape) for name, p in MCnn(config).named_parameters()}
+    got = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != got:
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        wrong = sorted(n for n in set(expected) & set(got) if expected[n] != got[n])
+        raise ModelError(
+            f"weights do not fit M_cnn{config.input_shape} widths {config.widths}: "
+            f"missing {missing}, unexpected {extra}, wrong shape {[(n, got[n], expected[n]) for n in wrong]}"
+        )
+
+
+def parameter_names(config: ModelConfig) -> list[str]:
+    """Trainable parameter names in model order (the order of the flattened weight vector)."""
+    return [name for name, _ in MCnn(config).named_parameters()]

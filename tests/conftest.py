@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny synthetic data in memory (file-format fixtures live in the data tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pudlab.data import LabeledImages, SourceDataset
+
+CLASSES = tuple(str(i) for i in range(10))
+
+
+def make_images(num: int, shape=(1, 12, 12), *, seed: int = 0, num_classes: int = 10) -> LabeledImages:
+    """Learnable synthetic images: each class is a bright bar at its own position, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(num, dtype=np.int64) % num_classes
+    rng.shuffle(labels)
+    channels, height, width = shape
+    images = rng.random((num, channels, height, width), dtype=np.float32) * 0.2
+    for index, label in enumerate(labels):
+        row = int(label) * height // num_classes
+        images[index, :, row:row + max(1, height // num_classes), :] += 0.8
+    return LabeledImages(np.clip(images, 0, 1).astype(np.float32), labels, np.arange(num, dtype=np.int64))
+
+
+def make_source(num: int = 600, shape=(1, 12, 12), *, seed: int = 0) -> SourceDataset:
+    return SourceDataset("synthetic", "synthetic bars", make_images(num, shape, seed=seed), None, CLASSES, "memory")
+
+
+@pytest.fixture
+def tiny_source() -> SourceDataset:
+    return make_source()
