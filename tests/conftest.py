@@ -30,3 +30,15 @@ def make_source(num: int = 600, shape=(1, 12, 12), *, seed: int = 0) -> SourceDa
 @pytest.fixture
 def tiny_source() -> SourceDataset:
     return make_source()
+
+
+def write_npz_dataset(path, num: int = 600, shape=(1, 16, 16), *, seed: int = 0):
+    """A small learnable dataset as a real ``.npz`` file (x uint8 NCHW, y int64)."""
+    data = make_images(num, shape, seed=seed)
+    np.savez(path, x=(data.images * 255).round().astype(np.uint8), y=data.labels)
+    return path
+
+
+@pytest.fixture
+def npz_dataset(tmp_path):
+    return str(write_npz_dataset(tmp_path / "tiny.npz"))

@@ -255,6 +255,11 @@ def distance_command(first: str, second: str, per_layer: bool, as_json: bool) ->
         click.echo(f"  {layer:10} {value:.6g}")
 
 
+from .experiments.cli import COMMANDS as _EXPERIMENT_COMMANDS  # noqa: E402
+
+for _command in _EXPERIMENT_COMMANDS:
+    cli.add_command(_command)
+
 def main() -> None:
     """Console-script entry point."""
     cli.main(prog_name="pudlab")

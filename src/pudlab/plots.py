@@ -15,13 +15,16 @@ import numpy as np  # noqa: E402
 from .storage import atomic_path  # noqa: E402
 
 
-def save_figure(figure: plt.Figure, path: str | os.PathLike) -> Path:
-    """Save ``figure`` to ``path`` (format from the suffix) atomically, then close it."""
-    path = Path(path)
-    with atomic_path(path) as temp:
-        figure.savefig(temp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+def save_figure(figure: plt.Figure, path: str | os.PathLike, *more_paths: str | os.PathLike) -> Path:
+    """Save ``figure`` to ``path`` (and ``more_paths``; format from each suffix) atomically, then close it.
+
+    Returns the first path.
+    """
+    for target in (Path(path), *(Path(p) for p in more_paths)):
+        with atomic_path(target) as temp:
+            figure.savefig(temp, format=target.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
     plt.close(figure)
-    return path
+    return Path(path)
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:
@@ -32,7 +35,8 @@ def _displayable(image: np.ndarray) -> np.ndarray:
     return np.transpose(image, (1, 2, 0))
 
 
-def sample_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *, title: str | None = None) -> Path:
+def sample_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *more_paths: str | os.PathLike,
+                title: str | None = None) -> Path:
     """A Fig. 1-style grid: one row per (label, images (N, C, H, W)), one column per sample."""
     if not rows:
         raise ValueError("sample_grid needs at least one row")
@@ -51,4 +55,4 @@ def sample_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike,
         axes[row_index][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         figure.suptitle(title)
-    return save_figure(figure, path)
+    return save_figure(figure, path, *more_paths)

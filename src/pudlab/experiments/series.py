@@ -1,0 +1,155 @@
+"""Derived series: the numbers the figures and claims are made of, computed from the store.
+
+* ``accuracy``: A(W) on T_e of a model, per sigma (mean +- std over repeats).
+* ``distance``: D(W_a, W_b) per sigma, the two models of the same repeat.
+* ``floor``: D between a distance reference and its shuffle-seed partner (the noise floor):
+  two clean trainings that differ only in batch order.
+* ``epoch_accuracy`` / ``epoch_distance``: the same per epoch (Fig. 2), from snapshots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from ..metrics import model_distance
+from .jobs import Role
+from .spec import ExperimentSpec, parse_experiment
+from .store import Store
+
+FINAL_EPOCH = -1
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def _row(series: str, kind: str, x: float, values: list[float]) -> dict:
+    mean, std = _stats(values)
+    return {"series": series, "kind": kind, "x": float(x), "mean": mean, "std": std, "n": len(values),
+            "values": values}
+
+
+def distance_between(store: Store, a: str, b: str, epoch: int = FINAL_EPOCH) -> float:
+    """D between two stored jobs (final weights, or the snapshots of ``epoch``), cached in the store."""
+    if a == b:
+        return 0.0
+    first, second = sorted((a, b))
+    cached = store.cached_distance(first, second, epoch)
+    if cached is not None:
+        return cached
+    if epoch == FINAL_EPOCH:
+        value = model_distance(store.final_weights(first), store.final_weights(second))
+    else:
+        value = model_distance(store.snapshot_weights(first, epoch), store.snapshot_weights(second, epoch))
+    store.cache_distance(first, second, epoch, value)
+    return value
+
+
+class RoleIndex:
+    """Look up the job of (model, sigma, repeat, stream) in one plan."""
+
+    def __init__(self, roles: list[Role]) -> None:
+        self.jobs: dict[tuple[str, float, int, str], str] = {}
+        self.sigmas: dict[str, set[float]] = defaultdict(set)
+        self.repeats = 0
+        for role in roles:
+            self.jobs[(role.model, role.sigma, role.repeat, role.stream)] = role.job
+            if role.stream == "model":
+                self.sigmas[role.model].add(role.sigma)
+            self.repeats = max(self.repeats, role.repeat + 1)
+
+    def get(self, model: str, sigma: float, repeat: int, stream: str = "model") -> str | None:
+        return self.jobs.get((model, sigma, repeat, stream))
+
+    def only_sigma(self, model: str) -> float:
+        return min(self.sigmas[model])
+
+
+def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dict]:
+    """Every series of ``spec`` for the plan, from finished jobs (missing jobs are skipped)."""
+    index = RoleIndex(store.roles(plan_id))
+    done = {row["key"] for row in store.job_rows() if row["status"] == "done"}
+    rows: list[dict] = []
+    floors_done: set[str] = set()
+    for series in spec.series:
+        if series.kind == "accuracy":
+            model = series.model or ""
+            for sigma in sorted(index.sigmas[model]):
+                values = [store.final_accuracy(job) for r in range(index.repeats)
+                          if (job := index.get(model, sigma, r)) in done]
+                rows.append(_row(series.id, "accuracy", sigma, [v for v in values if v is not None]))
+        elif series.kind == "distance":
+            a, b = series.a or "", series.b or ""
+            a_sweeps = spec.models[a].sweep
+            for sigma in sorted(index.sigmas[b]):
+                sigma_a = sigma if a_sweeps else index.only_sigma(a)
+                values = []
+                for r in range(index.repeats):
+                    job_a, job_b = index.get(a, sigma_a, r), index.get(b, sigma, r)
+                    if job_a in done and job_b in done:
+                        values.append(distance_between(store, job_a, job_b))
+                rows.append(_row(series.id, "distance", sigma, values))
+            if not a_sweeps and a not in floors_done:
+                floors_done.add(a)
+                sigma_a = index.only_sigma(a)
+                values = []
+                for r in range(index.repeats):
+                    job_a, partner = index.get(a, sigma_a, r), index.get(a, sigma_a, r, "floor")
+                    if job_a in done and partner in done:
+                        values.append(distance_between(store, job_a, partner))
+                if values:
+                    rows.append(_row(f"floor[{a}]", "floor", sigma_a, values))
+        elif series.kind == "epoch_accuracy":
+            model = series.model or ""
+            sigma = index.only_sigma(model)
+            per_epoch: dict[int, list[float]] = defaultdict(list)
+            for r in range(index.repeats):
+                job = index.get(model, sigma, r)
+                if job in done:
+                    for record in store.history(job):
+                        if record["eval_accuracy"] is not None:
+                            per_epoch[record["epoch"]].append(record["eval_accuracy"])
+            rows.extend(_row(series.id, "epoch_accuracy", epoch, values) for epoch, values in sorted(per_epoch.items()))
+        elif series.kind == "epoch_distance":
+            a, b = series.a or "", series.b or ""
+            per_epoch = defaultdict(list)
+            for r in range(index.repeats):
+                job_a, job_b = index.get(a, index.only_sigma(a), r), index.get(b, index.only_sigma(b), r)
+                if job_a not in done or job_b not in done:
+                    continue
+                common = sorted(set(store.snapshot_epochs(job_a)) & set(store.snapshot_epochs(job_b)))
+                for epoch in common:
+                    per_epoch[epoch].append(distance_between(store, job_a, job_b, epoch))
+            rows.extend(_row(series.id, "epoch_distance", epoch, values) for epoch, values in sorted(per_epoch.items()))
+    return rows
+
+
+def refresh_series(store: Store) -> int:
+    """Recompute and store the series of every plan; returns the number of rows."""
+    total = 0
+    for plan in store.plans():
+        spec = parse_experiment(plan["spec"], f"store plan {plan['id']}")
+        rows = compute_series(store, plan["id"], spec)
+        store.replace_series(plan["id"], rows)
+        total += len(rows)
+    return total
+
+
+def series_table(store: Store, plan_id: str) -> dict[str, dict]:
+    """Stored series of a plan as ``{series: {"kind", "x": [...], "mean": [...], "std": [...], "n": [...]}}``."""
+    table: dict[str, dict] = {}
+    for row in store.series(plan_id):
+        entry = table.setdefault(row["series"], {"kind": row["kind"], "x": [], "mean": [], "std": [], "n": [],
+                                                 "values": []})
+        entry["x"].append(row["x"])
+        entry["mean"].append(math.nan if row["mean"] is None else row["mean"])
+        entry["std"].append(math.nan if row["std"] is None else row["std"])
+        entry["n"].append(row["n"])
+        entry["values"].append(row["values"])
+    return table

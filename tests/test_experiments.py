@@ -1,0 +1,247 @@
+"""Experiment engine: specs, presets, jobs, store, resume, series, report."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pudlab.errors import SpecError
+from pudlab.experiments import RunOptions, Store, load_experiment, load_preset, plan_sweep, run_sweep
+from pudlab.experiments.jobs import Job
+from pudlab.experiments.series import series_table
+from pudlab.experiments.spec import SHIPPED_EXPERIMENTS, parse_experiment, parse_preset
+
+TINY = {"epochs": 1, "widths": (2, 2, 4), "hidden": 8, "sigmas": (0.0, 1.0), "lr": 3e-3, "batch_size": 32}
+
+
+def tiny_preset(**extra):
+    return load_preset("quick").with_overrides(**{**TINY, **extra})
+
+
+# ---------------------------------------------------------------------------------------------- specs
+@pytest.mark.parametrize("name", SHIPPED_EXPERIMENTS)
+def test_shipped_specs_load(name):
+    spec = load_experiment(name)
+    assert spec.name == name and spec.series
+
+
+def _minimal():
+    return {
+        "name": "x",
+        "datasets": {"A": {"setting": "S-1-1-0.5"}},
+        "models": {"M": {"dataset": "A", "sigma": "sweep"}},
+        "series": [{"id": "acc", "kind": "accuracy", "model": "M"}],
+    }
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d["datasets"]["A"].update(setting="S-2-1-1"), "my.toml: datasets.A.setting"),
+        (lambda d: d["datasets"]["A"].pop("setting"), "datasets.A.setting is missing"),
+        (lambda d: d["models"]["M"].update(dataset="B"), "models.M.dataset = 'B'; expected one of ['A']"),
+        (lambda d: d["models"]["M"].update(sigma="lots"), "models.M.sigma = 'lots'; expected a number"),
+        (lambda d: d["models"]["M"].update(sigma=-1), "models.M.sigma = -1"),
+        (lambda d: d["series"][0].update(kind="loss"), "series[0].kind = 'loss'; expected one of"),
+        (lambda d: d["series"][0].update(model="Z"), "series[0].model = 'Z'"),
+        (lambda d: d["datasets"]["A"].update(colour="red"), "[datasets.A] has unknown key(s) ['colour']"),
+        (lambda d: d["datasets"]["A"].update(redraw_of="A"), "cycle"),
+        (lambda d: d.pop("series"), "my.toml: series is missing"),
+        (lambda d: d["series"].append({"id": "d", "kind": "epoch_distance", "a": "M", "b": "M"}), "needs snapshots"),
+    ],
+)
+def test_spec_validation_errors_name_file_key_expected(mutate, message):
+    data = _minimal()
+    mutate(data)
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        parse_experiment(data, "my.toml")
+
+
+def test_spec_file_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    with pytest.raises(SpecError, match="bad.toml: not valid TOML"):
+        load_experiment(bad)
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_experiment(tmp_path / "missing.toml")
+
+
+def test_preset_validation_and_overrides(tmp_path):
+    preset = load_preset("paper")
+    assert preset.epochs == 180 and preset.lr == 1e-4 and preset.widths == (32, 64, 128) and len(preset.sigmas) == 10
+    quick = load_preset("quick").with_overrides(epochs=3, sigmas=(1.0, 0.0, 0.5), repeats=None)
+    assert quick.epochs == 3 and quick.sigmas == (0.0, 0.5, 1.0) and quick.repeats == 1
+    with pytest.raises(SpecError, match="epochs = 0; expected an integer >= 1"):
+        load_preset("quick").with_overrides(epochs=0)
+    with pytest.raises(SpecError, match="p.toml: lr"):
+        parse_preset({"lr": "fast"}, "p.toml")
+    with pytest.raises(SpecError, match=r"p.toml: sigmas contains \['a'\]"):
+        parse_preset({"sigmas": [0, "a"]}, "p.toml")
+    with pytest.raises(SpecError, match=r"unknown key\(s\) \['epoch'\]"):
+        parse_preset({"epoch": 3}, "p.toml")
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+def test_job_keys_stable_and_shared_across_experiments(tmp_path, npz_dataset):
+    preset = tiny_preset()
+    with Store(tmp_path / "a") as store:
+        first = plan_sweep(store, ["fig2", "exp1", "exp5"], [npz_dataset], preset)
+    with Store(tmp_path / "b") as store:
+        again = plan_sweep(store, ["fig2", "exp1", "exp5"], [npz_dataset], preset)
+    assert first.job_keys == again.job_keys
+    # the clean S-1-1-0.5 training is W_r of fig2, W_1,1 at sigma 0 of exp1 and W_r,5,1 of exp5
+    shared = {role.job for role in first.expansion.roles
+              if (role.plan.startswith("fig2") and role.model == "Wr")
+              or (role.plan.startswith("exp1") and role.model == "W11" and role.sigma == 0)
+              or (role.plan.startswith("exp5") and role.model == "Wr51" and role.stream == "model")}
+    assert len(shared) == 1
+    job = first.expansion.jobs[shared.pop()]
+    assert job.snapshot_epochs == (1,)  # fig2's snapshot request merged in
+    assert Job.from_dict(job.to_dict()).key == job.key
+    # anything that changes the result changes the key
+    other = plan_sweep(Store(tmp_path / "c"), ["exp1"], [npz_dataset], tiny_preset(lr=1e-3))
+    assert not set(other.job_keys) & set(first.job_keys)
+
+
+def test_redraws_are_disjoint_and_nested_subsets_nest(tmp_path, npz_dataset):
+    from pudlab.data.sources import load_source
+    from pudlab.experiments.jobs import SplitSpec, make_split
+    from pudlab.sampling import draw_recipe
+
+    preset = tiny_preset()
+    with Store(tmp_path / "s") as store:
+        planned = plan_sweep(store, ["exp2", "exp3"], [npz_dataset], preset)
+    split = make_split(load_source(npz_dataset), SplitSpec())
+    by_model = {(r.plan.split("@")[0], r.model): planned.expansion.jobs[r.job] for r in planned.expansion.roles}
+    draw = {name: set(draw_recipe(split.train.labels, job.recipe)) for name, job in by_model.items()}
+    assert not draw[("exp3", "Wo31")] & draw[("exp3", "Wo32")]
+    assert not draw[("exp3", "Wo33")] & draw[("exp3", "Wo34")]
+    assert draw[("exp2", "W23")] <= draw[("exp2", "W22")] <= draw[("exp2", "W21")]
+
+
+# ---------------------------------------------------------------------------------------------- run + store
+def _weights_by_key(root):
+    with sqlite3.connect(Path(root) / "pudlab.sqlite") as db:
+        return dict(db.execute("SELECT key, weights_sha256 FROM jobs WHERE status = 'done'").fetchall())
+
+
+def test_run_resume_and_series(tmp_path, npz_dataset):
+    preset = tiny_preset()
+    options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
+    with Store(tmp_path / "s") as store:
+        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+        assert summary.failed == 0 and summary.trained == len(store.job_rows())
+        again = run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+        assert again.trained == 0 and again.skipped == summary.trained
+        table = series_table(store, f"exp4@{npz_dataset}")
+    assert table["D_4,1"]["mean"][0] == 0.0  # sigma 0 of W_o,4,1 is W_r,4,1 itself
+    assert table["D_4,1"]["mean"][1] > 0
+    assert table["floor[Wr41]"]["mean"][0] > 0
+    assert set(table) == {"D_4,1", "D_4,2", "D_4,3", "floor[Wr41]"}
+
+
+def test_half_written_job_is_redone(tmp_path, npz_dataset):
+    preset = tiny_preset()
+    options = RunOptions(workers=1, threads=1, progress=False)
+    with Store(tmp_path / "s") as store:
+        run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+        reference = _weights_by_key(tmp_path / "s")
+        key = sorted(reference)[0]
+        # the process died after writing the weights but before the commit
+        store.db.execute("UPDATE jobs SET status = 'running' WHERE key = ?", (key,))
+        store.weights_path(key).write_bytes(b"partial")
+        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+    assert summary.trained == 1
+    assert _weights_by_key(tmp_path / "s") == reference
+
+
+def _pudlab(*args):
+    return [sys.executable, "-m", "pudlab.cli", *args]
+
+
+def _done_count(db_path):
+    try:
+        with sqlite3.connect(db_path, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _children(pid, marker=""):
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if line.strip() and marker in line]
+
+
+SWEEP = ["run", "exp3", "--epochs", "2", "--widths", "2,2,4", "--hidden", "8", "--sigmas", "0,0.5,1",
+         "--threads", "1", "--ensemble-size", "1", "--no-progress"]
+
+
+@pytest.mark.parametrize("victim", ["worker", "driver"])
+def test_sigkill_mid_sweep_then_resume(tmp_path, npz_dataset, victim):
+    """SIGKILL a real worker (or the driver) mid-sweep; rerun; nothing finished is redone; same results."""
+    reference_store, store = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run(_pudlab("run", *SWEEP[1:], "--dataset", npz_dataset, "--store", str(reference_store)),
+                   check=True, capture_output=True)
+    reference = _weights_by_key(reference_store)
+    process = subprocess.Popen(_pudlab(*SWEEP, "--dataset", npz_dataset, "--store", str(store), "--workers", "2"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db_path = store / "pudlab.sqlite"
+    deadline = time.time() + 120
+    while _done_count(db_path) < 2 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the sweep finished before it could be interrupted"
+    finished_before = _weights_by_key(store)
+    with sqlite3.connect(db_path) as db:
+        stamps_before = dict(db.execute("SELECT key, finished FROM jobs WHERE status = 'done'").fetchall())
+    if victim == "worker":
+        workers = _children(process.pid, "spawn_main")
+        assert workers, "no worker process found"
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err.decode()
+        with sqlite3.connect(db_path) as db:
+            retried = db.execute("SELECT COUNT(*) FROM jobs WHERE attempts > 1").fetchone()[0]
+        assert retried >= 1, "the killed worker's unit was not retried"
+    else:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+        for pid in _children(process.pid):
+            os.kill(pid, signal.SIGKILL)
+        rerun = subprocess.run(_pudlab(*SWEEP, "--dataset", npz_dataset, "--store", str(store), "--workers", "2"),
+                               capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        reused = int(rerun.stdout.split("reused ")[1].split(",")[0])
+        assert reused >= len(stamps_before)
+    with sqlite3.connect(db_path) as db:
+        stamps_after = dict(db.execute("SELECT key, finished FROM jobs WHERE status = 'done'").fetchall())
+    assert all(stamps_after[key] == stamp for key, stamp in stamps_before.items()), "a finished job was redone"
+    assert set(finished_before.items()) <= set(reference.items())
+    assert _weights_by_key(store) == reference
+
+
+# ---------------------------------------------------------------------------------------------- report
+def test_figures_and_report_from_store(tmp_path, npz_dataset):
+    preset = tiny_preset(epochs=2)
+    with Store(tmp_path / "s") as store:
+        run_sweep(store, list(SHIPPED_EXPERIMENTS), [npz_dataset], preset,
+                  RunOptions(workers=1, threads=1, progress=False, ensemble_size=8))
+    result = subprocess.run(_pudlab("report", str(tmp_path / "s")), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    figures = sorted(p.name for p in (tmp_path / "s" / "figures").iterdir())
+    for stem in ("fig1_samples_tiny", "fig2_epochs", "fig3ab_accuracy_label_degree", "fig3cd_accuracy_dataset_size",
+                 "fig4ab_distance_label_degree", "fig4cd_distance_label_overlap", "fig5_distance_dataset_size"):
+        assert f"{stem}.png" in figures and f"{stem}.svg" in figures
+    markdown = (tmp_path / "s" / "report.md").read_text()
+    html = (tmp_path / "s" / "report.html").read_text()
+    assert "Claims on" in markdown and markdown.count("| reproduced |") + markdown.count("| not reproduced |") + \
+        markdown.count("| not evaluated |") == 9
+    assert "data:image/png;base64," in html and "<img" in html
+    status = subprocess.run(_pudlab("status", str(tmp_path / "s"), "--json"), capture_output=True, text=True)
+    counts = json.loads(status.stdout)["counts"]
+    assert counts["done"] > 0 and counts["failed"] == 0 and counts["pending"] == 0
