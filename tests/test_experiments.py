@@ -245,3 +245,32 @@ def test_figures_and_report_from_store(tmp_path, npz_dataset):
     status = subprocess.run(_pudlab("status", str(tmp_path / "s"), "--json"), capture_output=True, text=True)
     counts = json.loads(status.stdout)["counts"]
     assert counts["done"] > 0 and counts["failed"] == 0 and counts["pending"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- ensembles
+@pytest.mark.parametrize("mode", ["exact", "fused"])
+def test_ensemble_grouping_and_resume(tmp_path, npz_dataset, mode):
+    """exact ensembles give the weights of one-at-a-time training; a resumed fused sweep regroups
+    exactly as the uninterrupted one, so its results are identical."""
+    from pudlab.experiments.runner import make_units
+
+    preset = tiny_preset()
+    single = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
+    grouped = RunOptions(workers=1, threads=1, progress=False, ensemble_size=8, ensemble_mode=mode)
+    with Store(tmp_path / "grouped") as store:
+        run_sweep(store, ["exp4"], [npz_dataset], preset, grouped)
+        units = make_units([store.job(row["key"]) for row in store.job_rows()], 8)
+        assert max(len(unit) for unit in units) > 1
+        reference = _weights_by_key(tmp_path / "grouped")
+        # interrupt: half the jobs lost their results
+        lost = sorted(reference)[::2]
+        for key in lost:
+            store.db.execute("UPDATE jobs SET status = 'pending' WHERE key = ?", (key,))
+            store.weights_path(key).unlink()
+        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, grouped)
+        assert summary.trained == len(lost)
+    assert _weights_by_key(tmp_path / "grouped") == reference
+    if mode == "exact":
+        with Store(tmp_path / "single") as store:
+            run_sweep(store, ["exp4"], [npz_dataset], preset, single)
+        assert _weights_by_key(tmp_path / "single") == reference

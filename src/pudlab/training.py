@@ -304,4 +304,6 @@ def train_model(
             epochs.set_postfix(loss=f"{train_loss:.3f}", acc=f"{eval_accuracy:.3f}" if eval_accuracy is not None else "-")
         if on_epoch is not None:
             on_epoch(epoch + 1, trainer, record)
-    return TrainResult(trainer.weights(), history, time.perf_counter() - started, environment(trainer.device))
+    env = environment(trainer.device)
+    env.update(trainer="single", precision=config.precision)
+    return TrainResult(trainer.weights(), history, time.perf_counter() - started, env)

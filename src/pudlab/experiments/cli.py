@@ -52,6 +52,9 @@ def sweep_options(command: Callable) -> Callable:
         click.option("--threads", type=int, default=0, help="torch threads per worker [default: cores / workers]."),
         click.option("--ensemble-size", type=int, default=None,
                      help="Most jobs trained together in one lockstep ensemble [default: 8 on CPU, 32 on CUDA]."),
+        click.option("--ensemble-mode", type=click.Choice(["exact", "fused"]), default=None,
+                     help="exact: bit-identical to separate trainings; fused: grouped convs, the GPU fast path "
+                          "[default: fused on CUDA, exact on CPU]."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."),
         click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
     ]
@@ -79,7 +82,8 @@ def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
     if ensemble is None:
         ensemble = 32 if device.startswith("cuda") else 8
     return RunOptions(workers=kwargs.pop("workers"), device=device, threads=kwargs.pop("threads"),
-                      ensemble_size=ensemble, data_dir=data_dir, progress=kwargs.pop("progress"))
+                      ensemble_size=ensemble, ensemble_mode=kwargs.pop("ensemble_mode"), data_dir=data_dir,
+                      progress=kwargs.pop("progress"))
 
 
 def _echo_summary(summary, store_dir: str) -> None:  # noqa: ANN001

@@ -44,7 +44,10 @@ class RunOptions:
     threads: int = 0
     """torch threads per worker (0 = CPU cores / workers). Bit-exact repeats need the same value."""
     ensemble_size: int = 1
-    """Most jobs trained together in one lockstep ensemble (1 = one at a time)."""
+    """Most jobs trained together in one lockstep ensemble (1 = one at a time); capped by memory."""
+    ensemble_mode: str | None = None
+    """``exact`` (bit-identical to separate trainings) or ``fused`` (grouped convs, fast on GPU);
+    None: fused on CUDA, exact on CPU."""
     data_dir: str | None = None
     """Data directory of named datasets."""
     progress: bool = True
@@ -125,15 +128,47 @@ def train_single(context: WorkerContext, job: Job) -> dict:
     return _write_job_files(Path(context.store_root), job, result, snapshots)
 
 
-def execute_unit(context: WorkerContext, jobs: Sequence[Job]) -> list[dict]:
-    """Run one unit; every job yields an outcome or ``{"key", "error"}`` (never raises for pudlab errors)."""
+def train_ensemble_unit(context: WorkerContext, jobs: Sequence[Job], mode: str | None) -> list[dict]:
+    """Train jobs of one group signature in one lockstep ensemble; write their files; return outcomes."""
+    from ..ensemble import train_ensemble
+
+    first = jobs[0]
+    split = context.split(first)
+    train_sets = [job_training_set(context.split(job), job)[1] for job in jobs]
+    initial = load_verified(Path(context.store_root) / "inits" / f"{first.init_sha256}.safetensors",
+                            first.init_sha256, first.model)
+    snapshots: list[dict[int, dict]] = [{} for _ in jobs]
+
+    def keep_snapshot(member: int, epoch: int, trainer, record) -> None:  # noqa: ANN001
+        if epoch in jobs[member].snapshot_epochs:
+            snapshots[member][epoch] = trainer.member_weights(member)
+
+    results = train_ensemble(train_sets, split.eval, first.model, initial, [job.train for job in jobs],
+                             device=context.device, mode=mode, on_epoch=keep_snapshot)
+    return [_write_job_files(Path(context.store_root), job, result, snapshots[member])
+            for member, (job, result) in enumerate(zip(jobs, results, strict=True))]
+
+
+def _error_outcome(job: Job, exc: BaseException) -> dict:
+    return {"key": job.key, "error": "".join(traceback.format_exception_only(type(exc), exc)).strip()}
+
+
+def execute_unit(context: WorkerContext, jobs: Sequence[Job], mode: str | None = None) -> list[dict]:
+    """Run one unit; every job yields an outcome or ``{"key", "error"}`` (never raises for pudlab errors).
+
+    An ensemble that fails as a whole is retried one job at a time, so one bad job fails alone.
+    """
+    if len(jobs) > 1:
+        try:
+            return train_ensemble_unit(context, jobs, mode)
+        except Exception:  # noqa: BLE001 - retried job by job below, where each error is recorded
+            pass
     outcomes = []
     for job in jobs:
         try:
             outcomes.append(train_single(context, job))
         except Exception as exc:  # noqa: BLE001 - recorded as the job's failure
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            outcomes.append({"key": job.key, "error": detail})
+            outcomes.append(_error_outcome(job, exc))
     return outcomes
 
 
@@ -146,21 +181,25 @@ def _init_worker(store_root: str, data_dir: str | None, device: str, threads: in
     _WORKER = WorkerContext(store_root, data_dir, device)
 
 
-def _run_in_worker(jobs: list[Job]) -> list[dict]:
+def _run_in_worker(jobs: list[Job], mode: str | None) -> list[dict]:
     if _WORKER is None:
         raise RuntimeError("worker not initialized")
-    return execute_unit(_WORKER, jobs)
+    return execute_unit(_WORKER, jobs, mode)
 
 
 # ------------------------------------------------------------------------------------------- driver side
-def make_units(jobs: Sequence[Job], ensemble_size: int) -> list[list[Job]]:
-    """Group jobs that can share an ensemble (same signature), at most ``ensemble_size`` each."""
+def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu") -> list[list[Job]]:
+    """Group jobs that can share an ensemble (same signature), at most ``ensemble_size`` each
+    (and at most what fits in memory). Deterministic: the same jobs give the same units."""
+    from ..ensemble import max_members
+
     groups: dict[tuple, list[Job]] = {}
     for job in sorted(jobs, key=lambda j: j.key):
-        groups.setdefault(job.group_signature() + (tuple(job.snapshot_epochs),), []).append(job)
+        groups.setdefault(job.group_signature(), []).append(job)
     units: list[list[Job]] = []
-    size = max(1, ensemble_size)
     for members in groups.values():
+        first = members[0]
+        size = max(1, min(ensemble_size, max_members(first.model, first.train_size, first.train.batch_size, device)))
         units.extend(members[start:start + size] for start in range(0, len(members), size))
     return units
 
@@ -177,20 +216,31 @@ class RunSummary:
 def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
              on_outcome: Callable[[dict], None] | None = None) -> RunSummary:
     """Train every job of ``keys`` (all when None) that is not done yet; commit as results arrive."""
+    from ..ensemble import default_mode
+
     started = time.perf_counter()
-    pending = store.jobs_to_run(keys)
-    total = len(keys) if keys is not None else len(store.job_rows())
+    keys = list(keys) if keys is not None else [row["key"] for row in store.job_rows()]
+    pending = {job.key for job in store.jobs_to_run(keys)}
+    total = len(keys)
     summary = RunSummary(skipped=total - len(pending))
     if not pending:
         summary.seconds = time.perf_counter() - started
         return summary
     device = str(resolve_device(options.device))
-    units = make_units(pending, options.ensemble_size)
+    mode = options.ensemble_mode or default_mode(torch.device(device))
+    # units come from the complete job list, so that a resumed sweep groups exactly as an uninterrupted one
+    # (fused ensembles round differently per grouping); exact ensembles can drop finished members
+    units = []
+    for unit in make_units([store.job(key) for key in keys], options.ensemble_size, device):
+        if any(job.key in pending for job in unit):
+            units.append([job for job in unit if job.key in pending] if mode == "exact" else unit)
     bar = tqdm(total=total, initial=summary.skipped, unit="job", desc="training", disable=not options.progress,
                dynamic_ncols=True)
 
     def commit(outcomes: list[dict]) -> None:
         for outcome in outcomes:
+            if outcome["key"] not in pending:
+                continue  # a finished member retrained only to keep its unit's grouping
             if "error" in outcome:
                 store.fail_job(outcome["key"], outcome["error"])
                 summary.failed += 1
@@ -209,20 +259,20 @@ def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
             try:
                 context = WorkerContext(str(store.root), options.data_dir, device)
                 for index, unit in enumerate(units):
-                    store.mark_running([job.key for job in unit], f"local-{index}")
-                    commit(execute_unit(context, unit))
+                    store.mark_running([job.key for job in unit if job.key in pending], f"local-{index}")
+                    commit(execute_unit(context, unit, mode))
             finally:
                 torch.set_num_threads(saved_threads)
         else:
-            _run_pool(store, units, options, device, commit)
+            _run_pool(store, units, pending, options, device, mode, commit)
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run_pool(store: Store, units: list[list[Job]], options: RunOptions, device: str,
-              commit: Callable[[list[dict]], None]) -> None:
+def _run_pool(store: Store, units: list[list[Job]], pending: set[str], options: RunOptions, device: str,
+              mode: str, commit: Callable[[list[dict]], None]) -> None:
     remaining = {index: unit for index, unit in enumerate(units)}
     attempts = {index: 0 for index in remaining}
     while remaining:
@@ -233,8 +283,8 @@ def _run_pool(store: Store, units: list[list[Job]], options: RunOptions, device:
         futures: dict[Future, int] = {}
         try:
             for index, unit in remaining.items():
-                store.mark_running([job.key for job in unit], f"pool-{index}")
-                futures[pool.submit(_run_in_worker, unit)] = index
+                store.mark_running([job.key for job in unit if job.key in pending], f"pool-{index}")
+                futures[pool.submit(_run_in_worker, unit, mode)] = index
             broken = False
             while futures and not broken:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
