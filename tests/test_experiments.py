@@ -205,9 +205,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, npz_dataset, victim):
         os.kill(workers[0], signal.SIGKILL)
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err.decode()
-        with sqlite3.connect(db_path) as db:
-            retried = db.execute("SELECT COUNT(*) FROM jobs WHERE attempts > 1").fetchone()[0]
-        assert retried >= 1, "the killed worker's unit was not retried"
+        assert "retried after a worker process died" in out.decode()
     else:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=60)

@@ -260,6 +260,12 @@ from .experiments.cli import COMMANDS as _EXPERIMENT_COMMANDS  # noqa: E402
 for _command in _EXPERIMENT_COMMANDS:
     cli.add_command(_command)
 
+from .privacy_cli import privacy_command, pud_command  # noqa: E402
+
+cli.add_command(privacy_command)
+cli.add_command(pud_command)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli.main(prog_name="pudlab")

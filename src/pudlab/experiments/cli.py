@@ -56,6 +56,12 @@ def sweep_options(command: Callable) -> Callable:
                      help="exact: bit-identical to separate trainings; fused: grouped convs, the GPU fast path "
                           "[default: fused on CUDA, exact on CPU]."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local processes, or Ray tasks (pip install 'pudlab[ray]')."),
+        click.option("--ray-address", default=None,
+                     help="Ray cluster to join (auto or HOST:PORT) [default: start a local Ray instance]."),
+        click.option("--ray-ship-data", is_flag=True,
+                     help="Send datasets to Ray workers through the object store (data dir not shared)."),
         click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
     ]
     for option in reversed(options):
@@ -83,12 +89,15 @@ def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
         ensemble = 32 if device.startswith("cuda") else 8
     return RunOptions(workers=kwargs.pop("workers"), device=device, threads=kwargs.pop("threads"),
                       ensemble_size=ensemble, ensemble_mode=kwargs.pop("ensemble_mode"), data_dir=data_dir,
-                      progress=kwargs.pop("progress"))
+                      progress=kwargs.pop("progress"), executor=kwargs.pop("executor"),
+                      ray_address=kwargs.pop("ray_address"), ray_ship_data=kwargs.pop("ray_ship_data"))
 
 
 def _echo_summary(summary, store_dir: str) -> None:  # noqa: ANN001
     click.echo(f"{store_dir}: trained {summary.trained}, reused {summary.skipped}, failed {summary.failed} "
                f"in {summary.seconds:.1f} s")
+    if summary.retried:
+        click.echo(f"  {summary.retried} unit(s) retried after a worker process died")
     for key, error in summary.failures.items():
         click.echo(f"  failed {key[:12]}: {error.splitlines()[-1] if error else ''}", err=True)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
-from ..errors import SpecError
+from ..errors import SpecError, StoreError
 from ..model import ModelConfig
 from ..obfuscation import ObfuscationParams
 from ..sampling import SampleRecipe, draw_recipe, label_window
@@ -103,6 +103,15 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: dict) -> Job:
+        """Rebuild a job; when ``data`` carries its key, the content must still hash to it."""
+        job = cls._from_dict(data)
+        if "key" in data and data["key"] != job.key:
+            raise StoreError(f"job {data['key']}: its stored description no longer hashes to its key "
+                             f"(edited or corrupt store)")
+        return job
+
+    @classmethod
+    def _from_dict(cls, data: dict) -> Job:
         return cls(
             source_name=data["source_name"],
             source_fingerprint=data["source_fingerprint"],

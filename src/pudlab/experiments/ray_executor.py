@@ -1,0 +1,87 @@
+"""Run units as Ray tasks (``--executor ray``), on a laptop or a cluster.
+
+Each unit (one job, or one lockstep ensemble) is a Ray task asking for what it needs: one GPU for a
+CUDA unit, ``threads`` CPUs otherwise. Workers load the datasets from the data dir (which must then
+be visible to them, e.g. a shared filesystem) or, with ``ray_ship_data``, receive them through Ray's
+object store; either way they verify the dataset fingerprint before training. Results (weights as
+safetensors bytes) stream back to the driver, which stays the only writer of the store and commits
+each unit as it arrives: killing the driver and rerunning resumes exactly as with the local
+executor. A task whose worker process dies is retried by Ray (``max_retries``); an error inside
+pudlab comes back as a failed job and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from ..errors import PudlabError
+from .runner import RunOptions, Unit, WorkerContext, execute_unit
+
+_CONTEXTS: dict[tuple, WorkerContext] = {}
+"""Per Ray worker process: loaded datasets and splits, reused across the tasks it runs."""
+
+
+def _ray():  # noqa: ANN202
+    try:
+        import ray
+    except ImportError as exc:
+        raise PudlabError("the Ray executor needs Ray: pip install 'pudlab[ray]' (or pip install 'ray[default]')") from exc
+    return ray
+
+
+def _run_unit(unit: Unit, data_dir: str | None, device: str, threads: int, shipped: dict) -> list[dict]:
+    """Body of the Ray task (runs in a Ray worker process)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    context = _CONTEXTS.setdefault((data_dir, device), WorkerContext(data_dir, device))
+    for name, source in shipped.items():
+        context.sources.setdefault(name, source)
+    return execute_unit(context, unit)
+
+
+class RayExecutor:
+    """Submits every unit as a Ray task and yields outcomes as tasks finish."""
+
+    def __init__(self, options: RunOptions, device: str) -> None:
+        self.options, self.device = options, device
+        self.ray = _ray()
+        self.retried = 0
+        """Ray retries lost tasks itself; they are not counted here."""
+
+    def _connect(self) -> None:
+        if self.ray.is_initialized():
+            return
+        kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
+        if self.options.ray_address:
+            kwargs["address"] = self.options.ray_address
+        else:
+            kwargs["num_cpus"] = max(self.options.workers, 1) * self.options.threads_per_worker()
+        self.ray.init(**kwargs)
+
+    def run(self, units: Sequence[Unit]) -> Iterator[list[dict]]:
+        if not units:
+            return
+        self._connect()
+        ray = self.ray
+        threads = self.options.threads_per_worker()
+        resources = {"num_gpus": 1, "num_cpus": 1} if self.device.startswith("cuda") else {"num_cpus": threads}
+        task = ray.remote(max_retries=self.options.max_retries, retry_exceptions=False, **resources)(_run_unit)
+        shipped: dict = {}
+        if self.options.ray_ship_data:
+            from ..data.sources import load_source
+
+            names = sorted({job.source_name for unit in units for job in unit.jobs})
+            shipped = {name: load_source(name, self.options.data_dir) for name in names}
+        shipped_ref = ray.put(shipped)
+        futures = {task.remote(unit, self.options.data_dir, self.device, threads, shipped_ref): unit for unit in units}
+        while futures:
+            done, _ = ray.wait(list(futures), num_returns=1)
+            for ref in done:
+                unit = futures.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                        ray.exceptions.TaskCancelledError) as exc:
+                    yield [{"key": job.key, "error": f"Ray worker lost after {self.options.max_retries} retries: {exc}"}
+                           for job in unit.jobs]

@@ -1,0 +1,280 @@
+"""``pudlab privacy`` and ``pudlab pud``: the privacy attacks and the PUD triangle on the command line.
+
+Kept cheap to import (the top-level CLI imports it): numpy, torch, scikit-image and matplotlib are
+imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import PudlabError, SpecError
+
+# No module-level import of .cli: cli.py imports this module at its end, and importing this one
+# first must not start a cycle. CLI helpers are imported inside the commands.
+
+
+def _finite(data: Any) -> Any:
+    """JSON-safe copy: non-finite floats (an infinite epsilon at sigma 0) become None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return format(value, spec)
+
+
+def _epsilon(value: float | None, spec: str) -> str:
+    """An epsilon for the table: None in the JSON-safe report stands for infinity (sigma = 0)."""
+    return "inf" if value is None else _fmt(value, spec)
+
+
+# ---------------------------------------------------------------------------------------- privacy
+def _print_privacy(report: dict) -> None:
+    config = report["config"]
+    dataset = report["dataset"]
+    entries = report["sigmas"]
+    click.echo(f"{dataset['description']}: released T_t ({dataset['train_size']} samples), "
+               f"{config['queries']} attacked samples, pool {entries[0]['linkage']['pool_size']} "
+               f"(chance {entries[0]['linkage']['chance']:.4f}), denoising on {config['denoise_samples']}")
+    click.echo("")
+    header = (f"{'sigma':>6} {'PSNR dB':>8} {'SSIM':>6} {'link':>6} | {'best denoised: PSNR':>20} {'SSIM':>6} "
+              f"{'link':>6} | {'MIA AUC':>9} {'TPR@' + format(config['mia_fpr'], 'g'):>8} {'acc':>6} | "
+              f"{'eps img':>9} {'eps px':>7}")
+    click.echo(header)
+    click.echo("-" * len(header))
+    for entry in entries:
+        best = entry["denoising"]["best"]
+        membership = entry.get("membership")
+        dp = entry["dp"]["by_sensitivity"]
+        denoised = f"{best['psnr']:.2f} ({best['psnr_by']})"
+        mia = (f"{membership['auc']:.3f}±{membership['auc_stderr']:.2f}" if membership else "-")
+        click.echo(
+            f"{entry['sigma']:>6g} {entry['similarity']['psnr_mean']:>8.2f} {entry['similarity']['ssim_mean']:>6.3f} "
+            f"{entry['linkage']['rate']:>6.3f} | {denoised:>20} {best['ssim']:>6.3f} {best.get('linkage', 0.0):>6.3f} | "
+            f"{mia:>9} {_fmt(membership['tpr_at_fpr'] if membership else None):>8} "
+            f"{_fmt(membership['eval_accuracy'] if membership else None):>6} | "
+            f"{_epsilon(dp['image']['epsilon'], '.4g'):>9} {_epsilon(dp['pixel']['epsilon'], '.3g'):>7}"
+        )
+    click.echo("")
+    click.echo(f"privacy decline (averaging attack, n = 1..{config['disclosures']} disclosures): "
+               "PSNR dB / re-identified fraction")
+    for entry in entries:
+        click.echo(f"  sigma {entry['sigma']:g}")
+        for scheme, label in (("fresh", "(a) fresh i.i.d."), ("keyed", "(b) keyed"), ("disjoint", "(c) disjoint")):
+            rows = entry["decline"][scheme]
+            cells = " ".join(f"{row['psnr']:5.1f}/{row['reidentified_fraction']:.2f}" for row in rows)
+            click.echo(f"    {label:17} {cells}")
+    click.echo("")
+    click.echo(f"epsilon(delta={config['delta']:g}), analytic Gaussian mechanism, replace-one neighbours; "
+               f"n = {config['disclosures']} fresh releases (keyed and disjoint stay at n = 1):")
+    for entry in entries:
+        parts = []
+        for kind, by in entry["dp"]["by_sensitivity"].items():
+            last = by["composition"][-1]
+            parts.append(f"{kind} (L2 sens {by['sensitivity']:g}): {_epsilon(by['epsilon'], '.4g')} -> "
+                         f"{_epsilon(last['fresh'], '.4g')}")
+        click.echo(f"  sigma {entry['sigma']:g}: " + "; ".join(parts))
+    click.echo("  Image-level sensitivity gives huge epsilons: this noise is no formal DP guarantee for whole images.")
+
+
+def decline_figure(report: dict) -> Any:
+    """PSNR and re-identified fraction vs number of disclosures, per scheme and sigma."""
+    import numpy as np
+
+    from .plots import plt  # pyplot with the Agg backend selected
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = plt.cm.viridis(np.linspace(0, 0.85, len(report["sigmas"])))
+    styles = {"fresh": "-", "keyed": "--", "disjoint": ":"}
+    labels = {"fresh": "(a) fresh", "keyed": "(b) keyed", "disjoint": "(c) disjoint"}
+    for colour, entry in zip(colours, report["sigmas"], strict=True):
+        for scheme, rows in entry["decline"].items():
+            n = [row["n"] for row in rows]
+            left.plot(n, [row["psnr"] for row in rows], styles[scheme], color=colour, marker=".",
+                      label=f"σ={entry['sigma']:g} {labels[scheme]}")
+            right.plot(n, [row["reidentified_fraction"] for row in rows], styles[scheme], color=colour, marker=".")
+        first = entry["decline"]["fresh"][0]["psnr"]
+        n = np.arange(1, len(entry["decline"]["fresh"]) + 1)
+        left.plot(n, first + 10 * np.log10(n), color="0.6", linewidth=0.8, zorder=0)
+    left.plot([], [], color="0.6", linewidth=0.8, label="σ/√n law")
+    left.set_xlabel("disclosures n")
+    left.set_ylabel("attacker PSNR, dB (mean of n releases)")
+    right.set_xlabel("disclosures n")
+    right.set_ylabel("re-identified fraction of T")
+    right.set_ylim(-0.02, 1.02)
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    handles, labels_ = left.get_legend_handles_labels()
+    figure.legend(handles, labels_, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7, frameon=False)
+    figure.suptitle(f"Privacy decline (Sec. 5.1): {report['dataset']['description']}", fontsize=10)
+    return figure
+
+
+@click.command("privacy")
+@click.argument("dataset")
+@click.option("--sigma", "sigmas", type=float, multiple=True, required=True,
+              help="Noise std in [0, 1] pixel units; repeat for several.")
+@click.option("--queries", type=int, default=500, show_default=True, help="Released samples attacked (seeded subsample of T_t).")
+@click.option("--pool-size", type=int, default=5000, show_default=True,
+              help="Linkage candidate pool: the queries' sources plus other raw samples, this many in all.")
+@click.option("--denoise-samples", type=int, default=200, show_default=True, help="Samples the denoising attack runs on.")
+@click.option("--disclosures", type=int, default=10, show_default=True, help="N of the privacy-decline attack.")
+@click.option("--mia/--no-mia", "membership", default=True, show_default=True,
+              help="Run the membership-inference attack (trains one small model per sigma).")
+@click.option("--mia-members", type=int, default=1000, show_default=True, help="Training samples of the attacked model.")
+@click.option("--mia-nonmembers", type=int, default=500, show_default=True, help="Non-members (from T_e).")
+@click.option("--mia-epochs", type=int, default=20, show_default=True, help="Epochs of the attacked model.")
+@click.option("--mia-lr", type=float, default=1e-3, show_default=True, help="Adam learning rate of the attacked model, per step.")
+@click.option("--mia-widths", default="8,16,32", show_default=True, help="Conv widths of the attacked model.")
+@click.option("--delta", type=float, default=1e-5, show_default=True, help="delta of the (epsilon, delta) accounting.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Root seed of the attacks' subsamples, partitions, models.")
+@click.option("--noise-seed", type=int, default=0, show_default=True, help="Obfuscation noise key of the release.")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the 90/10 T_t / T_e split.")
+@click.option("--clip", is_flag=True, help="Release clipped to [0, 1].")
+@click.option("--device", default="cpu", show_default=True, help="Device of the attacked model: cpu, cuda, auto.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch CPU threads; 0 = torch's default. The attacked models are tiny; on a busy 2-core "
+                   "machine one thread ran the default command 3x faster than two.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write privacy.json and privacy_decline.png/.svg here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.pass_obj
+def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries: int, pool_size: int,
+                    denoise_samples: int, disclosures: int, membership: bool, mia_members: int, mia_nonmembers: int,
+                    mia_epochs: int, mia_lr: float, mia_widths: str, delta: float, seed: int, noise_seed: int,
+                    split_seed: int, clip: bool, device: str, threads: int, out: str | None, as_json: bool,
+                    progress: bool) -> None:
+    """Attack O(T_t) of DATASET at each --sigma: similarity, linkage, denoising, privacy decline,
+    membership inference, and the Gaussian-mechanism epsilon. See docs/privacy.md."""
+    import torch
+
+    from .cli import parse_widths, print_json
+    from .data.sources import load_source
+    from .plots import save_figure
+    from .privacy import PrivacyConfig, privacy_report
+    from .storage import write_json
+    from .training import resolve_device
+
+    if any(sigma < 0 or not math.isfinite(sigma) for sigma in sigmas):
+        raise PudlabError(f"--sigma must be finite and >= 0, got {list(sigmas)}")
+    if threads < 0:
+        raise PudlabError(f"--threads must be >= 0, got {threads}")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    config = PrivacyConfig(queries=queries, pool_size=pool_size, denoise_samples=denoise_samples,
+                           disclosures=disclosures, membership=membership, mia_members=mia_members,
+                           mia_nonmembers=mia_nonmembers, mia_epochs=mia_epochs, mia_lr=mia_lr,
+                           mia_widths=parse_widths(mia_widths), delta=delta, seed=seed, noise_seed=noise_seed,
+                           split_seed=split_seed, clip=clip)
+    started = time.perf_counter()
+    source = load_source(dataset, state.data_dir)
+    report = privacy_report(source, sigmas, config, device=str(resolve_device(device)), progress=progress)
+    report["command_wall_seconds"] = time.perf_counter() - started
+    report["torch_threads"] = torch.get_num_threads()
+    report = _finite(report)
+    if out is not None:
+        out_dir = Path(out)
+        write_json(out_dir / "privacy.json", report)
+        for fmt in ("png", "svg"):
+            save_figure(decline_figure(report), out_dir / f"privacy_decline.{fmt}")
+    if as_json:
+        print_json(report)
+        return
+    _print_privacy(report)
+    click.echo(f"\n{report['command_wall_seconds']:.1f} s wall, {report['torch_threads']} torch threads"
+               + (f"; wrote {out}/privacy.json, privacy_decline.png/.svg" if out else ""))
+
+
+# ---------------------------------------------------------------------------------------- pud
+@click.command("pud")
+@click.argument("store", required=False)
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None,
+              help="Per-sigma inputs as JSON (sigmas, accuracy, delta, privacy...; see docs/privacy.md).")
+@click.option("--privacy-json", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A `pudlab privacy --json` report supplying the privacy inputs (its sigmas must match).")
+@click.option("--profile", "profiles", multiple=True,
+              help="Recommend a sigma for a profile: outsourcing, pol, or a .toml file; repeatable.")
+@click.option("--privacy-combine", type=click.Choice(["min", "mean"]), default="min", show_default=True,
+              help="How privacy components combine into P (min: the strongest attack decides).")
+@click.option("--delta-floor", type=float, default=None,
+              help="Delta floor f in D = (Delta - f) / (Delta(0) - f) [default: the file's, else 0].")
+@click.option("--chance-accuracy", type=float, default=None,
+              help="a_c in U = (A - a_c) / (A(0) - a_c) [default: the file's, else 1 / num_classes].")
+@click.option("--show-sigma", "shown", type=float, multiple=True,
+              help="Draw triangles for these sigmas only (repeatable) [default: all].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write pud.json, pud_triangles.png/.svg and pud_curves.png/.svg here.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (recommended: null when no sigma fits).")
+def pud_command(store: str | None, from_json: str | None, privacy_json: str | None, profiles: tuple[str, ...],
+                privacy_combine: str, delta_floor: float | None, chance_accuracy: float | None,
+                shown: tuple[float, ...], out: str | None, as_json: bool) -> None:
+    """The PUD triangle per sigma, and the recommended sigma for application profiles.
+
+    STORE (a sweep store) is not wired yet; give the per-sigma inputs with --from-json.
+    """
+    from .cli import print_json
+    from .pud import load_profile, points_from_json, recommend, save_pud_figures
+    from .storage import read_json, write_json
+
+    if store is not None and from_json is None:
+        raise SpecError(f"{store}: reading PUD inputs from a sweep store is not available yet; "
+                        "pass --from-json FILE (format in docs/privacy.md)")
+    if from_json is None:
+        raise SpecError("pud: give --from-json FILE (the per-sigma inputs)")
+    data = read_json(from_json)
+    privacy_report = read_json(privacy_json) if privacy_json else None
+    points = points_from_json(data, source=from_json, base_dir=Path(from_json).parent, privacy_report=privacy_report,
+                              privacy_combine=privacy_combine, delta_floor=delta_floor,
+                              chance_accuracy=chance_accuracy)
+    loaded = [load_profile(name) for name in profiles]
+    recommendations = [recommend(points, profile) for profile in loaded]
+    result = {"kind": "pudlab.pud", "source": from_json, "points": [p.to_dict() for p in points],
+              "recommendations": [r.to_dict() for r in recommendations]}
+    if len(recommendations) == 1:
+        result["recommended"] = result["recommendations"][0]["recommended"]
+    if out is not None:
+        highlight = recommendations[0].recommended.sigma if recommendations and recommendations[0].recommended else None
+        save_pud_figures(points, out, title=f"PUD: {data.get('title', Path(from_json).stem)}",
+                         highlight=highlight, sigmas=list(shown) or None)
+        write_json(Path(out) / "pud.json", _finite(result))
+    if as_json:
+        print_json(_finite(result))
+        return
+    click.echo(f"{'sigma':>6} {'P':>6} {'U':>6} {'D':>6}   {'accuracy':>8} {'D from':>12}")
+    for point in points:
+        source = point.raw.get("d_method", "")
+        click.echo(f"{point.sigma:>6g} {point.privacy:>6.3f} {point.utility:>6.3f} {point.distinguishability:>6.3f}   "
+                   f"{point.raw['accuracy']:>8.4f} {source:>12}")
+    for recommendation in recommendations:
+        click.echo("")
+        click.echo(recommendation.message)
+        if recommendation.recommended is not None:
+            for label, neighbour in (("below", recommendation.below), ("above", recommendation.above)):
+                if neighbour is None:
+                    click.echo(f"  {label}: none (edge of the grid)")
+                    continue
+                missed = recommendation.failures.get(neighbour.sigma)
+                status = "feasible" if not missed else "misses " + ", ".join(missed)
+                click.echo(f"  {label}: sigma {neighbour.sigma:g}  P {neighbour.privacy:.3f}  U {neighbour.utility:.3f}"
+                           f"  D {neighbour.distinguishability:.3f}  ({status})")
+    if out is not None:
+        click.echo(f"\nwrote {out}/pud.json, pud_triangles.png/.svg, pud_curves.png/.svg")
+
+
+__all__ = ["decline_figure", "privacy_command", "pud_command"]
