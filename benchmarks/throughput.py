@@ -26,7 +26,6 @@ import math
 import platform
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -77,7 +76,7 @@ def time_steps(step, batches, device: torch.device, warmup: int, seconds_cap: fl
     return chunks[1], per_chunk * 3
 
 
-def typical_loop(config: ModelConfig, init, data: LabeledImages, batch: int, device: torch.device, args):
+def typical_loop(config: ModelConfig, init, data: LabeledImages, batch: int, device: torch.device, args, *_):
     """(a): what a research script usually does."""
     model = build_model(config, init).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -177,25 +176,22 @@ def main() -> None:
         config = ModelConfig(shape, widths)
         init = initial_state(config)
         data = random_set(args.n_train, shape, 0)
-        runs = [("a typical loop (DataLoader, fp32)", lambda: typical_loop(config, init, data, batch, device, args)),
-                ("b pudlab single", lambda: pudlab_single(config, init, data, batch, device, args, "fp32"))]
+        runs: list[tuple] = [("a typical loop (DataLoader, fp32)", typical_loop, ()),
+                             ("b pudlab single", pudlab_single, ("fp32",))]
         if precision != "fp32":
-            runs.append((f"b pudlab single {precision}",
-                         lambda: pudlab_single(config, init, data, batch, device, args, precision)))
+            runs.append((f"b pudlab single {precision}", pudlab_single, (precision,)))
         modes = ["fused"] if cuda else ["exact", "fused"]
         for k in ks:
             for mode in modes:
-                runs.append((f"c pudlab ensemble {mode} {precision} K={k}",
-                             lambda k=k, mode=mode: pudlab_ensemble(config, init, data, batch, device, args,
-                                                                    precision, k, mode)))
+                runs.append((f"c pudlab ensemble {mode} {precision} K={k}", pudlab_ensemble, (precision, k, mode)))
         baseline = None
         step_seconds: dict[int, float] = {}
-        for name, run in runs:
+        for name, run, extra in runs:
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
             try:
-                (seconds_per_step, steps), members = run()
+                (seconds_per_step, steps), members = run(config, init, data, batch, device, args, *extra)
             except Exception as exc:  # noqa: BLE001 - report and go on
                 print(json.dumps({"dataset": dataset, "config": name, "error": f"{type(exc).__name__}: {exc}"}))
                 continue

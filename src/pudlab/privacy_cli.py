@@ -220,37 +220,56 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
               help="Draw triangles for these sigmas only (repeatable) [default: all].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write pud.json, pud_triangles.png/.svg and pud_curves.png/.svg here.")
+@click.option("--dataset", default=None, help="With STORE: the dataset whose Exp-3 sweep to use [default: the first].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (recommended: null when no sigma fits).")
-def pud_command(store: str | None, from_json: str | None, privacy_json: str | None, profiles: tuple[str, ...],
-                privacy_combine: str, delta_floor: float | None, chance_accuracy: float | None,
-                shown: tuple[float, ...], out: str | None, as_json: bool) -> None:
+@click.pass_obj
+def pud_command(state, store: str | None, from_json: str | None, privacy_json: str | None,  # noqa: ANN001
+                profiles: tuple[str, ...], privacy_combine: str, delta_floor: float | None,
+                chance_accuracy: float | None, shown: tuple[float, ...], out: str | None, dataset: str | None,
+                as_json: bool) -> None:
     """The PUD triangle per sigma, and the recommended sigma for application profiles.
 
-    STORE (a sweep store) is not wired yet; give the per-sigma inputs with --from-json.
+    STORE: a sweep store with an Exp-3 sweep (Utility = accuracy of W_o,3,1; Distinguishability from
+    Delta = |D_3,1 - D_3,2|; Privacy from `pudlab privacy` at the same sigmas, computed once and kept
+    in STORE/privacy/). Or give the per-sigma inputs with --from-json.
     """
     from .cli import print_json
     from .pud import load_profile, points_from_json, recommend, save_pud_figures
     from .storage import read_json, write_json
 
-    if store is not None and from_json is None:
-        raise SpecError(f"{store}: reading PUD inputs from a sweep store is not available yet; "
-                        "pass --from-json FILE (format in docs/privacy.md)")
-    if from_json is None:
-        raise SpecError("pud: give --from-json FILE (the per-sigma inputs)")
-    data = read_json(from_json)
+    if (store is None) == (from_json is None):
+        raise SpecError("pud: give a STORE or --from-json FILE (the per-sigma inputs), not both")
     privacy_report = read_json(privacy_json) if privacy_json else None
-    points = points_from_json(data, source=from_json, base_dir=Path(from_json).parent, privacy_report=privacy_report,
+    if store is not None:
+        from .experiments.store import Store
+        from .pud_store import pud_inputs, store_datasets, stored_privacy
+
+        with Store(store, create=False) as opened:
+            names = store_datasets(opened)
+            chosen = dataset or (names[0] if names else None)
+            if chosen is None:
+                raise SpecError(f"{store}: no Exp-3 sweep in the store; run `pudlab run exp3 ...` first")
+            data = pud_inputs(opened, chosen)
+            if privacy_report is None:
+                privacy_report = stored_privacy(opened, chosen, data["sigmas"], data_dir=state.data_dir,
+                                                progress=not as_json)
+        source_label, base_dir = f"{store} ({chosen})", Path(store)
+        out = out or str(Path(store) / "pud" / Path(chosen).stem)
+    else:
+        data = read_json(from_json)
+        source_label, base_dir = from_json, Path(from_json).parent
+    points = points_from_json(data, source=source_label, base_dir=base_dir, privacy_report=privacy_report,
                               privacy_combine=privacy_combine, delta_floor=delta_floor,
                               chance_accuracy=chance_accuracy)
     loaded = [load_profile(name) for name in profiles]
     recommendations = [recommend(points, profile) for profile in loaded]
-    result = {"kind": "pudlab.pud", "source": from_json, "points": [p.to_dict() for p in points],
+    result = {"kind": "pudlab.pud", "source": source_label, "points": [p.to_dict() for p in points],
               "recommendations": [r.to_dict() for r in recommendations]}
     if len(recommendations) == 1:
         result["recommended"] = result["recommendations"][0]["recommended"]
     if out is not None:
         highlight = recommendations[0].recommended.sigma if recommendations and recommendations[0].recommended else None
-        save_pud_figures(points, out, title=f"PUD: {data.get('title', Path(from_json).stem)}",
+        save_pud_figures(points, out, title=f"PUD: {data.get('title', Path(source_label).stem)}",
                          highlight=highlight, sigmas=list(shown) or None)
         write_json(Path(out) / "pud.json", _finite(result))
     if as_json:

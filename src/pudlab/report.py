@@ -271,6 +271,8 @@ def build_blocks(store: Store, figure_files: list[Path]) -> list[Block]:
         blocks.append(Block("table", (["#", "claim", "criterion", "verdict", "numbers that decided it"],
                                       [[r.number, r.claim, r.criterion, r.status,
                                         json.dumps(r.evidence, sort_keys=True)] for r in results])))
+    blocks += privacy_blocks(store)
+    blocks += pud_blocks(store)
     # figures
     blocks.append(Block("heading", "Figures"))
     for path in figure_files:
@@ -293,6 +295,59 @@ def build_blocks(store: Store, figure_files: list[Path]) -> list[Block]:
                                 "accuracy is top-1 on T_e. The noise floor is D between two clean trainings that "
                                 "differ only in batch order: a distance at or below it carries no information "
                                 "about the data."))
+    return blocks
+
+
+def privacy_blocks(store: Store) -> list[Block]:
+    """The Privacy section: attack results per sigma and the privacy decline (when measured)."""
+    reports = sorted((store.root / "privacy").glob("*.json"))
+    if not reports:
+        return []
+    blocks = [Block("heading", "Privacy (pudlab privacy)"),
+              Block("text", "Attacks on the released O(T_t): similarity to the source, re-identification by "
+                            "nearest raw sample, the best denoiser, membership inference against a model trained "
+                            "on the release, and the Gaussian-mechanism epsilon (docs/privacy.md).")]
+    for path in reports:
+        report = json.loads(path.read_text())
+        rows, decline = [], []
+        for entry in report.get("sigmas", []):
+            best = entry["denoising"]["best"]
+            membership = entry.get("membership") or {}
+            epsilon = entry["dp"]["by_sensitivity"]["image"]["epsilon"]
+            rows.append([entry["sigma"], entry["similarity"]["psnr_mean"], entry["similarity"]["ssim_mean"],
+                         entry["linkage"]["rate"], f"{best['psnr']:.2f} ({best['psnr_by']})", best.get("linkage"),
+                         membership.get("auc"), membership.get("tpr_at_fpr"), epsilon])
+            for scheme in ("fresh", "keyed", "disjoint"):
+                points = entry["decline"][scheme]
+                decline.append([entry["sigma"], scheme, " ".join(f"{p['psnr']:.1f}" for p in points),
+                                " ".join(f"{p['reidentified_fraction']:.2f}" for p in points)])
+        blocks.append(Block("heading", f"Privacy of {path.stem}", 3))
+        blocks.append(Block("table", (["sigma", "PSNR dB", "SSIM", "re-identified", "best denoised PSNR",
+                                       "re-identified after denoising", "membership AUC", "TPR at 1% FPR",
+                                       "epsilon (image, delta 1e-5)"], rows)))
+        blocks.append(Block("text", "Privacy decline: the averaging attack over n = 1..N disclosures "
+                                    "(fresh noise each time, keyed noise, disjoint subsets)."))
+        blocks.append(Block("table", (["sigma", "scheme", "PSNR dB for n = 1..N", "re-identified fraction"], decline)))
+    return blocks
+
+
+def pud_blocks(store: Store) -> list[Block]:
+    """The PUD section: normalized Privacy, Utility, Distinguishability and recommendations (when computed)."""
+    results = sorted((store.root / "pud").glob("*/pud.json"))
+    if not results:
+        return []
+    blocks = [Block("heading", "PUD triangle (pudlab pud)")]
+    for path in results:
+        result = json.loads(path.read_text())
+        blocks.append(Block("heading", f"PUD of {path.parent.name}", 3))
+        blocks.append(Block("table", (["sigma", "Privacy", "Utility", "Distinguishability"],
+                                      [[p["sigma"], p["privacy"], p["utility"], p["distinguishability"]]
+                                       for p in result["points"]])))
+        for recommendation in result.get("recommendations", []):
+            blocks.append(Block("text", recommendation.get("message", "")))
+        for figure in ("pud_triangles.png", "pud_curves.png"):
+            if (path.parent / figure).exists():
+                blocks.append(Block("image", (str((path.parent / figure).relative_to(store.root)), figure[:-4])))
     return blocks
 
 

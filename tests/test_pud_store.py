@@ -1,0 +1,63 @@
+"""`pudlab pud STORE`: PUD inputs from a stored Exp-3 sweep, privacy kept in the store, report sections."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pudlab.data.sources import load_source
+from pudlab.experiments import RunOptions, Store, run_sweep
+from pudlab.privacy import PrivacyConfig, privacy_report
+from pudlab.privacy_cli import _finite
+from pudlab.pud_store import privacy_path, pud_inputs, stored_privacy
+from pudlab.storage import write_json
+
+from .test_experiments import tiny_preset
+
+
+@pytest.fixture
+def exp3_store(tmp_path, npz_dataset):
+    preset = tiny_preset(repeats=2, sigmas=(0.0, 0.5, 1.0))
+    with Store(tmp_path / "store") as store:
+        run_sweep(store, ["exp3"], [npz_dataset], preset, RunOptions(threads=1, progress=False, ensemble_size=8))
+    return tmp_path / "store", npz_dataset
+
+
+def test_pud_inputs_from_store(exp3_store):
+    root, dataset = exp3_store
+    with Store(root, create=False) as store:
+        data = pud_inputs(store, dataset)
+    assert data["sigmas"] == [0.0, 0.5, 1.0]
+    assert len(data["accuracy"]) == 3 and all(0 <= a <= 1 for a in data["accuracy"])
+    # Delta at sigma 0: D_3,1 is 0 (same job), so Delta is D_3,2
+    assert data["delta"][0] == pytest.approx(sum(data["spoof_distances"][0]) / 2)
+    assert data["honest_distances"][0] == [0.0, 0.0]
+    assert all(len(values) == 2 for values in data["spoof_distances"])
+
+
+def test_pud_command_on_store_and_report(exp3_store):
+    root, dataset = exp3_store
+    config = PrivacyConfig(queries=40, pool_size=200, denoise_samples=8, disclosures=3, membership=False)
+    report = _finite(privacy_report(load_source(dataset), [0.0, 0.5, 1.0], config))
+    with Store(root, create=False) as store:
+        write_json(privacy_path(store, dataset), report)
+        assert stored_privacy(store, dataset, [0.0, 0.5, 1.0], compute=False)["sigmas"]
+    result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", str(root), "--profile", "outsourcing",
+                             "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [p["sigma"] for p in data["points"]] == [0.0, 0.5, 1.0]
+    assert data["points"][0]["utility"] == pytest.approx(1.0)
+    assert (root / "pud" / "tiny" / "pud.json").exists() and (root / "pud" / "tiny" / "pud_triangles.png").exists()
+    subprocess.run([sys.executable, "-m", "pudlab.cli", "report", str(root)], check=True, capture_output=True)
+    markdown = (root / "report.md").read_text()
+    assert "## Privacy (pudlab privacy)" in markdown and "## PUD triangle (pudlab pud)" in markdown
+
+
+def test_pud_store_without_exp3_is_a_clear_error(tmp_path, npz_dataset):
+    with Store(tmp_path / "s") as store:
+        run_sweep(store, ["exp4"], [npz_dataset], tiny_preset(), RunOptions(threads=1, progress=False))
+    result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", str(tmp_path / "s")], capture_output=True,
+                            text=True)
+    assert result.returncode != 0 and "no Exp-3 sweep" in result.stderr
