@@ -129,13 +129,13 @@ def paper_projection(dataset: str, rates: dict[int, float], batch: int, ensemble
         expansion = expand(ExperimentPlan(load_experiment(name), dataset, preset), stand_in, split, "init")
         jobs.update(expansion.jobs)
     jobs_list = list(jobs.values())
-    units = make_units(jobs_list, ensemble_size, device)
+    units = make_units(jobs_list, ensemble_size, device, "fused" if device.startswith("cuda") else "exact")
     known = sorted(rates)
     seconds = 0.0
     for unit in units:
         k = next((k for k in known if k >= len(unit)), known[-1])
         per_step = rates[k]  # seconds per lockstep step at ensemble size k
-        steps = RUN_EPOCHS * math.ceil(unit[0].train_size / batch)
+        steps = RUN_EPOCHS * math.ceil(max(job.train_size for job in unit) / batch)
         seconds += steps * per_step
     images = sum(job.train_size for job in jobs_list) * RUN_EPOCHS
     return {"dataset": dataset, "jobs": len(jobs_list), "units": len(units), "training_images": images,

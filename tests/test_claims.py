@@ -2,7 +2,13 @@
 
 import pytest
 
-from pudlab.experiments.claims import NOT_EVALUATED, NOT_REPRODUCED, REPRODUCED, evaluate_claims, spearman
+from pudlab.experiments.claims import (
+    NOT_EVALUATED,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    evaluate_claims,
+    spearman,
+)
 
 SIGMAS = [0.0, 0.2, 0.4, 0.6, 1.0]
 

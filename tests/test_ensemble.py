@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from pudlab.ensemble import EnsembleMCnn, EnsembleTrainer, max_members, to_grouped_input, train_ensemble
+from pudlab.ensemble import (
+    EnsembleMCnn,
+    EnsembleTrainer,
+    max_members,
+    to_grouped_input,
+    train_ensemble,
+)
 from pudlab.errors import PudlabError
 from pudlab.metrics import model_distance, weight_norm
 from pudlab.model import ModelConfig, build_model, initial_state
@@ -68,11 +74,38 @@ def test_fused_mode_matches_separate_training_within_1e_5(members):
         assert relative < 1e-5
 
 
+def test_exact_mode_takes_any_sizes(members):
+    """Members of different sizes: a member whose epoch is over sits out, bit-identically to training alone."""
+    sets, configs, eval_set = members
+    sized = [sets[0], sets[1].take(np.arange(70)), sets[2].take(np.arange(150))]
+    init = initial_state(CONFIG)
+    ensemble = train_ensemble(sized, eval_set, CONFIG, init, configs, mode="exact")
+    for result, train_set, config in zip(ensemble, sized, configs, strict=True):
+        assert model_distance(result.weights, train_model(train_set, eval_set, CONFIG, init, config).weights) == 0.0
+
+
+def test_fused_mode_pads_unequal_last_batches(members):
+    """Same steps per epoch, different last-batch sizes: padded samples are masked out of the loss."""
+    sets, configs, _ = members
+    sized = [sets[0].take(np.arange(180)), sets[1].take(np.arange(170)), sets[2]]  # 6 steps of 32 each
+    init = initial_state(CONFIG)
+    fused = EnsembleTrainer(CONFIG, [init] * 3, sized, configs, mode="fused")
+    singles = [Trainer(CONFIG, init, train_set, config) for train_set, config in zip(sized, configs, strict=True)]
+    orders = [epoch_batches(len(t), 32, shuffle_seed=c.shuffle_seed, epoch=0) for t, c in zip(sized, configs, strict=True)]
+    last = [order[-1] for order in orders]
+    assert len({len(batch) for batch in last}) == 3
+    losses = fused.step(last)
+    for member, single in enumerate(singles):
+        assert float(losses[member]) == pytest.approx(float(single.step(last[member])), rel=1e-5)
+        relative = model_distance(fused.member_weights(member), single.weights()) / weight_norm(single.weights())
+        assert relative < 1e-5
+
+
 def test_members_must_match(members):
     sets, configs, _ = members
     init = initial_state(CONFIG)
-    with pytest.raises(PudlabError, match="equally sized"):
-        EnsembleTrainer(CONFIG, [init] * 2, [sets[0], sets[1].take(np.arange(10))], configs[:2])
+    with pytest.raises(PudlabError, match="same number of steps per epoch"):
+        EnsembleTrainer(CONFIG, [init] * 2, [sets[0], sets[1].take(np.arange(10))], configs[:2], mode="fused")
     with pytest.raises(PudlabError, match="share every hyper-parameter"):
         EnsembleTrainer(CONFIG, [init] * 2, sets[:2], [configs[0], TrainConfig(epochs=2, batch_size=16)])
     with pytest.raises(PudlabError, match="ensemble mode"):

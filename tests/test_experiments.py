@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from pudlab.errors import SpecError
-from pudlab.experiments import RunOptions, Store, load_experiment, load_preset, plan_sweep, run_sweep
+from pudlab.experiments import (
+    RunOptions,
+    Store,
+    load_experiment,
+    load_preset,
+    plan_sweep,
+    run_sweep,
+)
 from pudlab.experiments.jobs import Job
 from pudlab.experiments.series import series_table
 from pudlab.experiments.spec import SHIPPED_EXPERIMENTS, parse_experiment, parse_preset

@@ -135,7 +135,12 @@ def default_mode(device: torch.device) -> str:
 
 
 class EnsembleTrainer:
-    """K members of one M_cnn config trained in lockstep, each on its own equally sized dataset."""
+    """K members of one M_cnn config trained in lockstep, each on its own dataset.
+
+    Exact mode takes datasets of any sizes (a member whose epoch is over sits the remaining steps
+    out). Fused mode needs the same number of steps per epoch; unequal last batches are padded and
+    masked out of the loss.
+    """
 
     def __init__(
         self,
@@ -150,9 +155,7 @@ class EnsembleTrainer:
         members = len(train_sets)
         if not (members == len(configs) == len(initial_weights)) or members == 0:
             raise PudlabError("an ensemble needs one initial weight set, training set and config per member")
-        sizes = {len(train_set) for train_set in train_sets}
-        if len(sizes) != 1:
-            raise PudlabError(f"ensemble members must have equally sized training sets, got sizes {sorted(sizes)}")
+        self.sizes = [len(train_set) for train_set in train_sets]
         for train_set in train_sets:
             if train_set.sample_shape != model_config.input_shape:
                 raise PudlabError(f"training images are {train_set.sample_shape}, the model expects "
@@ -165,7 +168,11 @@ class EnsembleTrainer:
         self.configs = list(configs)
         self.config = configs[0]
         self.members = members
-        self.size = sizes.pop()
+        batch = self.config.batch_size
+        steps = {-(-size // batch) for size in self.sizes}
+        if self.mode == "fused" and len(steps) != 1:
+            raise PudlabError(f"fused ensemble members need the same number of steps per epoch; sizes {self.sizes} "
+                              f"give {sorted(steps)} at batch size {batch}")
         self.channels_last = self.device.type == "cuda" and self.mode == "fused"
         options: dict = {"lr": self.config.lr, "betas": self.config.adam_betas, "eps": self.config.adam_eps}
         if self.mode == "fused":
@@ -182,44 +189,77 @@ class EnsembleTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), **options)
         # bf16 autocast casts the inputs of every conv to bf16 anyway: storing them so is exact and halves memory
         data_dtype = torch.bfloat16 if self.config.precision == "bf16" and self.device.type == "cuda" else torch.float32
-        self.images = torch.stack([torch.from_numpy(t.images) for t in train_sets]).to(self.device, data_dtype)
-        self.labels = torch.stack([torch.from_numpy(t.labels) for t in train_sets]).to(self.device)
-        self.member_index = torch.arange(members, device=self.device)[:, None]
+        if self.mode == "fused":  # one (K, N_max, ...) tensor; members with fewer samples are zero-padded
+            longest = max(self.sizes)
+            self.images = torch.zeros((members, longest, *model_config.input_shape), dtype=data_dtype,
+                                      device=self.device)
+            self.labels = torch.zeros((members, longest), dtype=torch.int64, device=self.device)
+            for member, train_set in enumerate(train_sets):
+                self.images[member, :len(train_set)] = torch.from_numpy(train_set.images).to(self.device, data_dtype)
+                self.labels[member, :len(train_set)] = torch.from_numpy(train_set.labels).to(self.device)
+            self.member_index = torch.arange(members, device=self.device)[:, None]
+        else:  # one tensor per member, any sizes
+            self.member_images = [torch.from_numpy(t.images).to(self.device) for t in train_sets]
+            self.member_labels = [torch.from_numpy(t.labels).to(self.device) for t in train_sets]
 
-    def _logits(self, images: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
-        """Member logits for (K, B, C, H, W) inputs: a (K, B, classes) tensor or a list of K (B, classes)."""
-        if self.mode == "fused":
-            return self.model(to_grouped_input(images, self.channels_last))
-        return [module(images[member]) for member, module in enumerate(self.model)]
+    def step(self, positions: Sequence[np.ndarray | None]) -> torch.Tensor:
+        """One lockstep Adam step; ``positions[k]``: member k's batch (None: k sits this step out).
 
-    def step(self, positions: np.ndarray) -> torch.Tensor:
-        """One lockstep Adam step; ``positions`` is (K, B); returns the K batch losses (a tensor)."""
-        index = torch.from_numpy(np.ascontiguousarray(positions, dtype=np.int64)).to(self.device, non_blocking=True)
-        images, labels = self.images[self.member_index, index], self.labels[self.member_index, index]
+        Returns the K batch losses (a tensor; 0 for members that sat out). In exact mode a member
+        without a batch keeps no gradient, and Adam leaves its weights and moments untouched.
+        """
         with numerics(self.device, self.config.precision):
             self.optimizer.zero_grad(set_to_none=True)
-            with autocast(self.device, self.config.precision):
-                logits = self._logits(images)
             if self.mode == "fused":
-                per_sample = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                             reduction="none")
-                losses = per_sample.view(self.members, -1).mean(dim=1)
+                losses = self._fused_losses(positions)
             else:
-                losses = torch.stack([F.cross_entropy(member_logits.float(), labels[member])
-                                      for member, member_logits in enumerate(logits)])
+                losses = self._exact_losses(positions)
             losses.sum().backward()
             self.optimizer.step()
         return losses.detach()
 
+    def _exact_losses(self, positions: Sequence[np.ndarray | None]) -> torch.Tensor:
+        losses = []
+        for member, module in enumerate(self.model):
+            batch = positions[member]
+            if batch is None or len(batch) == 0:
+                losses.append(torch.zeros((), device=self.device))
+                continue
+            index = torch.from_numpy(np.asarray(batch, dtype=np.int64)).to(self.device)
+            with autocast(self.device, self.config.precision):
+                logits = module(self.member_images[member][index])
+            losses.append(F.cross_entropy(logits.float(), self.member_labels[member][index]))
+        return torch.stack(losses)
+
+    def _fused_losses(self, positions: Sequence[np.ndarray | None]) -> torch.Tensor:
+        lengths = [0 if batch is None else len(batch) for batch in positions]
+        if min(lengths) == 0:
+            raise PudlabError("a fused ensemble steps every member at every step")
+        longest = max(lengths)
+        padded = np.stack([np.pad(np.asarray(batch, dtype=np.int64), (0, longest - len(batch)), mode="edge")
+                           for batch in positions])
+        index = torch.from_numpy(padded).to(self.device, non_blocking=True)
+        images, labels = self.images[self.member_index, index], self.labels[self.member_index, index]
+        with autocast(self.device, self.config.precision):
+            logits = self.model(to_grouped_input(images, self.channels_last))
+        per_sample = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                     reduction="none").view(self.members, longest)
+        if min(lengths) == longest:
+            return per_sample.mean(dim=1)
+        # unequal last batches: padded samples weigh 0, each member averages over its real samples
+        counts = torch.tensor(lengths, device=self.device)
+        mask = torch.arange(longest, device=self.device)[None, :] < counts[:, None]
+        return (per_sample * mask).sum(dim=1) / counts
+
     def run_epoch(self, epoch: int) -> list[float]:
         """One pass, each member in its own recorded order; returns the members' mean batch losses."""
         self.model.train()
-        orders = [epoch_batches(self.size, self.config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch)
-                  for config in self.configs]
+        orders = [epoch_batches(size, self.config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch)
+                  for size, config in zip(self.sizes, self.configs, strict=True)]
         total = torch.zeros(self.members, device=self.device)
-        for step_batches in zip(*orders, strict=True):
-            total += self.step(np.stack(step_batches))
-        return [float(value) / max(len(orders[0]), 1) for value in total.cpu()]
+        for step in range(max(len(order) for order in orders)):
+            total += self.step([order[step] if step < len(order) else None for order in orders])
+        return [float(value) / max(len(order), 1) for value, order in zip(total.cpu(), orders, strict=True)]
 
     @torch.no_grad()
     def evaluate(self, eval_set: LabeledImages, *, batch_size: int = 1000) -> list[tuple[float, float]]:
@@ -235,7 +275,7 @@ class EnsembleTrainer:
             labels = torch.from_numpy(eval_set.labels[start:start + batch_size]).to(self.device)
             stacked = images.unsqueeze(0).expand(self.members, *images.shape)
             with numerics(self.device, self.config.precision), autocast(self.device, self.config.precision):
-                logits = self._logits(stacked).float()
+                logits = self.model(to_grouped_input(stacked, self.channels_last)).float()
             expanded = labels.unsqueeze(0).expand(self.members, -1)
             losses += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), expanded.reshape(-1),
                                       reduction="none").view(self.members, -1).sum(1).double()

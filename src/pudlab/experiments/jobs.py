@@ -126,13 +126,18 @@ class Job:
             snapshot_epochs=tuple(int(e) for e in data.get("snapshot_epochs", ())),
         )
 
-    def group_signature(self) -> tuple:
-        """Jobs with equal signatures can train in one lockstep ensemble."""
+    def group_signature(self, mode: str = "exact") -> tuple:
+        """Jobs with equal signatures can train in one lockstep ensemble: same data source, model,
+        initial weights and hyper-parameters but the shuffle seed; for a fused ensemble also the
+        same number of steps per epoch (exact ensembles take any sizes)."""
         train = self.train.to_dict()
         train.pop("shuffle_seed")
-        return (self.source_fingerprint, json.dumps(self.split.to_dict(), sort_keys=True),
-                json.dumps(self.model.to_dict(), sort_keys=True), self.init_sha256,
-                json.dumps(train, sort_keys=True), self.train_size)
+        signature = (self.source_fingerprint, json.dumps(self.split.to_dict(), sort_keys=True),
+                     json.dumps(self.model.to_dict(), sort_keys=True), self.init_sha256,
+                     json.dumps(train, sort_keys=True))
+        if mode == "fused":
+            signature += (-(-self.train_size // self.train.batch_size),)
+        return signature
 
 
 def job_training_set(split: Split, job: Job) -> tuple[LabeledImages, LabeledImages]:

@@ -297,18 +297,20 @@ def make_executor(options: RunOptions, device: str) -> Executor:
 
 
 # ------------------------------------------------------------------------------------------- driver side
-def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu") -> list[list[Job]]:
+def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu", mode: str = "exact") -> list[list[Job]]:
     """Group jobs that can share an ensemble (same signature), at most ``ensemble_size`` each
-    (and at most what fits in memory). Deterministic: the same jobs give the same units."""
+    (and at most what fits in memory). Deterministic: the same jobs give the same units; within a
+    group, jobs of similar size go together (sorted by size, then key)."""
     from ..ensemble import max_members
 
     groups: dict[tuple, list[Job]] = {}
-    for job in sorted(jobs, key=lambda j: j.key):
-        groups.setdefault(job.group_signature(), []).append(job)
+    for job in sorted(jobs, key=lambda j: (j.train_size, j.key)):
+        groups.setdefault(job.group_signature(mode), []).append(job)
     units: list[list[Job]] = []
     for members in groups.values():
+        largest = max(job.train_size for job in members)
         first = members[0]
-        size = max(1, min(ensemble_size, max_members(first.model, first.train_size, first.train.batch_size, device)))
+        size = max(1, min(ensemble_size, max_members(first.model, largest, first.train.batch_size, device)))
         units.extend(members[start:start + size] for start in range(0, len(members), size))
     return units
 
@@ -352,7 +354,7 @@ def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
     # (fused ensembles round differently per grouping); exact ensembles can drop finished members
     units: list[Unit] = []
     inits: dict[str, bytes] = {}
-    for members in make_units([store.job(key) for key in keys], options.ensemble_size, device):
+    for members in make_units([store.job(key) for key in keys], options.ensemble_size, device, mode):
         if not any(job.key in pending for job in members):
             continue
         if mode == "exact":
