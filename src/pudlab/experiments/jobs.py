@@ -19,6 +19,7 @@ from ..data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
 from ..errors import SpecError, StoreError
 from ..model import ModelConfig
 from ..obfuscation import ObfuscationParams
+from ..pipeline import training_set
 from ..sampling import SampleRecipe, draw_recipe, label_window
 from ..seeding import derive_rng
 from ..training import TrainConfig, default_batch_size
@@ -142,11 +143,7 @@ class Job:
 
 def job_training_set(split: Split, job: Job) -> tuple[LabeledImages, LabeledImages]:
     """(raw sample, obfuscated sample) of ``job`` from its T_t."""
-    from ..obfuscation import obfuscate
-
-    sample = split.train.take(draw_recipe(split.train.labels, job.recipe))
-    params = job.obfuscation
-    return sample, obfuscate(sample, sigma=params.sigma, fraction=params.fraction, seed=params.seed, clip=params.clip)
+    return training_set(split, job.recipe, job.obfuscation)
 
 
 @dataclass(frozen=True)
