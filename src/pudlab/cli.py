@@ -255,15 +255,13 @@ def distance_command(first: str, second: str, per_layer: bool, as_json: bool) ->
         click.echo(f"  {layer:10} {value:.6g}")
 
 
+# ---------------------------------------------------------------------------------------- other modules' commands
 from .experiments.cli import COMMANDS as _EXPERIMENT_COMMANDS  # noqa: E402
-
-for _command in _EXPERIMENT_COMMANDS:
-    cli.add_command(_command)
-
+from .pol.cli import pol_group  # noqa: E402
 from .privacy_cli import privacy_command, pud_command  # noqa: E402
 
-cli.add_command(privacy_command)
-cli.add_command(pud_command)
+for _command in (*_EXPERIMENT_COMMANDS, privacy_command, pud_command, pol_group):
+    cli.add_command(_command)
 
 
 def main() -> None:

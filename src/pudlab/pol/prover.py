@@ -1,0 +1,167 @@
+"""The prover of privacy-preserving Proof-of-Learning (paper Sec. 5.3, Fig. 7; PoL: Jia et al.,
+IEEE S&P 2021).
+
+The prover trains on its private data T, logs a checkpoint (weights and Adam state) every K steps
+and the sample positions of every step, and shares O(T) -- never T -- in a bundle
+(:mod:`pudlab.pol.bundle`). Every step is :meth:`pudlab.training.Trainer.step`, the same call the
+verifier replays.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.dataset import LabeledImages
+from ..errors import PudlabError
+from ..model import ModelConfig
+from ..pipeline import weights_sha256
+from ..storage import read_json, write_json
+from ..training import TrainConfig, Trainer, environment, epoch_batches
+from .bundle import (
+    FORMAT,
+    INITIAL_FILE,
+    MANIFEST_FILE,
+    OPTIMIZER_RECORD,
+    PADDING,
+    SHARED_X_FILE,
+    SHARED_Y_FILE,
+    WITHHELD,
+    BundleWriter,
+    NoiseClaim,
+    TrainingState,
+    reseal_bundle,
+    save_npy,
+    schedule_shape,
+)
+from .replay import capture_state, torch_threads
+
+
+@dataclass
+class ProofResult:
+    """What :func:`prove` wrote."""
+
+    path: Path
+    manifest_sha256: str
+    num_steps: int
+    num_checkpoints: int
+    final_weights: dict[str, torch.Tensor]
+    final_weights_sha256: str
+    seconds: float
+
+
+def _check_shared(private_set: LabeledImages, shared_set: LabeledImages) -> None:
+    if len(shared_set) != len(private_set) or shared_set.sample_shape != private_set.sample_shape:
+        raise PudlabError(f"shared data has {len(shared_set)} samples of {shared_set.sample_shape}, the training "
+                          f"data {len(private_set)} of {private_set.sample_shape}: O(T) must match T sample for sample")
+    if not np.array_equal(shared_set.labels, private_set.labels):
+        raise PudlabError("shared data labels differ from the training labels (obfuscation keeps labels)")
+
+
+def prove(
+    private_set: LabeledImages,
+    shared_set: LabeledImages,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    initial_weights: dict[str, torch.Tensor],
+    noise: NoiseClaim,
+    checkpoint_every: int,
+    out: str | os.PathLike,
+    init_seed: int | None = None,
+    provenance: dict | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> ProofResult:
+    """Train on ``private_set`` (T) and write a proof bundle sharing ``shared_set`` (O(T)) to ``out``.
+
+    ``checkpoint_every``: K, optimizer steps between checkpoints (one more after the last step).
+    ``init_seed``: the seed ``initial_weights`` were drawn with, so a verifier can redraw them;
+    None when they came from a file. ``threads``: intra-op threads to train with (recorded; a
+    bit-exact replay needs the same count); None keeps torch's current setting.
+    """
+    if checkpoint_every < 1:
+        raise PudlabError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
+    if train_config.epochs < 1:
+        raise PudlabError("a proof needs at least one epoch")
+    _check_shared(private_set, shared_set)
+    started = time.perf_counter()
+    num_samples, batch_size = len(private_set), train_config.batch_size
+    steps_per_epoch, num_steps = schedule_shape(num_samples, batch_size, train_config.epochs)
+    batches = np.full((num_steps, batch_size), PADDING, dtype=np.int64)
+    writer = BundleWriter(out, overwrite=overwrite)
+    try:
+        with torch_threads(threads):
+            trainer = Trainer(model_config, initial_weights, private_set, train_config, device=device)
+            env = environment(trainer.device)
+            writer.write_initial(initial_weights)
+            step = 0
+            bar = tqdm(total=num_steps, desc="prove", unit="step", disable=not progress, leave=False)
+            for epoch in range(train_config.epochs):
+                for positions in epoch_batches(num_samples, batch_size, shuffle_seed=train_config.shuffle_seed, epoch=epoch):
+                    trainer.step(positions)
+                    batches[step, :len(positions)] = positions
+                    step += 1
+                    bar.update()
+                    if step % checkpoint_every == 0 or step == num_steps:
+                        writer.add_checkpoint(capture_state(trainer, step))
+            bar.close()
+        final = trainer.weights()
+        manifest = {
+            "format": FORMAT,
+            "model": model_config.to_dict(),
+            "training": train_config.to_dict(),
+            "optimizer": OPTIMIZER_RECORD,
+            "init": {"file": INITIAL_FILE, "seed": init_seed, "weights_sha256": weights_sha256(initial_weights)},
+            "obfuscation": {"sigma": noise.sigma, "fraction": noise.fraction, "clip": noise.clip, "noise_seed": WITHHELD},
+            "shared": {"num_samples": num_samples, "num_classes": model_config.num_classes},
+            "schedule": {"num_steps": num_steps, "steps_per_epoch": steps_per_epoch,
+                         "checkpoint_every": checkpoint_every, "padding": PADDING},
+            "environment": env,
+            "provenance": provenance or {},
+        }
+        path = writer.finish(manifest, shared=shared_set, batches=batches)
+    except BaseException:
+        writer.abort()
+        raise
+    return ProofResult(path, _manifest_sha(path), num_steps, len(writer.checkpoints), final,
+                       weights_sha256(final), time.perf_counter() - started)
+
+
+def _manifest_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
+
+
+def reshare(bundle: str | os.PathLike, out: str | os.PathLike, shared_set: LabeledImages, noise: NoiseClaim,
+            *, overwrite: bool = False) -> Path:
+    """Copy ``bundle`` to ``out`` with other shared data (e.g. the same training disclosed at another
+    sigma) and re-seal it. Trusts ``bundle`` (it is the caller's own)."""
+    source, target = Path(bundle), Path(out)
+    if target.exists():
+        if not overwrite:
+            raise PudlabError(f"{target}: exists (choose another path, or overwrite)")
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    manifest = read_json(target / MANIFEST_FILE)
+    if len(shared_set) != manifest["shared"]["num_samples"]:
+        raise PudlabError(f"reshare: {len(shared_set)} samples, the bundle trained on {manifest['shared']['num_samples']}")
+    save_npy(target / SHARED_X_FILE, shared_set.images.astype(np.float32, copy=False))
+    save_npy(target / SHARED_Y_FILE, shared_set.labels.astype(np.int64, copy=False))
+    manifest["obfuscation"] = {"sigma": noise.sigma, "fraction": noise.fraction, "clip": noise.clip, "noise_seed": WITHHELD}
+    write_json(target / MANIFEST_FILE, manifest)
+    reseal_bundle(target)
+    return target
+
+
+__all__ = ["ProofResult", "TrainingState", "prove", "reshare"]
