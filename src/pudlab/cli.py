@@ -257,10 +257,11 @@ def distance_command(first: str, second: str, per_layer: bool, as_json: bool) ->
 
 # ---------------------------------------------------------------------------------------- other modules' commands
 from .experiments.cli import COMMANDS as _EXPERIMENT_COMMANDS  # noqa: E402
+from .fl.cli import fl_group  # noqa: E402
 from .pol.cli import pol_group  # noqa: E402
 from .privacy_cli import privacy_command, pud_command  # noqa: E402
 
-for _command in (*_EXPERIMENT_COMMANDS, privacy_command, pud_command, pol_group):
+for _command in (*_EXPERIMENT_COMMANDS, privacy_command, pud_command, pol_group, fl_group):
     cli.add_command(_command)
 
 

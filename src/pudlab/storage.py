@@ -34,6 +34,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
+        os.chmod(temp, 0o644)  # mkstemp makes owner-only files; results are meant to be shared
         os.replace(temp, target)
     finally:
         if temp.exists():
