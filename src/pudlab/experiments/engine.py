@@ -31,8 +31,12 @@ class PlannedSweep:
 
 
 def plan_sweep(store: Store, experiments: Sequence[str | Path | ExperimentSpec], datasets: Sequence[str],
-               preset: Preset, *, data_dir: str | None = None) -> PlannedSweep:
-    """Expand every experiment on every dataset into jobs and record the plans in ``store``."""
+               preset: Preset, *, data_dir: str | None = None, device: str = "cpu") -> PlannedSweep:
+    """Expand every experiment on every dataset into jobs and record the plans in ``store``.
+
+    ``device`` resolves a preset precision of ``auto`` (the resolved one is what jobs record).
+    """
+    preset = preset.for_device(device)
     specs = [item if isinstance(item, ExperimentSpec) else load_experiment(item) for item in experiments]
     combined = Expansion()
     plans: list[tuple[ExperimentPlan, str]] = []
@@ -60,7 +64,7 @@ def run_sweep(store: Store, experiments: Sequence[str | Path | ExperimentSpec], 
               preset: Preset, options: RunOptions, *, command: str = "run") -> RunSummary:
     """Plan, train what is missing, and refresh the derived series. Resumable: rerun to continue."""
     started = time.time()
-    planned = plan_sweep(store, experiments, datasets, preset, data_dir=options.data_dir)
+    planned = plan_sweep(store, experiments, datasets, preset, data_dir=options.data_dir, device=options.device)
     summary = run_jobs(store, planned.job_keys, options)
     refresh_series(store)
     store.record_timing(command, started, time.time() - started, summary.trained,

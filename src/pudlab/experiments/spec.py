@@ -332,7 +332,7 @@ class Preset:
     repeats: int = 1
     """Seeds per point (shuffle and noise seeds; the initial weights stay shared)."""
     precision: str = "fp32"
-    """fp32 | tf32 | bf16."""
+    """fp32 | tf32 | bf16 | auto (bf16 on CUDA, fp32 on CPU: see docs/performance.md, precision study)."""
     disjoint: bool = True
     """Redraws ("sampled with the same setting") avoid the original's entries."""
     max_train_size: int = 0
@@ -368,6 +368,12 @@ class Preset:
     def to_dict(self) -> dict:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
 
+    def for_device(self, device: str) -> Preset:
+        """The preset with ``precision = "auto"`` resolved for ``device``: bf16 on CUDA, fp32 elsewhere."""
+        if self.precision != "auto":
+            return self
+        return replace(self, precision="bf16" if str(device).startswith("cuda") else "fp32")
+
 
 def validate_preset(preset: Preset, source: str) -> Preset:
     """Range checks of a preset; returns it."""
@@ -378,7 +384,7 @@ def validate_preset(preset: Preset, source: str) -> Preset:
         (len(preset.widths) == 3 and min(preset.widths) >= 1, "widths", "three positive integers"),
         (preset.hidden >= 1, "hidden", "an integer >= 1"),
         (preset.repeats >= 1, "repeats", "an integer >= 1"),
-        (preset.precision in ("fp32", "tf32", "bf16"), "precision", "fp32, tf32 or bf16"),
+        (preset.precision in ("fp32", "tf32", "bf16", "auto"), "precision", "fp32, tf32, bf16 or auto"),
         (len(preset.sigmas) >= 1 and min(preset.sigmas) >= 0, "sigmas", "a non-empty list of numbers >= 0"),
         (len(set(preset.sigmas)) == len(preset.sigmas), "sigmas", "distinct values"),
         (0 < preset.eval_fraction < 1, "eval_fraction", "a number in (0, 1)"),
