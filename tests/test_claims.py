@@ -80,3 +80,13 @@ def test_spearman():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2, 3], [1, 1, 1]) != spearman([1, 2, 3], [1, 1, 1])  # nan
+
+
+def test_claim9_needs_a_flat_tail_not_just_a_slow_last_step():
+    """A concave curve still rising over its last quarter (the quick preset's 8 epochs) has not converged."""
+    tables = paper_like()
+    rising = [1.1, 1.85, 2.2, 2.55, 2.8, 3.05, 3.2, 3.38]  # D_1 of a real 8-epoch run
+    tables["fig2"]["D_1"] = curve(rising, "epoch_distance", list(range(1, 9)))
+    results = {r.number: r for r in evaluate_claims(tables, mnist_family=True)}
+    assert results[9].status == NOT_REPRODUCED
+    assert results[9].evidence["D_1"]["tail spread"] == pytest.approx(3.38 - 3.05)
