@@ -42,11 +42,13 @@ from .training import (
     EpochRecord,
     TrainConfig,
     TrainResult,
+    as_model_input,
     autocast,
     environment,
     epoch_batches,
     evaluate,
     numerics,
+    prepare_model,
     resolve_device,
 )
 
@@ -173,7 +175,7 @@ class EnsembleTrainer:
         if self.mode == "fused" and len(steps) != 1:
             raise PudlabError(f"fused ensemble members need the same number of steps per epoch; sizes {self.sizes} "
                               f"give {sorted(steps)} at batch size {batch}")
-        self.channels_last = self.device.type == "cuda" and self.mode == "fused"
+        self.channels_last = self.mode == "fused"
         options: dict = {"lr": self.config.lr, "betas": self.config.adam_betas, "eps": self.config.adam_eps}
         if self.mode == "fused":
             self.model: nn.Module = EnsembleMCnn(model_config, members)
@@ -185,7 +187,8 @@ class EnsembleTrainer:
             if self.device.type == "cuda":
                 options["fused"] = True
         else:
-            self.model = nn.ModuleList([build_model(model_config, state) for state in initial_weights]).to(self.device)
+            self.model = nn.ModuleList([prepare_model(build_model(model_config, state), self.device)
+                                        for state in initial_weights])
         self.optimizer = torch.optim.Adam(self.model.parameters(), **options)
         # bf16 autocast casts the inputs of every conv to bf16 anyway: storing them so is exact and halves memory
         data_dtype = torch.bfloat16 if self.config.precision == "bf16" and self.device.type == "cuda" else torch.float32
@@ -227,7 +230,7 @@ class EnsembleTrainer:
                 continue
             index = torch.from_numpy(np.asarray(batch, dtype=np.int64)).to(self.device)
             with autocast(self.device, self.config.precision):
-                logits = module(self.member_images[member][index])
+                logits = module(as_model_input(self.member_images[member][index]))
             losses.append(F.cross_entropy(logits.float(), self.member_labels[member][index]))
         return torch.stack(losses)
 
