@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -9,6 +10,8 @@ import click
 
 from ..errors import PudlabError
 
+MAX_AUTO_WORKERS = 8
+"""Most worker processes chosen automatically on CPU (each holds its own copy of the data)."""
 OVERRIDES = ("epochs", "sigmas", "repeats", "widths", "hidden", "lr", "batch_size", "precision", "max_train_size",
              "snapshot_every")
 
@@ -48,8 +51,11 @@ def sweep_options(command: Callable) -> Callable:
         click.option("--max-train-size", type=int, default=None, help="Override: cut T_t to this many samples."),
         click.option("--snapshot-every", type=int, default=None, help="Override: epochs between Fig. 2 snapshots."),
         click.option("--store", type=click.Path(file_okay=False), required=True, help="Result store directory."),
-        click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes."),
-        click.option("--threads", type=int, default=0, help="torch threads per worker [default: cores / workers]."),
+        click.option("--workers", type=int, default=None,
+                     help="Worker processes [default: CPU: one per core (at most 8), 1 thread each; CUDA: 1].",),
+        click.option("--threads", type=int, default=0,
+                     help="torch threads per worker [default: 1 on CPU with auto workers, else cores / workers]. "
+                          "Results are bit-identical only under the same value."),
         click.option("--ensemble-size", type=int, default=None,
                      help="Most jobs trained together in one lockstep ensemble [default: 8 on CPU, 32 on CUDA]."),
         click.option("--ensemble-mode", type=click.Choice(["exact", "fused"]), default=None,
@@ -87,7 +93,11 @@ def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
     ensemble = kwargs.pop("ensemble_size")
     if ensemble is None:
         ensemble = 32 if device.startswith("cuda") else 8
-    return RunOptions(workers=kwargs.pop("workers"), device=device, threads=kwargs.pop("threads"),
+    workers, threads = kwargs.pop("workers"), kwargs.pop("threads")
+    if workers is None:  # small convs use one core better than two threads do: one process per core
+        workers = 1 if device.startswith("cuda") else max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+        threads = threads or (0 if device.startswith("cuda") else 1)
+    return RunOptions(workers=workers, device=device, threads=threads,
                       ensemble_size=ensemble, ensemble_mode=kwargs.pop("ensemble_mode"), data_dir=data_dir,
                       progress=kwargs.pop("progress"), executor=kwargs.pop("executor"),
                       ray_address=kwargs.pop("ray_address"), ray_ship_data=kwargs.pop("ray_ship_data"))
