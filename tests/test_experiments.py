@@ -185,7 +185,7 @@ def _children(pid, marker=""):
     return [int(line.split()[0]) for line in out.splitlines() if line.strip() and marker in line]
 
 
-SWEEP = ["run", "exp3", "--epochs", "2", "--widths", "2,2,4", "--hidden", "8", "--sigmas", "0,0.5,1",
+SWEEP = ["run", "exp3", "--epochs", "3", "--widths", "2,2,4", "--hidden", "8", "--sigmas", "0,0.25,0.5,0.75,1",
          "--threads", "1", "--ensemble-size", "1", "--no-progress"]
 
 

@@ -262,4 +262,4 @@ def test_pud_cli_smoke(tmp_path):
     assert failed.stderr.strip().count("\n") == 0 and "objective.maximize" in failed.stderr
 
     store = runner.invoke(cli, ["pud", str(tmp_path / "store")])
-    assert store.exit_code == 1 and "--from-json" in store.stderr
+    assert store.exit_code == 1 and "not a pudlab store" in store.stderr
