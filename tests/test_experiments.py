@@ -181,7 +181,7 @@ def _done_count(db_path):
 
 
 def _children(pid, marker=""):
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(line.split()[0]) for line in out.splitlines() if line.strip() and marker in line]
 
 

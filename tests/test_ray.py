@@ -60,7 +60,7 @@ def test_ray_worker_killed_mid_task_is_retried(tmp_path, npz_dataset, local_ray)
     def kill_a_worker():
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
-            out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+            out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
             busy = [int(line.split()[0]) for line in out.splitlines() if "ray::_run_unit" in line]
             if busy:
                 os.kill(busy[0], signal.SIGKILL)
