@@ -41,6 +41,7 @@ from pudlab.training import TrainConfig, Trainer, numerics
 
 SHAPES = {"mnist": ((1, 28, 28), 128, 60000), "cifar10": ((3, 32, 32), 64, 50000)}
 RUN_EPOCHS = 180
+ANCHOR_GPU_BYTES = 78 * 2**30  # an H100's memory, for grouping the job list as a GPU run would
 
 
 def sync(device: torch.device) -> None:
@@ -113,7 +114,7 @@ def pudlab_ensemble(config, init, data, batch, device, args, precision, members,
 
 
 def paper_projection(dataset: str, rates: dict[int, float], batch: int, ensemble_size: int, device: str,
-                     precision: str) -> dict:
+                     precision: str, free_bytes: int | None = None) -> dict:
     """Projected wall time of ``reproduce --preset paper`` for one dataset, from ms/step at each K."""
     shape, _, train_size = SHAPES[dataset]
     rng = np.random.default_rng(0)
@@ -129,7 +130,8 @@ def paper_projection(dataset: str, rates: dict[int, float], batch: int, ensemble
         expansion = expand(ExperimentPlan(load_experiment(name), dataset, preset), stand_in, split, "init")
         jobs.update(expansion.jobs)
     jobs_list = list(jobs.values())
-    units = make_units(jobs_list, ensemble_size, device, "fused" if device.startswith("cuda") else "exact")
+    units = make_units(jobs_list, ensemble_size, device, "fused" if device.startswith("cuda") else "exact",
+                       free_bytes=free_bytes)
     known = sorted(rates)
     seconds = 0.0
     for unit in units:
@@ -153,6 +155,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per configuration")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: narrow widths, few steps")
+    parser.add_argument("--anchor", default=None,
+                        help="also project the paper preset from a shared/bench results file (JSON lines of "
+                             "gpu_throughput.py): its fused grouped-conv bf16 step times at each K, labelled as such")
     args = parser.parse_args()
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -225,6 +230,36 @@ def main() -> None:
               f"{p['training_images']:.3g} training images: {p['projected_hours']} h")
     if projections:
         print(f"  total: {sum(p['projected_hours'] for p in projections):.3f} h on {env['device_name']}")
+    if args.anchor:
+        anchor_projection(args.anchor)
+
+
+def anchor_projection(path: str) -> None:
+    """The paper preset's wall time if every unit ran at the anchor's fused step time for its K
+    (not a pudlab measurement: what the same job list would take at the anchor script's rates)."""
+    records = [json.loads(line) for line in open(path) if line.strip()]
+    device = next((r.get("device") for r in records if r.get("kind") == "env"), "?")
+    names = {"mnist": "mnist", "cifar10": "cifar"}
+    total = 0.0
+    print(f"\nanchor projection from {path} ({device}; fused grouped conv, bf16, its ms/step at each K):")
+    for dataset, anchor_name in names.items():
+        rates = {r["models"]: r["ms_per_step"] / 1000 for r in records
+                 if r.get("dataset") == anchor_name and str(r.get("config", "")).startswith("g_grouped_bf16_K")
+                 and "graph" not in r["config"] and "ms_per_step" in r}
+        typical = next((r for r in records if r.get("dataset") == anchor_name
+                        and r.get("config") == "a_dataloader_fp32"), None)
+        if not rates:
+            continue
+        _, batch, _ = SHAPES[dataset]
+        projection = paper_projection(dataset, rates, batch, max(rates), "cuda", "bf16", free_bytes=ANCHOR_GPU_BYTES)
+        total += projection["projected_hours"]
+        line = (f"  {dataset:8} {projection['jobs']} jobs in {projection['units']} fused units (K <= {max(rates)}): "
+                f"{projection['projected_hours']:.3f} h")
+        if typical:
+            hours = projection["training_images"] / typical["imgs_per_s"] / 3600
+            line += f"; one model at a time in the typical loop: {hours:.2f} h"
+        print(line)
+    print(f"  total: {total:.3f} h")
 
 
 if __name__ == "__main__":

@@ -308,15 +308,19 @@ MEMORY_SHARE = 0.5
 """Share of the free device memory (or of the available RAM) an ensemble may plan to use."""
 
 
-def max_members(config: ModelConfig, train_size: int, batch_size: int, device: str | torch.device = "cpu") -> int:
-    """The most ensemble members whose data, activations and optimizer state fit in memory."""
+def max_members(config: ModelConfig, train_size: int, batch_size: int, device: str | torch.device = "cpu", *,
+                free_bytes: int | None = None) -> int:
+    """The most ensemble members whose data, activations and optimizer state fit in memory
+    (``free_bytes``: the memory to plan with, else what ``device`` has free now)."""
     device = torch.device(device)
     channels, height, width = config.input_shape
     parameters = sum(p.numel() for p in build_model(config).parameters())
     per_member = (train_size * channels * height * width * 4          # resident training data
                   + 3 * batch_size * activation_elements(config) * 4  # activations, their grads, workspace
                   + 4 * parameters * 4)                               # weights, grads, two Adam moments
-    if device.type == "cuda":
+    if free_bytes is not None:
+        free = free_bytes
+    elif device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
     else:
         try:

@@ -297,7 +297,8 @@ def make_executor(options: RunOptions, device: str) -> Executor:
 
 
 # ------------------------------------------------------------------------------------------- driver side
-def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu", mode: str = "exact") -> list[list[Job]]:
+def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu", mode: str = "exact", *,
+               free_bytes: int | None = None) -> list[list[Job]]:
     """Group jobs that can share an ensemble (same signature), at most ``ensemble_size`` each
     (and at most what fits in memory). Deterministic: the same jobs give the same units; within a
     group, jobs of similar size go together (sorted by size, then key)."""
@@ -310,7 +311,8 @@ def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu", mod
     for members in groups.values():
         largest = max(job.train_size for job in members)
         first = members[0]
-        size = max(1, min(ensemble_size, max_members(first.model, largest, first.train.batch_size, device)))
+        size = max(1, min(ensemble_size, max_members(first.model, largest, first.train.batch_size, device,
+                                                     free_bytes=free_bytes)))
         units.extend(members[start:start + size] for start in range(0, len(members), size))
     return units
 
