@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .cli_parsing import parse_floats, parse_widths  # noqa: F401 - re-exported for other commands
 from .errors import PudlabError
 from .storage import to_json
 
@@ -38,23 +39,6 @@ class PudlabGroup(click.Group):
 
 def print_json(data: object) -> None:
     click.echo(to_json(data))
-
-
-def parse_floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise click.BadParameter(f"{what}: expected comma-separated numbers, got {text!r}") from exc
-
-
-def parse_widths(text: str) -> tuple[int, int, int]:
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError as exc:
-        raise click.BadParameter(f"expected three integers like 32,64,128, got {text!r}") from exc
-    if len(widths) != 3 or min(widths) < 1:
-        raise click.BadParameter(f"expected three positive integers like 32,64,128, got {text!r}")
-    return widths  # type: ignore[return-value]
 
 
 @click.group(cls=PudlabGroup, context_settings={"help_option_names": ["-h", "--help"]})

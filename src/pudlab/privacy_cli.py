@@ -164,7 +164,8 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
     membership inference, and the Gaussian-mechanism epsilon. See docs/privacy.md."""
     import torch
 
-    from .cli import parse_widths, print_json
+    from .cli import print_json
+    from .cli_parsing import parse_widths
     from .data.sources import load_source
     from .plots import save_figure
     from .privacy import PrivacyConfig, privacy_report

@@ -162,6 +162,23 @@ def numerics(device: torch.device, precision: str) -> Iterator[None]:
         ) = saved
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads, restored after (None: leave as is).
+
+    The thread count changes float summation order, so bit-exact repeats need the same count.
+    """
+    if count is None:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast when asked, else a no-op."""
     if precision == "bf16":

@@ -8,30 +8,13 @@ from collections.abc import Callable
 
 import click
 
+from ..cli_parsing import parse_floats, parse_widths
 from ..errors import PudlabError
 
 MAX_AUTO_WORKERS = 8
 """Most worker processes chosen automatically on CPU (each holds its own copy of the data)."""
 OVERRIDES = ("epochs", "sigmas", "repeats", "widths", "hidden", "lr", "batch_size", "precision", "max_train_size",
              "snapshot_every")
-
-
-def _floats(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from exc
-
-
-def _ints(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from exc
 
 
 def sweep_options(command: Callable) -> Callable:
@@ -80,8 +63,10 @@ def _preset_from(kwargs: dict):  # noqa: ANN202
 
     preset = load_preset(kwargs.pop("preset"))
     overrides = {key: kwargs.pop(key) for key in OVERRIDES}
-    overrides["sigmas"] = _floats(overrides["sigmas"])
-    overrides["widths"] = _ints(overrides["widths"])
+    if overrides["sigmas"] is not None:
+        overrides["sigmas"] = parse_floats(overrides["sigmas"], "--sigmas")
+    if overrides["widths"] is not None:
+        overrides["widths"] = parse_widths(overrides["widths"])
     return preset.with_overrides(**overrides)
 
 

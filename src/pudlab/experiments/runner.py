@@ -30,7 +30,7 @@ from ..errors import PudlabError, StoreError
 from ..model import parameter_names
 from ..pipeline import weights_sha256
 from ..storage import weights_to_bytes, write_bytes_atomic
-from ..training import TrainResult, resolve_device, train_model
+from ..training import TrainResult, resolve_device, torch_threads, train_model
 from .jobs import Job, job_training_set, make_split
 from .store import Store
 
@@ -235,14 +235,10 @@ class LocalExecutor:
 
     def run(self, units: Sequence[Unit]) -> Iterator[list[dict]]:
         if self.options.workers <= 1:
-            saved_threads = torch.get_num_threads()
-            torch.set_num_threads(self.options.threads_per_worker())
-            try:
+            with torch_threads(self.options.threads_per_worker()):
                 context = WorkerContext(self.options.data_dir, self.device)
                 for unit in units:
                     yield execute_unit(context, unit)
-            finally:
-                torch.set_num_threads(saved_threads)
             return
         yield from self._pool(units)
 

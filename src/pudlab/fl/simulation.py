@@ -23,7 +23,6 @@ continues from the last round whose ``progress.json`` entry was written, with id
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -31,7 +30,7 @@ import multiprocessing
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from ..obfuscation import obfuscate
 from ..sampling import draw_sample, label_window
 from ..seeding import derive_rng, derive_seed
 from ..storage import load_weights, read_json, save_weights, write_json
-from ..training import TrainConfig, Trainer, epoch_batches, evaluate, train_model
+from ..training import TrainConfig, Trainer, epoch_batches, evaluate, torch_threads, train_model
 from . import adversaries as adv
 from .aggregation import AggregationResult, fedavg, krum, multi_krum, pairwise_squared_distances
 from .spec import DEFENCES, SimulationSpec
@@ -649,17 +648,6 @@ def _concat(parts: Sequence[LabeledImages]) -> LabeledImages:
                          np.concatenate([p.ids for p in parts]))
 
 
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op threads (restored after)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 def _defence_job(spec: SimulationSpec, store: str, defence: str, rounds: int | None, source: SourceDataset | None,
                  data_dir: str | None, verbose: bool) -> tuple[str, list[dict]]:
     """One defence in a worker process (spawned: it re-imports pudlab and re-draws the clients)."""
@@ -714,6 +702,5 @@ __all__ = [
     "partition_clients",
     "run_simulation",
     "spec_sha256",
-    "torch_threads",
     "train_local",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from ..cli_parsing import parse_floats, parse_widths
 from ..errors import BundleError, PudlabError
 
 EXIT_REJECT, EXIT_MALFORMED = 1, 2
@@ -38,26 +39,6 @@ class PolGroup(click.Group):
 
 def _data_dir(ctx: click.Context) -> str | None:
     return getattr(ctx.find_root().obj, "data_dir", None)
-
-
-def _floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"{what}: expected comma-separated numbers, got {text!r}") from exc
-    if not values:
-        raise click.BadParameter(f"{what}: expected at least one number")
-    return values
-
-
-def _widths(text: str) -> tuple[int, int, int]:
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError as exc:
-        raise click.BadParameter(f"expected three integers like 8,16,32, got {text!r}") from exc
-    if len(widths) != 3 or min(widths) < 1:
-        raise click.BadParameter(f"expected three positive integers like 8,16,32, got {text!r}")
-    return widths  # type: ignore[return-value]
 
 
 def _echo_json(data: object) -> None:
@@ -127,7 +108,7 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
     recipe = make_recipe(parsed, source.num_classes, seed=seed, labels=explicit)
     params = ObfuscationParams(sigma, fraction, seed if noise_seed is None else noise_seed, clip)
     private, shared = training_set(split, recipe, params)
-    model_config = ModelConfig(source.sample_shape, _widths(widths), hidden, source.num_classes)
+    model_config = ModelConfig(source.sample_shape, parse_widths(widths), hidden, source.num_classes)
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size or default_batch_size(source.sample_shape), lr=lr,
                                shuffle_seed=seed if shuffle_seed is None else shuffle_seed)
     initial = resolve_initial_weights(model_config, init_seed=init_seed, init_path=init_path)
@@ -272,8 +253,8 @@ def evaluate_command(ctx: click.Context, dataset: str, sigmas: str, trials: int,
     from .verifier import DEFAULT_CALIBRATION_REPLAYS, DEFAULT_MULTIPLIER
 
     config = EvaluationConfig(
-        sigmas=_floats(sigmas, "--sigmas"), trials=trials, setting=setting, epochs=epochs, batch_size=batch_size,
-        lr=lr, widths=_widths(widths), hidden=hidden, checkpoint_every=checkpoint_every, top_q=top_q,
+        sigmas=parse_floats(sigmas, "--sigmas"), trials=trials, setting=setting, epochs=epochs, batch_size=batch_size,
+        lr=lr, widths=parse_widths(widths), hidden=hidden, checkpoint_every=checkpoint_every, top_q=top_q,
         multiplier=DEFAULT_MULTIPLIER if multiplier is None else multiplier,
         calibration_replays=DEFAULT_CALIBRATION_REPLAYS if calibration_replays is None else calibration_replays,
         fraction=fraction, clip=clip, seed=seed, split_seed=split_seed, init_seed=init_seed, threads=threads,

@@ -24,7 +24,7 @@ from ..errors import PudlabError
 from ..model import ModelConfig
 from ..pipeline import weights_sha256
 from ..storage import read_json, write_json
-from ..training import TrainConfig, Trainer, environment, epoch_batches
+from ..training import TrainConfig, Trainer, environment, epoch_batches, torch_threads
 from .bundle import (
     FORMAT,
     INITIAL_FILE,
@@ -41,7 +41,7 @@ from .bundle import (
     save_npy,
     schedule_shape,
 )
-from .replay import capture_state, torch_threads
+from .replay import capture_state
 
 
 @dataclass

@@ -4,13 +4,12 @@ restored tensor for tensor, and the Adam steps re-run on given data.
 On CPU, with the same thread count, the same torch build and the same data, a replay is
 bit-identical to the training it replays (every step is :meth:`Trainer.step`). The thread count
 matters: oneDNN splits convolution reductions by thread, so 1, 2 and 4 threads give different
-float sums. :func:`torch_threads` pins it for the duration of a replay.
+float sums. :func:`pudlab.training.torch_threads` pins it for the duration of a replay.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -60,20 +59,6 @@ def restore_state(trainer: Trainer, state: TrainingState) -> None:
             }
     trainer.load_state_dict({"model": {k: v.clone() for k, v in state.weights.items()},
                              "optimizer": {"state": optimizer_state, "param_groups": param_groups}})
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` intra-op threads (None: leave as is)."""
-    if count is None:
-        yield
-        return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def replay_segment(

@@ -48,9 +48,9 @@ from ..model import initial_state
 from ..obfuscation import obfuscate
 from ..pipeline import weights_sha256
 from ..seeding import derive_seed
-from ..training import epoch_batches
+from ..training import epoch_batches, torch_threads
 from .bundle import DEFAULT_LIMITS, BundleLimits, ProofBundle, open_bundle
-from .replay import replay_segment, torch_threads
+from .replay import replay_segment
 
 EXIT_ACCEPT, EXIT_REJECT, EXIT_MALFORMED = 0, 1, 2
 
