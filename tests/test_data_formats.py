@@ -721,6 +721,15 @@ def test_read_npz_layouts(tmp_path: Path) -> None:
     assert arrays.train_images.shape == (2, 3, 4, 4) and arrays.class_names == ("a", "b", "c")
 
 
+def test_read_npz_takes_an_obfuscated_release(tmp_path: Path) -> None:
+    """`pudlab obfuscate` output leaves [0, 1]; it is still a dataset one can train on."""
+    noisy = np.array([[[-0.4, 1.7]], [[0.2, 0.3]]], dtype=np.float32)
+    np.savez(tmp_path / "r.npz", x=noisy, y=[0, 1], ids=[5, 9], obfuscated=np.bool_(True))
+    arrays = read_npz(tmp_path / "r.npz")
+    assert arrays.train_images.shape == (2, 1, 1, 2)
+    assert np.array_equal(arrays.train_images[:, 0], noisy)
+
+
 def test_read_npz_errors(tmp_path: Path) -> None:
     cases = {
         "missing": ({"x": np.zeros((2, 4, 4))}, "missing key 'y'"),
@@ -740,6 +749,10 @@ def test_read_npz_errors(tmp_path: Path) -> None:
         ),
         "object": ({"x": np.array([object()] * 2), "y": [0, 1]}, "pickled"),
         "nan": ({"x": np.full((2, 4, 4), np.nan), "y": [0, 1]}, "float values span"),
+        "released nan": (
+            {"x": np.full((2, 4, 4), np.inf), "y": [0, 1], "obfuscated": np.bool_(True)},
+            "expected finite values",
+        ),
     }
     for case, (arrays, pattern) in cases.items():
         path = tmp_path / f"{case}.npz"

@@ -103,7 +103,7 @@ def _out_for_sigma(out: Path, sigma: float, several: bool) -> Path:
 @click.option("--clip", is_flag=True, help="Clip obfuscated pixels to [0, 1].")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the 90/10 T_t / T_e split.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
-              help="Output .npz (x, y, ids); with several --sigma, _sigma<S> is added to the name.")
+              help="Output .npz (x, y, ids, obfuscated); with several --sigma, _sigma<S> is added to the name.")
 @click.option("--preview", type=click.Path(dir_okay=False), default=None,
               help="Also draw a Fig. 1-style grid (PNG/SVG): rows = clean + each sigma.")
 @click.option("--preview-samples", type=int, default=8, show_default=True, help="Columns of the preview.")
@@ -131,7 +131,7 @@ def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], 
         target = _out_for_sigma(out_path, sigma, len(sigmas) > 1)
         with atomic_path(target) as temp:
             with open(temp, "wb") as handle:
-                np.savez(handle, x=result.images, y=result.labels, ids=result.ids)
+                np.savez(handle, x=result.images, y=result.labels, ids=result.ids, obfuscated=np.bool_(sigma > 0))
         manifest = obfuscation_manifest(split.train, result, params, source_fingerprint=source.fingerprint,
                                         recipe={"split": "T_t", "split_seed": split_seed, "eval_fraction": 0.1})
         manifest.update(dataset=source.name, description=source.description, file=str(target))

@@ -824,7 +824,7 @@ def cached_decode(
 # ------------------------------------------------------------------------------------ npz
 
 
-def _normalize_images(x: np.ndarray, source: str, key: str) -> np.ndarray:
+def _normalize_images(x: np.ndarray, source: str, key: str, *, any_finite: bool = False) -> np.ndarray:
     if x.ndim == 3:
         x = x[:, None, :, :]
     elif x.ndim == 4:
@@ -842,9 +842,11 @@ def _normalize_images(x: np.ndarray, source: str, key: str) -> np.ndarray:
         )
     if x.size:
         low, high = float(np.min(x)), float(np.max(x))
-        if not (np.isfinite(low) and np.isfinite(high)) or low < 0.0 or high > 1.0:
+        in_range = any_finite or (low >= 0.0 and high <= 1.0)
+        if not (np.isfinite(low) and np.isfinite(high)) or not in_range:
+            expected = "finite values" if any_finite else "[0, 1] (or obfuscated = True for a noisy release)"
             raise DatasetError(
-                f"{source}: {key!r} float values span {low}..{high}, expected [0, 1]"
+                f"{source}: {key!r} float values span {low}..{high}, expected {expected}"
             )
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -864,7 +866,9 @@ def read_npz(path: PathLike) -> ImageArrays:
 
     Keys: ``x``, ``y`` required; ``x_test``, ``y_test`` optional (both or neither);
     ``class_names`` optional (strings; default ``"0"`` .. ``str(max label)``).
-    Images may be uint8 (0-255, divided by 255) or float in [0, 1]. Shape rule: 3 dims are
+    Images may be uint8 (0-255, divided by 255) or float in [0, 1]; an obfuscated release (as
+    ``pudlab obfuscate`` writes it, with ``obfuscated = True``) may hold any finite floats, since
+    Gaussian noise leaves [0, 1]. Shape rule: 3 dims are
     (N, H, W) and get one channel; 4 dims are NHWC when the last dim is 1 or 3 and the second is
     not, else NCHW. The result is NCHW float32.
     """
@@ -892,11 +896,12 @@ def read_npz(path: PathLike) -> ImageArrays:
             )
     if ("x_test" in contents) != ("y_test" in contents):
         raise DatasetError(f"{path}: 'x_test' and 'y_test' must come together")
-    train_images = _normalize_images(contents["x"], source, "x")
+    released = "obfuscated" in contents and contents["obfuscated"].shape == () and bool(contents["obfuscated"])
+    train_images = _normalize_images(contents["x"], source, "x", any_finite=released)
     train_labels = _labels(contents["y"], len(train_images), source, "y")
     test_images = test_labels = None
     if "x_test" in contents:
-        test_images = _normalize_images(contents["x_test"], source, "x_test")
+        test_images = _normalize_images(contents["x_test"], source, "x_test", any_finite=released)
         test_labels = _labels(contents["y_test"], len(test_images), source, "y_test")
         if test_images.shape[1:] != train_images.shape[1:]:
             raise DatasetError(
