@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .cli_parsing import parse_floats, parse_widths  # noqa: F401 - re-exported for other commands
+from .cli_parsing import parse_widths
 from .errors import PudlabError
 from .storage import to_json
 

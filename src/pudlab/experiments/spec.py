@@ -88,8 +88,14 @@ def _read_toml(path: Path) -> dict:
         raise SpecError(f"{path}: not valid TOML ({exc})") from exc
 
 
-def _shipped(kind: str, name: str) -> Path:
-    return Path(str(resources.files("pudlab") / "specs" / kind / f"{name}.toml"))
+def _resolve(kind: str, what: str, shipped: tuple[str, ...], name_or_path: str | Path) -> Path:
+    """A shipped ``kind`` (experiments, presets) by name, or an existing TOML file."""
+    path = Path(name_or_path)
+    if not path.suffix and str(name_or_path) in shipped:
+        return Path(str(resources.files("pudlab") / "specs" / kind / f"{name_or_path}.toml"))
+    if not path.exists():
+        raise SpecError(f"{name_or_path}: no such {what} file; shipped {kind}: {', '.join(shipped)}")
+    return path
 
 
 # ----------------------------------------------------------------------------------------- experiment
@@ -169,11 +175,7 @@ class ExperimentSpec:
 
 def load_experiment(name_or_path: str | Path) -> ExperimentSpec:
     """Load a shipped experiment by name (``fig2``, ``exp1``..``exp5``) or a TOML file."""
-    path = Path(name_or_path)
-    if not path.suffix and str(name_or_path) in SHIPPED_EXPERIMENTS:
-        path = _shipped("experiments", str(name_or_path))
-    elif not path.exists():
-        raise SpecError(f"{name_or_path}: no such spec file; shipped experiments: {', '.join(SHIPPED_EXPERIMENTS)}")
+    path = _resolve("experiments", "spec", SHIPPED_EXPERIMENTS, name_or_path)
     return parse_experiment(_read_toml(path), str(path))
 
 
@@ -295,11 +297,9 @@ def _parse_series(source: str, index: int, data: Any, models: dict[str, ModelSpe
         if value not in models:
             raise SpecError(f"{section.where(ref)} = {value!r}; expected one of {sorted(models)}")
         values[ref] = value
-    if kind == "distance" and models[values["a"]].sweep and models[values["b"]].sweep:
-        pass  # both swept: compared at the same sigma
-    if kind.startswith("epoch_"):
+    if kind == "epoch_distance":
         for ref in refs:
-            if not models[values[ref]].snapshots and kind == "epoch_distance":
+            if not models[values[ref]].snapshots:
                 raise SpecError(f"{section.where(ref)}: model {values[ref]!r} needs snapshots = true for {kind}")
     spec = SeriesSpec(series_id, section.get("label", str, series_id), kind, values.get("model"), values.get("a"),
                       values.get("b"), section.get("panel", str, ""))
@@ -409,11 +409,7 @@ _PRESET_TYPES: dict[str, tuple[type, ...]] = {
 
 def load_preset(name_or_path: str | Path) -> Preset:
     """Load a shipped preset (``quick``, ``paper``) or a TOML file."""
-    path = Path(name_or_path)
-    if not path.suffix and str(name_or_path) in SHIPPED_PRESETS:
-        path = _shipped("presets", str(name_or_path))
-    elif not path.exists():
-        raise SpecError(f"{name_or_path}: no such preset file; shipped presets: {', '.join(SHIPPED_PRESETS)}")
+    path = _resolve("presets", "preset", SHIPPED_PRESETS, name_or_path)
     return parse_preset(_read_toml(path), str(path))
 
 
