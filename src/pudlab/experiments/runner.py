@@ -340,7 +340,8 @@ def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
 
     started = time.perf_counter()
     keys = list(keys) if keys is not None else [row["key"] for row in store.job_rows()]
-    pending = {job.key for job in store.jobs_to_run(keys)}
+    to_run = {job.key: job for job in store.jobs_to_run(keys)}
+    pending = set(to_run)
     summary = RunSummary(skipped=len(keys) - len(pending))
     if not pending:
         summary.seconds = time.perf_counter() - started
@@ -352,7 +353,8 @@ def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
     # (fused ensembles round differently per grouping); exact ensembles can drop finished members
     units: list[Unit] = []
     inits: dict[str, bytes] = {}
-    for members in make_units([store.job(key) for key in keys], options.ensemble_size, device, mode):
+    all_jobs = [to_run[key] if key in to_run else store.job(key) for key in keys]
+    for members in make_units(all_jobs, options.ensemble_size, device, mode):
         if not any(job.key in pending for job in members):
             continue
         if mode == "exact":
