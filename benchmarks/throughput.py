@@ -4,8 +4,8 @@
 Measures images/s (summed over the models trained at once) and full 180-epoch runs per hour for
   (a) a typical per-model PyTorch loop: DataLoader over a TensorDataset, .to(device) per batch,
       loss.item() every step, fp32 (written here, as research code usually is);
-  (b) pudlab's single-model trainer (pudlab.training.Trainer, data resident on the device);
-  (c) pudlab's lockstep ensemble (pudlab.ensemble.EnsembleTrainer) at several K, in its modes;
+  (b) pudlab's single-model trainer (pudlab.train.trainer.Trainer, data resident on the device);
+  (c) pudlab's lockstep ensemble (pudlab.train.ensemble.EnsembleTrainer) at several K, in its modes;
 for MNIST (1x28x28, batch 128) and CIFAR-10 (3x32x32, batch 64) shapes on random data, and prints
 each rate as a ratio to (a). Then it projects the wall time of ``pudlab reproduce --preset paper``
 for both datasets from the measured rates (the job list is the real expansion of the six specs
@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from pudlab.data.dataset import LabeledImages, SourceDataset
-from pudlab.ensemble import EnsembleTrainer, max_members
+from pudlab.train.ensemble import EnsembleTrainer, max_members
 from pudlab.experiments.jobs import ExperimentPlan, SplitSpec, expand, make_split
 from pudlab.experiments.runner import make_units
 from pudlab.experiments.spec import SHIPPED_EXPERIMENTS, load_experiment, load_preset
 from pudlab.model import ModelConfig, build_model, initial_state
-from pudlab.training import TrainConfig, Trainer, numerics
+from pudlab.train.trainer import TrainConfig, Trainer, numerics
 
 SHAPES = {"mnist": ((1, 28, 28), 128, 60000), "cifar10": ((3, 32, 32), 64, 50000)}
 RUN_EPOCHS = 180

@@ -13,17 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pudlab.data.formats import (
-    CIFAR10_CLASSES,
-    read_cifar10,
-    read_idx,
-    read_idx_header,
-    read_idx_pair,
-    read_image_tree,
-    read_image_tree_raw,
-    read_mnist_csv,
-    read_npz,
-)
+from pudlab.data.cifar import CIFAR10_CLASSES, read_cifar10
+from pudlab.data.idx import read_idx, read_idx_header, read_idx_pair
+from pudlab.data.images import read_image_tree, read_image_tree_raw, read_mnist_csv, read_npz
 from pudlab.errors import DatasetError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

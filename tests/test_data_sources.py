@@ -23,8 +23,9 @@ from pudlab.data import (
     resolve_data_dir,
     source_status,
 )
-from pudlab.data.formats import CIFAR10_CLASSES
-from pudlab.data.sources import DATA_DIR_ENV, mirror_env_var
+from pudlab.data.cifar import CIFAR10_CLASSES
+from pudlab.data.fetch import mirror_env_var
+from pudlab.data.registry import DATA_DIR_ENV
 from pudlab.errors import DatasetError
 
 from .test_data_formats import (
@@ -197,7 +198,7 @@ def test_one_test_file_without_its_pair(tmp_path: Path) -> None:
 def test_train_test_shape_mismatch(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", x=np.zeros((2, 4, 4), np.uint8), y=[0, 1])
     write_mnist_files(tmp_path / "m")
-    from pudlab.data.formats import read_idx
+    from pudlab.data.idx import read_idx
 
     from .test_data_formats import write_idx
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pudlab.ensemble import (
+from pudlab.train.ensemble import (
     EnsembleMCnn,
     EnsembleTrainer,
     max_members,
@@ -15,7 +15,7 @@ from pudlab.errors import PudlabError
 from pudlab.metrics import model_distance, weight_norm
 from pudlab.model import ModelConfig, build_model, initial_state
 from pudlab.obfuscation import obfuscate
-from pudlab.training import TrainConfig, Trainer, epoch_batches, train_model
+from pudlab.train.trainer import TrainConfig, Trainer, epoch_batches, train_model
 
 from .conftest import make_images
 

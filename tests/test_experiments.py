@@ -60,7 +60,7 @@ def _minimal():
         (lambda d: d["datasets"]["A"].update(colour="red"), "[datasets.A] has unknown key(s) ['colour']"),
         (lambda d: d["datasets"]["A"].update(redraw_of="A"), "cycle"),
         (lambda d: d.pop("series"), "my.toml: series is missing"),
-        (lambda d: d["series"].append({"id": "d", "kind": "epoch_distance", "a": "M", "b": "M"}), "needs snapshots"),
+        (lambda d: d["series"].append({"id": "d", "kind": "epoch_distance", "reference": "M", "compared": "M"}), "needs snapshots"),
     ],
 )
 def test_spec_validation_errors_name_file_key_expected(mutate, message):

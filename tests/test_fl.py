@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from pudlab.config import shipped_names
 from pudlab.errors import SpecError, StoreError
 from pudlab.fl import adversaries as adv
 from pudlab.fl.aggregation import (
@@ -26,15 +27,14 @@ from pudlab.fl.aggregation import (
     multi_krum,
     pairwise_squared_distances,
 )
-from pudlab.fl.report import detection_summary, write_report
-from pudlab.fl.simulation import (
-    Simulation,
-    effective_krum,
-    partition_clients,
-    run_simulation,
-    torch_threads,
-)
-from pudlab.fl.spec import load_spec, parse_override, shipped_specs, spec_from_dict
+from pudlab.fl.partition import partition_clients
+from pudlab.fl.records import RoundRecord
+from pudlab.fl.report import write_fl_report
+from pudlab.fl.rounds import effective_krum
+from pudlab.fl.simulation import Simulation, run_simulation
+from pudlab.fl.spec_reader import load_spec, parse_override, spec_from_dict
+from pudlab.fl.summary import detection_auc, detection_summary
+from pudlab.train.trainer import torch_threads
 
 from .conftest import make_source
 
@@ -67,6 +67,8 @@ def bits(weights: dict[str, torch.Tensor]) -> dict[str, bytes]:
 
 
 def without_timings(value):
+    if isinstance(value, RoundRecord):
+        return without_timings(value.to_dict())
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items() if k != "seconds"}
     if isinstance(value, list):
@@ -235,7 +237,7 @@ def test_adversary_updates_hand_computed():
 
 # ------------------------------------------------------------------------------------ spec
 def test_shipped_spec_loads_and_overrides():
-    assert "mnist5k_noniid" in shipped_specs()
+    assert "mnist5k_noniid" in shipped_names("fl")
     spec = load_spec("mnist5k_noniid", ["training.lr=0.003", ("simulation", "rounds", 2)])
     assert spec.simulation.clients == 10 and spec.sampling.mode == "noniid"
     assert spec.training.lr == 0.003 and spec.simulation.rounds == 2
@@ -246,25 +248,29 @@ def test_shipped_spec_loads_and_overrides():
 
 
 @pytest.mark.parametrize(("change", "match"), [
-    ({"training": {"lr": "fast"}}, r"tiny.toml: \[training\] lr = 'fast'; expected a number > 0"),
-    ({"training": {"epochs": 3}}, r"\[training\] unknown key\(s\) \['epochs'\]"),
-    ({"simulation": {"clients": 0}}, r"\[simulation\] clients = 0; expected an integer >= 1"),
-    ({"simulation": {"defence": "median"}}, r"\[simulation\] defence = 'median'; expected one of none"),
-    ({"sampling": {"setting": "S-0.5-1-0.1"}}, r"\[sampling\] setting .* expected S-1-1-Z in iid mode"),
-    ({"sampling": {"mode": "noniid", "labels": [[0, 1]]}}, r"\[sampling\] labels .* one label list per client"),
-    ({"sampling": {"setting": "S-2-1-0.1"}}, r"\[sampling\] setting: label degree X must be in \(0, 1\]"),
+    ({"training": {"lr": "fast"}}, r"tiny.toml: training\.lr = 'fast'; expected a number > 0"),
+    ({"training": {"epochs": 3}}, r"\[training\] has unknown key\(s\) \['epochs'\]"),
+    ({"simulation": {"clients": 0}}, r"simulation\.clients = 0; expected an integer >= 1"),
+    ({"simulation": {"defence": "median"}}, r"simulation\.defence = 'median'; expected one of none"),
+    ({"sampling": {"setting": "S-0.5-1-0.1"}}, r"sampling\.setting = .* expected S-1-1-Z in iid mode"),
+    ({"sampling": {"mode": "noniid", "labels": [[0, 1]]}}, r"sampling\.labels = .* one label list per client"),
+    ({"sampling": {"setting": "S-2-1-0.1"}},
+     r"sampling\.setting = 'S-2-1-0\.1'; expected an S-X-Y-Z setting \(label degree X must be in \(0, 1\]"),
     ({"simulation": {"defence": "multikrum"}, "aggregation": {"f": 2}},
-     r"\[aggregation\] f / m with \[simulation\] clients = 6: Krum needs n > 2f \+ 2"),
-    ({"pol": {"client_sigma": [0.1]}}, r"\[pol\] client_sigma .* one sigma per client \(6 numbers\)"),
-    ({"pol": {"threshold": "loose"}}, r"\[pol\] threshold = 'loose'; expected \"auto\" or a number"),
-    ({"adversaries": [{"kind": "sleeper", "clients": [1]}]}, r"\[adversaries.0\] kind = 'sleeper'; expected one of"),
-    ({"adversaries": [{"kind": "scaled", "clients": [7]}]}, r"\[adversaries.0\] clients .* indices in 0..5"),
-    ({"adversaries": [{"kind": "scaled", "clients": [1], "victim": 2}]}, r"\[adversaries.0\] unknown key\(s\) \['victim'\]"),
+     r"aggregation\.f = 2, m = None; expected values that fit simulation\.clients = 6: Krum needs n > 2f \+ 2"),
+    ({"pol": {"client_sigma": [0.1]}}, r"pol\.client_sigma = .* one sigma per client \(6 numbers\)"),
+    ({"pol": {"threshold": "loose"}}, r"pol\.threshold = 'loose'; expected \"auto\" or a number"),
+    ({"adversaries": [{"kind": "sleeper", "clients": [1]}]}, r"adversaries\[0\]\.kind = 'sleeper'; expected one of"),
+    ({"adversaries": [{"kind": "lazy"}]}, r"adversaries\[0\]\.clients is missing; expected a non-empty list"),
+    ({"adversaries": [{"kind": "scaled", "clients": [7]}]}, r"adversaries\[0\]\.clients = .* indices in 0..5"),
+    ({"adversaries": [{"kind": "scaled", "clients": [1], "victim": 2}]},
+     r"\[adversaries\[0\]\] has unknown key\(s\) \['victim'\]"),
     ({"adversaries": [{"kind": "scaled", "clients": [1]}, {"kind": "lazy", "clients": [1]}]},
-     r"client 1 is already in \[adversaries.0\]"),
+     r"adversaries\[1\]\.clients = \[1\]; expected each client in at most one entry \(client 1 is already in "
+     r"adversaries\[0\]\)"),
     ({"adversaries": [{"kind": "thief", "clients": [1], "victim": 1}]}, r"victim = 1; expected another client's index"),
     ({"adversaries": [{"kind": "thief", "clients": [1]}, {"kind": "thief", "clients": [2], "victim": 1}]},
-     r"\[adversaries.1\] victim = 1; expected a client that trains"),
+     r"adversaries\[1\]\.victim = 1; expected a client that trains"),
     ({"adversaries": [{"kind": "lazy", "clients": [0, 1, 2, 3, 4, 5]}]}, r"expected at least one honest client"),
     ({"extra": {}}, r"unknown table\(s\) \['extra'\]"),
 ])
@@ -278,7 +284,7 @@ def test_spec_file_errors(tmp_path):
     bad.write_text("[simulation\nclients = 3\n")
     with pytest.raises(SpecError, match="bad.toml: not valid TOML"):
         load_spec(bad)
-    with pytest.raises(SpecError, match="no such spec file; shipped specs: mnist5k_noniid"):
+    with pytest.raises(SpecError, match="no such simulation spec file; shipped fl: mnist5k_noniid"):
         load_spec("no-such-spec")
     with pytest.raises(SpecError, match="expected section.key=value"):
         load_spec("mnist5k_noniid", ["lr=3"])
@@ -305,7 +311,7 @@ def test_tiny_simulation_is_deterministic(tmp_path):
         a = build(data, tmp_path / "a").load_global("none", round_index)
         b = build(data, tmp_path / "b").load_global("none", round_index)
         assert bits(a) == bits(b)
-    assert len(first) == 3 and first[0]["round"] == 0
+    assert len(first) == 3 and first[0].round == 0
 
 
 def test_proof_logging_does_not_change_training(tmp_path):
@@ -313,8 +319,8 @@ def test_proof_logging_does_not_change_training(tmp_path):
     data = tiny_spec(simulation={"rounds": 1})
     simulation = build(data, tmp_path)
     with torch_threads(1):
-        plain = simulation.client_submissions(1, simulation.initial_weights)
-        logged = simulation.client_submissions(1, simulation.initial_weights, proof_dir=tmp_path / "proofs")
+        plain = simulation.pool.submissions(1, simulation.initial_weights)
+        logged = simulation.pool.submissions(1, simulation.initial_weights, proof_dir=tmp_path / "proofs")
     for a, b in zip(plain, logged, strict=True):
         assert bits(a.weights) == bits(b.weights)
         assert b.bundle is not None and (b.bundle / "manifest.json").exists()
@@ -342,7 +348,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
         interrupted.run("both")
     assert interrupted.completed_rounds("both") == 1
     resumed_partly = build(data, tmp_path / "cut").run("both", max_new_rounds=1)
-    assert resumed_partly[-1]["round"] == 2
+    assert resumed_partly[-1].round == 2
     resumed = build(data, tmp_path / "cut").run("both")
 
     # Assert
@@ -355,7 +361,7 @@ def test_resume_with_another_spec_is_refused(tmp_path):
     data = tiny_spec(simulation={"rounds": 1})
     build(data, tmp_path).run("none")
     more_rounds = tiny_spec(simulation={"rounds": 2})
-    assert build(more_rounds, tmp_path).run("none")[-1]["round"] == 2  # rounds may grow
+    assert build(more_rounds, tmp_path).run("none")[-1].round == 2  # rounds may grow
     other = tiny_spec(simulation={"rounds": 2}, training={"lr": 1e-2})
     with pytest.raises(StoreError, match="made by another spec"):
         build(other, tmp_path).run("none")
@@ -381,16 +387,17 @@ def test_pol_at_sigma_zero_catches_every_cheater_and_accepts_honest(tmp_path):
     records = build(data, tmp_path).run("pol")
 
     # Assert
-    pol = records[1]["pol"]
-    by_role = {o["role"] + str(o["client"]): o for o in pol["outcomes"]}
-    assert pol["challenges_issued"] == 9
-    assert pol["honest_wrongly_rejected"] == 0 and pol["honest_challenged"] == 2
-    assert pol["cheaters_caught"] == pol["cheaters_challenged"] == 7
-    assert by_role["honest0"]["max_distance"] == 0.0 and by_role["honest8"]["max_distance"] == 0.0
-    assert "final checkpoint" not in by_role["thief5"]["reason"]  # caught by replay, not a sloppy forgery
-    assert sorted(records[1]["aggregation"]["selected_clients"]) == [0, 8]
+    pol = records[1].pol
+    by_role = {f"{o.role}{o.client}": o for o in pol.outcomes}
+    assert pol.challenges_issued == 9
+    assert pol.honest_wrongly_rejected == 0 and pol.honest_challenged == 2
+    assert pol.cheaters_caught == pol.cheaters_challenged == 7
+    assert by_role["honest0"].max_distance == 0.0 and by_role["honest8"].max_distance == 0.0
+    assert "final checkpoint" not in by_role["thief5"].reason  # caught by replay, not a sloppy forgery
+    assert sorted(records[1].aggregation.selected_clients) == [0, 8]
     summary = detection_summary(records)
-    assert summary["pol"]["caught_rate"] == 1.0 and summary["pol"]["false_reject_rate"] == 0.0
+    assert summary.pol.caught_rate == 1.0 and summary.pol.false_reject_rate == 0.0
+    assert detection_auc({"honest": [0.0, 0.5], "thief": [2.0, math.nan]}).auc == 1.0
 
 
 def test_multikrum_drops_outliers_but_not_a_copying_thief(tmp_path):
@@ -405,11 +412,11 @@ def test_multikrum_drops_outliers_but_not_a_copying_thief(tmp_path):
     record = build(data, tmp_path).run("multikrum")[1]
 
     # Assert: the exact copy sits at distance 0 from its victim, the best score there is
-    selected = record["aggregation"]["selected_clients"]
+    selected = record.aggregation.selected_clients
     assert 1 not in selected and 3 not in selected
     assert 5 in selected and 0 in selected
-    assert record["pairwise_distances"][0][5] == 0.0
-    assert record["aggregation"]["m"] == 5
+    assert record.pairwise_distances[0][5] == 0.0
+    assert record.aggregation.m == 5
 
 
 def test_pol_at_sigma_above_zero_catches_loud_cheats_only(tmp_path):
@@ -421,26 +428,29 @@ def test_pol_at_sigma_above_zero_catches_loud_cheats_only(tmp_path):
                      pol={"sigma": 0.3}, adversaries=EVERY_CHEATER)
 
     # Execute
-    pol = build(data, tmp_path).run("pol")[1]["pol"]
+    pol = build(data, tmp_path).run("pol")[1].pol
 
     # Assert
-    verdicts = {(o["role"], o["client"]): o for o in pol["outcomes"]}
-    assert pol["honest_wrongly_rejected"] == 0
-    assert not verdicts[("random_weights", 1)]["accepted"] and not verdicts[("sign_flip", 3)]["accepted"]
-    assert verdicts[("thief", 5)]["accepted"] and verdicts[("lazy", 7)]["accepted"]
-    assert verdicts[("honest", 0)]["max_distance"] > 0.0  # no longer a bit-exact replay
+    verdicts = {(o.role, o.client): o for o in pol.outcomes}
+    assert pol.honest_wrongly_rejected == 0
+    assert not verdicts[("random_weights", 1)].accepted and not verdicts[("sign_flip", 3)].accepted
+    assert verdicts[("thief", 5)].accepted and verdicts[("lazy", 7)].accepted
+    assert verdicts[("honest", 0)].max_distance > 0.0  # no longer a bit-exact replay
 
 
 def test_challenger_utility_and_report(tmp_path):
     data = tiny_spec(simulation={"rounds": 1, "defence": "all"}, pol={"sigma": 0.3, "utility_epochs": 1},
                      adversaries=[{"kind": "sign_flip", "clients": [2], "scale": 3.0}])
     results = run_simulation(spec_from_dict(data, "tiny.toml"), tmp_path, source=make_source())
-    utility = results["pol"][-1]["utility"]
-    assert utility["received_clients"] == [0, 1, 2, 3, 4, 5]
-    assert utility["baseline_accuracy"] == 0.1 and 0.0 <= utility["accuracy_obfuscated"] <= 1.0
-    assert utility["privacy"]["psnr_db"] == pytest.approx(-20 * math.log10(0.3), abs=0.2)
-    assert results["none"][-1].get("utility") is None
-    report = write_report(tmp_path)
+    utility = results["pol"][-1].utility
+    assert utility.received_clients == (0, 1, 2, 3, 4, 5)
+    assert utility.baseline_accuracy == 0.1 and 0.0 <= utility.accuracy_obfuscated <= 1.0
+    assert utility.privacy.psnr_db == pytest.approx(-20 * math.log10(0.3), abs=0.2)
+    assert results["none"][-1].utility is None
+    for path in tmp_path.rglob("record.json"):  # the typed records read every stored record back unchanged
+        stored = json.loads(path.read_text())
+        assert RoundRecord.from_dict(stored).to_dict() == stored
+    report = write_fl_report(tmp_path)
     text = report.read_text()
     for defence in ("no defence", "Multi-Krum", "PoL challenges", "PoL + Multi-Krum"):
         assert defence in text
@@ -484,4 +494,4 @@ def test_cli_simulate_smoke(tmp_path):
     bad = _cli("fl", "simulate", "spec.toml", "--store", "store", "--set", "training.lr=-1", cwd=tmp_path)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
-        "error: spec.toml: [training] lr = -1; expected a number > 0"]
+        "error: spec.toml: training.lr = -1; expected a number > 0"]

@@ -21,24 +21,23 @@ import torch
 from pudlab.data.dataset import split_train_eval
 from pudlab.errors import BundleError, PudlabError
 from pudlab.metrics import model_distance
-from pudlab.model import ModelConfig, initial_state, parameter_names
+from pudlab.metrics import roc_auc, tpr_at_fpr
+from pudlab.model import ModelConfig, initial_state, parameter_names, parameter_shapes
 from pudlab.obfuscation import obfuscate
-from pudlab.pipeline import make_recipe, weights_sha256
-from pudlab.pol import attacks
-from pudlab.pol.bundle import (
+from pudlab.io import weights_sha256
+from pudlab.train.run import make_recipe
+from pudlab.pol import evaluation, forgers
+from pudlab.pol.bundle import open_bundle, reseal_bundle, save_npy
+from pudlab.pol.manifest import (
     BATCHES_FILE,
     MANIFEST_FILE,
     SHARED_X_FILE,
     SHARED_Y_FILE,
     BundleLimits,
+    Manifest,
     NoiseClaim,
-    open_bundle,
-    parameter_shapes,
-    reseal_bundle,
-    save_npy,
 )
 from pudlab.pol.prover import prove, reshare
-from pudlab.pol.roc import roc_auc, tpr_at_fpr
 from pudlab.pol.verifier import (
     EXIT_ACCEPT,
     EXIT_MALFORMED,
@@ -46,10 +45,11 @@ from pudlab.pol.verifier import (
     VerifyOptions,
     select_segments,
     verify_bundle,
+    verify_status,
 )
 from pudlab.sampling import SamplingSetting, draw_recipe
-from pudlab.storage import read_json, write_json
-from pudlab.training import TrainConfig, epoch_batches
+from pudlab.io import read_json, write_json
+from pudlab.train.trainer import TrainConfig, epoch_batches
 
 from .conftest import make_images, make_source
 
@@ -78,7 +78,7 @@ def honest(tmp_path_factory, private_set):
 
 
 def _copy(bundle, tmp_path, name="copy") -> Path:
-    return attacks.copy_bundle(bundle.path if hasattr(bundle, "path") else bundle, tmp_path / name)
+    return forgers.copy_bundle(bundle.path if hasattr(bundle, "path") else bundle, tmp_path / name)
 
 
 # ------------------------------------------------------------------------------------ honest proofs
@@ -102,9 +102,12 @@ def test_bundle_round_trip(honest, private_set):
     bundle = open_bundle(honest.path)
     manifest = bundle.manifest
     assert manifest.model == MODEL and manifest.training == TRAIN
-    assert manifest.num_steps == 14 and manifest.steps_per_epoch == 7 and manifest.torch_threads == 1
+    assert manifest.schedule.num_steps == 14 and manifest.schedule.steps_per_epoch == 7
+    assert manifest.torch_threads == 1
     assert [r.step for r in manifest.checkpoints] == [4, 8, 12, 14]
-    assert manifest.raw["obfuscation"]["noise_seed"] == "withheld"
+    written = read_json(honest.path / MANIFEST_FILE)
+    assert written["obfuscation"]["noise_seed"] == "withheld"
+    assert manifest.to_dict() == written and Manifest.from_dict(written) == manifest
     np.testing.assert_array_equal(bundle.shared.images, private_set.images)
     np.testing.assert_array_equal(bundle.shared.labels, private_set.labels)
     expected = [b for epoch in range(2) for b in epoch_batches(NUM_SAMPLES, 16, shuffle_seed=3, epoch=epoch)]
@@ -134,7 +137,7 @@ def test_obfuscated_bundle_never_holds_the_private_data(tmp_path, private_set):
     bundle = open_bundle(result.path)
     assert not np.array_equal(bundle.shared.images, private_set.images)
     np.testing.assert_array_equal(bundle.shared.images, shared.images)
-    assert "7" not in json.dumps(bundle.manifest.raw["obfuscation"])
+    assert "7" not in json.dumps(read_json(result.path / MANIFEST_FILE)["obfuscation"])
 
 
 # ------------------------------------------------------------------------------------ top-Q
@@ -159,7 +162,7 @@ def test_top_q_follows_the_update_sizes_in_a_bundle(honest, tmp_path):
             initial = initial_state(MODEL)
             initial["dense2.bias"][0] += offset
             return initial
-        attacks.edit_checkpoint_weights(path, index, edit)
+        forgers.edit_checkpoint_weights(path, index, edit)
     reseal_bundle(path)
     bundle = open_bundle(path)
     np.testing.assert_allclose(bundle.update_norms, [3.0, 0.5, 1.0, 0.1], rtol=1e-6)
@@ -171,24 +174,24 @@ def test_top_q_follows_the_update_sizes_in_a_bundle(honest, tmp_path):
 
 # ------------------------------------------------------------------------------------ tampering
 def _status(path, options=ALL):
-    status, reason, _ = attacks.verify_status(path, options)
+    status, reason, _ = verify_status(path, options)
     return status, reason
 
 
 def test_edited_checkpoint_resealed_is_rejected_by_replay(honest, tmp_path):
-    path = attacks.tamper_checkpoint(honest.path, tmp_path / "t", scale=1e-6)  # even a tiny edit
+    path = forgers.tamper_checkpoint(honest.path, tmp_path / "t", scale=1e-6)  # even a tiny edit
     status, reason = _status(path)
     assert status == EXIT_REJECT and "do not reproduce their checkpoint" in reason
 
 
 def test_edited_checkpoint_unsealed_is_malformed(honest, tmp_path):
-    path = attacks.tamper_checkpoint(honest.path, tmp_path / "t", reseal=False)
+    path = forgers.tamper_checkpoint(honest.path, tmp_path / "t", reseal=False)
     status, reason = _status(path)
     assert status == EXIT_MALFORMED and "SHA-256 does not match" in reason and "checkpoints/" in reason
 
 
 def test_swapped_batches_are_rejected(honest, tmp_path):
-    path = attacks.tamper_batch_swap(honest.path, tmp_path / "t")
+    path = forgers.tamper_batch_swap(honest.path, tmp_path / "t")
     status, reason = _status(path)
     assert status == EXIT_REJECT and reason.startswith("schedule check failed")
     status, reason = _status(path, replace(ALL, check_schedule=False))
@@ -196,13 +199,13 @@ def test_swapped_batches_are_rejected(honest, tmp_path):
 
 
 def test_reordered_batches_are_rejected_by_replay(honest, tmp_path):
-    path = attacks.tamper_batch_reorder(honest.path, tmp_path / "t")
+    path = forgers.tamper_batch_reorder(honest.path, tmp_path / "t")
     status, reason = _status(path, replace(ALL, check_schedule=False))
     assert status == EXIT_REJECT and "segment 0 " in reason
 
 
 def test_unsealed_batch_edit_is_malformed(honest, tmp_path):
-    path = attacks.tamper_batch_swap(honest.path, tmp_path / "t", reseal=False)
+    path = forgers.tamper_batch_swap(honest.path, tmp_path / "t", reseal=False)
     status, reason = _status(path)
     assert status == EXIT_MALFORMED and BATCHES_FILE in reason
 
@@ -215,22 +218,22 @@ def test_changed_hyperparameter_is_rejected(honest, tmp_path, name, factor):
         manifest["training"]["adam_betas"] = [0.8, 0.999]
         write_json(path / MANIFEST_FILE, manifest)
     else:
-        path = attacks.tamper_hyperparameter(honest.path, tmp_path / "t", name=name, factor=factor)
+        path = forgers.tamper_hyperparameter(honest.path, tmp_path / "t", name=name, factor=factor)
     status, reason = _status(path)
     assert status == EXIT_REJECT and "do not reproduce" in reason
 
 
 def test_changed_batch_size_is_malformed(honest, tmp_path):
-    path = attacks.tamper_hyperparameter(honest.path, tmp_path / "t", name="batch_size", factor=2)
+    path = forgers.tamper_hyperparameter(honest.path, tmp_path / "t", name="batch_size", factor=2)
     status, reason = _status(path)
     assert status == EXIT_MALFORMED and "schedule" in reason
 
 
 def test_swapped_shared_data_is_rejected(honest, tmp_path):
     other = make_images(NUM_SAMPLES, seed=2)
-    path = attacks.tamper_shared(honest.path, tmp_path / "t", other)
+    path = forgers.tamper_shared(honest.path, tmp_path / "t", other)
     assert _status(path)[0] == EXIT_REJECT
-    unsealed = attacks.tamper_shared(honest.path, tmp_path / "u", attacks.align_labels(honest_labels(honest), other),
+    unsealed = forgers.tamper_shared(honest.path, tmp_path / "u", forgers.align_labels(honest_labels(honest), other),
                                      reseal=False)
     status, reason = _status(unsealed)
     assert status == EXIT_MALFORMED and SHARED_X_FILE in reason
@@ -242,7 +245,7 @@ def honest_labels(honest):
 
 def test_initial_weights_not_from_the_declared_seed_are_rejected(honest, tmp_path):
     path = _copy(honest, tmp_path)
-    from pudlab.storage import save_weights
+    from pudlab.io import save_weights
 
     save_weights(path / "initial.safetensors", initial_state(MODEL, init_seed=5))
     reseal_bundle(path)
@@ -253,10 +256,10 @@ def test_initial_weights_not_from_the_declared_seed_are_rejected(honest, tmp_pat
 def test_model_thieves_are_rejected(honest, tmp_path, private_set):
     thief_data = make_images(NUM_SAMPLES, seed=9)
     thief = _prove(thief_data, thief_data, tmp_path / "thief", train=replace(TRAIN, shuffle_seed=11))
-    jump = attacks.forge_jump(thief.path, tmp_path / "jump", honest.final_weights)
+    jump = forgers.forge_jump(thief.path, tmp_path / "jump", honest.final_weights)
     status, reason = _status(jump, VerifyOptions(top_q=1))  # the jump is the largest update of its epoch
     assert status == EXIT_REJECT and "segment 3 " in reason
-    interpolated = attacks.forge_interpolated(thief.path, tmp_path / "interp", honest.final_weights)
+    interpolated = forgers.forge_interpolated(thief.path, tmp_path / "interp", honest.final_weights)
     assert _status(interpolated, VerifyOptions(top_q=1))[0] == EXIT_REJECT
     assert _status(jump, replace(ALL, expected_model_sha256=thief.final_weights_sha256))[1].startswith("model check")
 
@@ -281,7 +284,7 @@ def test_spoofed_dataset_rejected_at_small_sigma_honest_accepted(tmp_path):
     train = TrainConfig(epochs=1, batch_size=32, lr=1e-3, shuffle_seed=5)
     honest = _prove(private_i, obfuscate(private_i, sigma=sigma, seed=21), tmp_path / "honest", sigma=sigma,
                     train=train, every=3)
-    spoofed = attacks.align_labels(private_i.labels, obfuscate(private_j, sigma=sigma, seed=22))
+    spoofed = forgers.align_labels(private_i.labels, obfuscate(private_j, sigma=sigma, seed=22))
     spoof = reshare(honest.path, tmp_path / "spoof", spoofed, NoiseClaim(sigma, 1.0, False))
     honest_verdict = verify_bundle(honest.path, ALL)
     spoof_verdict = verify_bundle(spoof, ALL)
@@ -295,11 +298,11 @@ def test_align_labels():
     reference = np.array([2, 0, 1, 0, 2], dtype=np.int64)
     other = make_images(5, seed=3).take(np.array([0, 1, 2, 3, 4]))
     other = type(other)(other.images, np.array([0, 0, 1, 2, 2], dtype=np.int64), other.ids)
-    aligned = attacks.align_labels(reference, other)
+    aligned = forgers.align_labels(reference, other)
     np.testing.assert_array_equal(aligned.labels, reference)
     assert sorted(aligned.ids.tolist()) == [0, 1, 2, 3, 4]
     with pytest.raises(PudlabError):
-        attacks.align_labels(np.array([0, 0, 0, 1, 2]), other)
+        forgers.align_labels(np.array([0, 0, 0, 1, 2]), other)
 
 
 # ------------------------------------------------------------------------------------ hostile bundles
@@ -434,7 +437,7 @@ def test_wrong_checkpoint_tensors(honest, tmp_path, mutate):
 
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda m: m.update(format="pudlab.pol_bundle/99"), "format"),
-    (lambda m: m.pop("schedule"), "missing field 'schedule'"),
+    (lambda m: m.pop("schedule"), "schedule is missing"),
     (lambda m: m["training"].update(epochs=True), "training.epochs"),
     (lambda m: m["training"].update(lr="0.001"), "training.lr"),
     (lambda m: m["training"].update(momentum=0.9), "unknown hyper-parameters"),
@@ -454,6 +457,14 @@ def test_malformed_manifest(honest, tmp_path, edit, message):
         open_bundle(path)
 
 
+def test_manifest_error_names_file_and_field_briefly(honest, tmp_path):
+    path = _copy(honest, tmp_path)
+    _edit_manifest(path, lambda m: m["training"].update(lr="x" * 100_000))
+    with pytest.raises(BundleError, match=r"manifest\.json: training\.lr = 'xxx") as raised:
+        open_bundle(path)
+    assert str(raised.value).endswith("; expected a number") and len(str(raised.value)) < 400
+
+
 @pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"[" * 100000, b"\xff\xfe"])
 def test_manifest_not_an_object(honest, tmp_path, content):
     path = _copy(honest, tmp_path)
@@ -463,27 +474,30 @@ def test_manifest_not_an_object(honest, tmp_path, content):
 
 
 # ------------------------------------------------------------------------------------ scores
-def test_roc_scores_hand_computed():
-    assert roc_auc([0.0, 0.1, 0.2], [0.3, 0.4]) == 1.0
-    assert roc_auc([0.3, 0.4], [0.0, 0.1]) == 0.0
-    assert roc_auc([0.1, 0.2], [0.2, 0.1]) == 0.5
-    assert roc_auc([0.0], [float("nan")]) == 1.0
-    assert math.isnan(roc_auc([], [1.0]))
-    assert tpr_at_fpr([0.0, 0.1, 0.2], [0.15, 0.3, 0.4]) == pytest.approx(2 / 3)
-    assert tpr_at_fpr([0.0, 0.1, 0.2], [0.15, 0.3, 0.4], max_fpr=0.34) == 1.0
-    assert tpr_at_fpr([1.0], [0.0]) == 0.0
+def test_detection_scores_hand_computed():
+    # the evaluation's roles: spoofed bundles are the positives, honest ones the negatives
+    assert roc_auc(positives=[0.3, 0.4], negatives=[0.0, 0.1, 0.2]) == 1.0
+    assert roc_auc(positives=[0.0, 0.1], negatives=[0.3, 0.4]) == 0.0
+    assert roc_auc(positives=[0.2, 0.1], negatives=[0.1, 0.2]) == 0.5
+    assert roc_auc(positives=[float("nan")], negatives=[0.0]) == 1.0
+    assert math.isnan(roc_auc(positives=[1.0], negatives=[]))
+    assert tpr_at_fpr(positives=[0.15, 0.3, 0.4], negatives=[0.0, 0.1, 0.2]) == pytest.approx(2 / 3)
+    assert tpr_at_fpr(positives=[0.15, 0.3, 0.4], negatives=[0.0, 0.1, 0.2], max_fpr=0.34) == 1.0
+    assert tpr_at_fpr(positives=[0.0], negatives=[1.0]) == 0.0
 
 
 # ------------------------------------------------------------------------------------ evaluation
 def test_evaluate_writes_table_and_plot(tmp_path):
-    config = attacks.EvaluationConfig(sigmas=(0.0, 0.02), trials=1, epochs=1, batch_size=32, widths=(4, 8, 8),
+    config = evaluation.EvaluationConfig(sigmas=(0.0, 0.02), trials=1, epochs=1, batch_size=32, widths=(4, 8, 8),
                                       hidden=16, checkpoint_every=3)
-    result = attacks.evaluate(make_source(400, seed=6), config, tmp_path, progress=False)
-    rows = {row["sigma"]: row for row in result["rows"]}
-    assert rows[0.0]["honest_acceptance"] == 1.0 and rows[0.0]["spoof_rejection"] == 1.0
-    assert rows[0.0]["honest_distance_mean"] == 0.0 and rows[0.0]["auc"] == 1.0
-    assert rows[0.0]["attacks_as_expected"] and rows[0.0]["thief_rejection"] == 1.0
-    assert {a["attack"] for a in result["attacks"]} == set(attacks.ATTACK_NAMES)
+    report = evaluation.evaluate_detection(make_source(400, seed=6), config, tmp_path, progress=False)
+    rows = {row.sigma: row for row in report.rows}
+    assert rows[0.0].honest_acceptance == 1.0 and rows[0.0].spoof_rejection == 1.0
+    assert rows[0.0].honest_distance_mean == 0.0 and rows[0.0].auc == 1.0
+    assert rows[0.0].attacks_as_expected and rows[0.0].thief_rejection == 1.0
+    assert {a.attack for a in report.attacks} == set(evaluation.ATTACK_NAMES)
+    assert all(a.sigma > 0 for a in report.unexpected_attacks)
+    assert read_json(tmp_path / "pol_evaluation.json") == json.loads(json.dumps(report.to_dict()))
     for suffix in ("json", "csv", "png", "svg"):
         assert (tmp_path / f"pol_evaluation.{suffix}").stat().st_size > 0
     assert (tmp_path / "pol_evaluation.csv").read_text().splitlines()[0].startswith("sigma,trials,honest_acceptance")
@@ -492,12 +506,12 @@ def test_evaluate_writes_table_and_plot(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_with_workers_gives_the_same_rows(tmp_path):
-    config = attacks.EvaluationConfig(sigmas=(0.0, 0.05), trials=2, epochs=1, batch_size=32, widths=(4, 8, 8),
+    config = evaluation.EvaluationConfig(sigmas=(0.0, 0.05), trials=2, epochs=1, batch_size=32, widths=(4, 8, 8),
                                       hidden=16, checkpoint_every=3, attacks=False)
     source = make_source(300, seed=6)
-    serial = attacks.evaluate(source, config, tmp_path / "serial", progress=False)
-    parallel = attacks.evaluate(source, config, tmp_path / "parallel", workers=2, progress=False)
-    assert serial["rows"] == parallel["rows"]
+    serial = evaluation.evaluate_detection(source, config, tmp_path / "serial", progress=False)
+    parallel = evaluation.evaluate_detection(source, config, tmp_path / "parallel", workers=2, progress=False)
+    assert serial.rows == parallel.rows
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -523,7 +537,7 @@ def test_cli_prove_verify_and_tamper(tmp_path, monkeypatch):
     summary = json.loads(proved.stdout)
     assert summary["steps"] == 7 and summary["checkpoints"] == 3
 
-    attacks.tamper_hyperparameter(tmp_path / "bundle", tmp_path / "lr", factor=2.0)
+    forgers.tamper_hyperparameter(tmp_path / "bundle", tmp_path / "lr", factor=2.0)
     rejected = runner.invoke(cli, ["pol", "verify", "lr", "--top-q", "0", "--json"])
     assert rejected.exit_code == 1
     verdict = json.loads(rejected.stdout)
@@ -534,7 +548,7 @@ def test_cli_prove_verify_and_tamper(tmp_path, monkeypatch):
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.strip().splitlines()[-1].startswith("ACCEPT:")
 
-    attacks.tamper_checkpoint(tmp_path / "bundle", tmp_path / "edited", reseal=False)
+    forgers.tamper_checkpoint(tmp_path / "bundle", tmp_path / "edited", reseal=False)
     malformed = _pudlab("pol", "verify", "edited", cwd=tmp_path)
     assert malformed.returncode == 2
     assert malformed.stderr.strip().count("\n") == 0 and "SHA-256 does not match" in malformed.stderr

@@ -1,4 +1,4 @@
-"""Privacy metrics (pudlab.privacy) on tiny synthetic arrays, and the `pudlab privacy` CLI."""
+"""Privacy metrics (pudlab.privacy) on tiny synthetic arrays, the typed report, and the `pudlab privacy` CLI."""
 
 import json
 import math
@@ -13,13 +13,17 @@ from scipy.stats import norm
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pudlab.cli import cli
-from pudlab.errors import PudlabError
+from pudlab.errors import PudlabError, SpecError
+from pudlab.io import replace_non_finite
+from pudlab.metrics import roc_auc, tpr_at_fpr
 from pudlab.model import ModelConfig, build_model, initial_state
 from pudlab.obfuscation import obfuscate
 from pudlab.privacy import (
     PSNR_CAP_DB,
     DenoiseGrid,
     PrivacyConfig,
+    PrivacyReport,
+    SigmaPrivacy,
     analytic_gaussian_epsilon,
     averaging_attack,
     classic_gaussian_epsilon,
@@ -35,12 +39,11 @@ from pudlab.privacy import (
     nearest_indices,
     privacy_report,
     psnr_per_sample,
-    roc_auc,
+    pud_privacy_by_sigma,
     ssim_per_sample,
-    tpr_at_fpr,
     zcdp_epsilon,
 )
-from pudlab.training import TrainConfig, train_model
+from pudlab.train.trainer import TrainConfig, train_model
 
 from .conftest import make_images, make_source
 
@@ -121,12 +124,13 @@ def test_denoisers_clip_and_help(data):
         denoise(released, "median", strength=1.0, sigma=0.3)
     result = denoising_attack(raw, released, sigma=0.3, query_ids=data.ids[:20], pool=data.images, pool_ids=data.ids,
                               grid=DenoiseGrid(gaussian_widths=(1.0,), tv_weights=(1.0,), nlm_strengths=(0.8,)))
-    assert set(result["methods"]) == {"clip", "gaussian", "tv", "nlm"}
-    assert result["best"]["psnr"] > result["released"]["psnr"] + 3  # denoising recovers several dB
-    assert result["best"]["ssim"] >= result["released"]["ssim"]
-    assert 0 <= result["best"]["linkage"] <= 1
+    assert set(result.methods) == {"clip", "gaussian", "tv", "nlm"}
+    assert result.best.psnr > result.released.psnr + 3  # denoising recovers several dB
+    assert result.best.ssim >= result.released.ssim
+    assert 0 <= result.best.linkage <= 1
     at_zero = denoising_attack(raw, raw, sigma=0.0)
-    assert at_zero["methods"] == {} and at_zero["best"]["psnr"] == PSNR_CAP_DB
+    assert at_zero.methods == {} and at_zero.best.psnr == PSNR_CAP_DB
+    assert "linkage" not in at_zero.to_dict()["best"] and at_zero.best.psnr_by == "released"
 
 
 # ---------------------------------------------------------------------------------------- decline
@@ -136,39 +140,49 @@ def test_fresh_noise_error_follows_sigma_over_sqrt_n(data, sigma):
                             pool=data.images, pool_ids=data.ids)
     for row in rows:
         # 240 * 144 noise values per release: relative std of the RMSE ~ 0.3 %
-        assert row["rmse"] == pytest.approx(sigma / math.sqrt(row["n"]), rel=0.03)
-        assert row["psnr"] == pytest.approx(rows[0]["psnr"] + 10 * math.log10(row["n"]), abs=0.3)
-        assert row["exposed_fraction"] == 1.0
-    assert rows[-1]["linkage"] >= rows[0]["linkage"]
+        assert row.rmse == pytest.approx(sigma / math.sqrt(row.n), rel=0.03)
+        assert row.psnr == pytest.approx(rows[0].psnr + 10 * math.log10(row.n), abs=0.3)
+        assert row.exposed_fraction == 1.0
+    assert rows[-1].linkage >= rows[0].linkage
 
 
 def test_keyed_noise_does_not_improve(data):
     rows = averaging_attack(data, sigma=0.5, disclosures=6, scheme="keyed", noise_seed=1,
                             pool=data.images, pool_ids=data.ids)
-    assert len({row["rmse"] for row in rows}) == 1
-    assert len({row["linkage"] for row in rows}) == 1
-    assert rows[0]["rmse"] == pytest.approx(0.5, rel=0.03)
+    assert len({row.rmse for row in rows}) == 1
+    assert len({row.linkage for row in rows}) == 1
+    assert [row.n for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[0].rmse == pytest.approx(0.5, rel=0.03)
 
 
 def test_disjoint_subsets_disclose_each_sample_once(data):
     rows = averaging_attack(data, sigma=0.5, disclosures=4, scheme="disjoint", noise_seed=1, partition_seed=2)
-    assert [row["exposed_fraction"] for row in rows] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert [row.exposed_fraction for row in rows] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     for row in rows:
-        assert row["rmse"] == pytest.approx(0.5, rel=0.05)
+        assert row.rmse == pytest.approx(0.5, rel=0.05)
+        assert "linkage" not in row.to_dict()  # no pool, no linkage
     with pytest.raises(PudlabError, match="unknown disclosure scheme"):
         averaging_attack(data, sigma=0.5, disclosures=2, scheme="iid")
 
 
 # ---------------------------------------------------------------------------------------- membership
 def test_auc_and_tpr_hand_values():
-    assert roc_auc(np.array([3.0, 2.0]), np.array([1.0, 2.0])) == pytest.approx(0.875)
-    assert roc_auc(np.array([1.0]), np.array([2.0])) == 0.0
-    assert tpr_at_fpr(np.array([5.0, 4.0, 1.0]), np.array([3.0, 2.0, 0.0]), fpr=0.0) == pytest.approx(2 / 3)
-    assert tpr_at_fpr(np.array([5.0, 4.0, 1.0]), np.array([3.0, 2.0, 0.0]), fpr=1 / 3) == pytest.approx(2 / 3)
-    assert tpr_at_fpr(np.array([5.0, 4.0, 1.0]), np.array([3.0, 2.0, 0.0]), fpr=2 / 3) == pytest.approx(1.0)
+    # pudlab.metrics serves the membership attack: members are the positives
+    assert roc_auc(positives=np.array([3.0, 2.0]), negatives=np.array([1.0, 2.0])) == pytest.approx(0.875)
+    assert roc_auc(positives=np.array([1.0]), negatives=np.array([2.0])) == 0.0
+    members, others = np.array([5.0, 4.0, 1.0]), np.array([3.0, 2.0, 0.0])
+    assert tpr_at_fpr(positives=members, negatives=others, max_fpr=0.0) == pytest.approx(2 / 3)
+    assert tpr_at_fpr(positives=members, negatives=others, max_fpr=1 / 3) == pytest.approx(2 / 3)
+    assert tpr_at_fpr(positives=members, negatives=others, max_fpr=2 / 3) == pytest.approx(1.0)
     perfect = loss_threshold_attack(np.array([0.1, 0.2, 0.3]), np.array([0.4, 0.5]))
     assert perfect.auc == 1.0 and perfect.tpr_at_fpr == 1.0
     assert perfect.member_loss == pytest.approx(0.2)
+    inverted = loss_threshold_attack(np.array([0.4, 0.5]), np.array([0.1, 0.2, 0.3]))  # members' loss higher
+    assert inverted.auc == 0.0 and inverted.tpr_at_fpr == 0.0
+    ties = loss_threshold_attack(np.array([0.1, 0.2]), np.array([0.2, 0.3]), fpr=0.5)
+    assert ties.auc == pytest.approx(0.875) and ties.tpr_at_fpr == 1.0
+    with pytest.raises(PudlabError, match="at least one positive and one negative"):
+        loss_threshold_attack(np.array([]), np.array([0.1]))
 
 
 def test_membership_auc_half_for_unseen_sets():
@@ -215,7 +229,9 @@ def test_epsilon_trends_and_edge_cases():
     classic, valid = classic_gaussian_epsilon(sigma=10.0, sensitivity=1.0, delta=1e-5)
     assert valid and classic == pytest.approx(math.sqrt(2 * math.log(1.25e5)) / 10)
     accounting = dp_accounting(0.5, (1, 4, 4), delta=1e-5, releases=3)
-    assert [row["n"] for row in accounting["by_sensitivity"]["image"]["composition"]] == [1, 2, 3]
+    assert [row.n for row in accounting.by_sensitivity["image"].composition] == [1, 2, 3]
+    assert list(accounting.to_dict()["by_sensitivity"]["pixel"]["composition"][0]) == [
+        "n", "fresh", "keyed", "disjoint", "fresh_zcdp_bound"]
 
 
 # ---------------------------------------------------------------------------------------- end to end
@@ -227,16 +243,60 @@ TINY = PrivacyConfig(queries=60, pool_size=200, denoise_samples=12, disclosures=
 def test_privacy_report_structure():
     source = make_source(400, (1, 12, 12), seed=5)
     report = privacy_report(source, [0.0, 0.5], TINY)
-    assert report["kind"] == "pudlab.privacy_report"
-    zero, half = report["sigmas"]
-    assert zero["linkage"]["rate"] == 1.0 and zero["linkage"]["pool_size"] == 200
-    assert zero["pud_privacy"]["linkage"] == 1.0 and zero["pud_privacy"]["best_ssim"] == pytest.approx(1.0)
-    assert half["similarity"]["psnr_mean"] == pytest.approx(20 * math.log10(1 / 0.5), abs=0.5)
-    assert set(half["decline"]) == {"fresh", "keyed", "disjoint"}
-    assert 0 <= half["membership"]["auc"] <= 1
-    assert half["dp"]["by_sensitivity"]["image"]["sensitivity"] == pytest.approx(12.0)
+    assert isinstance(report, PrivacyReport)
+    zero, half = report.entries
+    assert zero.linkage.rate == 1.0 and zero.linkage.pool_size == 200
+    assert zero.pud_privacy.linkage == 1.0 and zero.pud_privacy.best_ssim == pytest.approx(1.0)
+    assert half.similarity.psnr_mean == pytest.approx(20 * math.log10(1 / 0.5), abs=0.5)
+    assert set(half.decline) == {"fresh", "keyed", "disjoint"}
+    assert 0 <= half.membership.attack.auc <= 1
+    assert half.pud_privacy.mia_auc == half.membership.attack.auc
+    assert half.dp.by_sensitivity["image"].sensitivity == pytest.approx(12.0)
+    assert zero.dp.by_sensitivity["image"].epsilon == math.inf
     again = privacy_report(source, [0.5], TINY)
-    assert again["sigmas"][0]["decline"] == half["decline"]  # every random choice is seeded
+    assert again.entries[0].decline == half.decline  # every random choice is seeded
+
+    # The JSON layout on disk (read by stored reports, `pud --privacy-json` and the store report).
+    data = report.to_dict()
+    assert data["kind"] == "pudlab.privacy_report"
+    assert list(data) == ["kind", "version", "dataset", "config", "environment", "sigmas", "wall_seconds"]
+    assert list(data["sigmas"][1]) == ["sigma", "similarity", "linkage", "denoising", "decline", "dp", "membership",
+                                       "pud_privacy", "seconds"]
+    assert list(data["sigmas"][1]["pud_privacy"]) == ["linkage", "linkage_chance", "best_ssim", "mia_auc"]
+    assert list(data["sigmas"][1]["denoising"]["best"]) == ["psnr", "psnr_by", "ssim", "ssim_by", "linkage",
+                                                           "linkage_by"]
+    assert list(data["sigmas"][1]["decline"]["fresh"][0]) == ["n", "psnr", "rmse", "exposed_fraction", "linkage",
+                                                             "reidentified_fraction"]
+    assert {"auc", "auc_stderr", "tpr_at_fpr", "eval_accuracy", "members_seen_as"} <= set(
+        data["sigmas"][1]["membership"])
+    assert data["config"]["mia_widths"] == [4, 4, 8] and data["config"]["denoise"]["tv_weights"] == [1.0]
+
+    # JSON round trip: an infinite epsilon is stored as null and reads back as None.
+    stored = json.loads(json.dumps(replace_non_finite(data)))
+    loaded = PrivacyReport.from_dict(stored)
+    assert loaded.to_dict() == stored
+    assert loaded.entries[0].dp.by_sensitivity["image"].epsilon is None
+    assert loaded.entries[1] == PrivacyReport.from_dict(json.loads(json.dumps(data))).entries[1]
+    assert pud_privacy_by_sigma(stored) == pud_privacy_by_sigma(report) == {0.0: zero.pud_privacy,
+                                                                            0.5: half.pud_privacy}
+
+
+def test_privacy_report_from_dict_errors():
+    entry = {"sigma": 0.5, "pud_privacy": {"linkage": 0.5, "linkage_chance": 0.0, "best_ssim": 0.2, "mia_auc": None}}
+    trimmed = {"kind": "pudlab.privacy_report", "sigmas": [entry]}
+    assert pud_privacy_by_sigma(trimmed)[0.5].best_ssim == 0.2  # the P axis needs no more than this
+    with pytest.raises(PudlabError, match=r"x.json: missing key\(s\) \['version', 'dataset', 'config'"):
+        PrivacyReport.from_dict(trimmed, source="x.json")
+    with pytest.raises(PudlabError, match=r"x.json: sigmas\[0\]: missing key\(s\) \['similarity', 'linkage'"):
+        SigmaPrivacy.from_dict(entry, where="x.json: sigmas[0]")
+    with pytest.raises(PudlabError, match=r"x.json: config.denoise.tv_weights: expected a list of numbers"):
+        PrivacyConfig.from_dict({"denoise": {"tv_weights": 1.0}}, where="x.json: config")
+    assert PrivacyConfig.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(SpecError, match="x.json: not a pudlab privacy report"):
+        PrivacyReport.from_dict({"kind": "pudlab.pud", "sigmas": []}, source="x.json")
+    with pytest.raises(PudlabError, match=r"x.json: sigmas\[0\].pud_privacy: unknown key\(s\) \['extra'\]"):
+        pud_privacy_by_sigma({**trimmed, "sigmas": [{**entry, "pud_privacy": {**entry["pud_privacy"], "extra": 1}}]},
+                             source="x.json")
 
 
 def test_privacy_cli_smoke(tmp_path):

@@ -20,10 +20,10 @@ from pudlab.pud import (
     privacy_score,
     pud_points,
     recommend,
-    save_pud_figures,
     separability_score,
     utility_score,
 )
+from pudlab.report.privacy_figures import save_pud_figures
 
 SIGMAS = [0.0, 0.1, 0.2, 0.4, 0.6, 1.0]
 ACCURACY = [0.90, 0.89, 0.88, 0.86, 0.80, 0.50]
@@ -113,6 +113,7 @@ def test_separability_used_where_repeats_exist():
 def test_builtin_profiles_load():
     assert {"outsourcing", "pol"} <= set(builtin_profiles())
     outsourcing = load_profile("outsourcing")
+    assert outsourcing.source == "pudlab/specs/profiles/outsourcing.toml"
     assert outsourcing.objective_axis == "privacy" and outsourcing.objective_sense == "maximize"
     assert outsourcing.constraints[0].axis == "utility" and outsourcing.constraints[0].minimum == 0.9
     pol = load_profile("pol")
@@ -122,17 +123,17 @@ def test_builtin_profiles_load():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"objective": {"maximize": "privacy"}, "colour": 1}, "unknown key 'colour'"),
-        ({"objective": {"maximize": "privacy"}, "constraints": {"fun": {"min": 0.1}}}, "key 'constraints.fun'"),
-        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": {"min": 1.5}}}, "'constraints.utility.min' must be a number in \\[0, 1\\]"),
-        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": {"least": 0.5}}}, "'constraints.utility' must be a table"),
-        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": {"min": 0.8, "max": 0.2}}}, "min 0.8 is above max 0.2"),
-        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": 0.9}}, "'constraints.utility' must be a table"),
-        ({}, "missing table 'objective'"),
-        ({"objective": {"maximize": "privacy", "minimize": "utility"}}, "exactly one of 'maximize' or 'minimize'"),
-        ({"objective": {"maximize": "speed"}}, "'objective.maximize' must be one of"),
-        ({"objective": {"maximize": "privacy", "weight": 1}}, "unknown key 'objective.weight'"),
-        ({"objective": {"maximize": "privacy"}, "tie_break": "random"}, "'tie_break' must be one of"),
+        ({"objective": {"maximize": "privacy"}, "colour": 1}, r"unknown key\(s\) \['colour'\]"),
+        ({"objective": {"maximize": "privacy"}, "constraints": {"fun": {"min": 0.1}}}, "constraints.fun: unknown axis; expected one of privacy"),
+        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": {"min": 1.5}}}, r"constraints.utility.min = 1.5; expected a number in \[0, 1\]"),
+        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": {"least": 0.5}}}, "constraints.utility = {'least': 0.5}; expected a table with min and/or max"),
+        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": {"min": 0.8, "max": 0.2}}}, "constraints.utility = .*; expected min <= max"),
+        ({"objective": {"maximize": "privacy"}, "constraints": {"utility": 0.9}}, "constraints.utility = 0.9; expected a table with min and/or max"),
+        ({}, "objective is missing; expected a table"),
+        ({"objective": {"maximize": "privacy", "minimize": "utility"}}, "objective = .*; expected exactly one of maximize or minimize"),
+        ({"objective": {"maximize": "speed"}}, "objective.maximize = 'speed'; expected one of privacy, utility"),
+        ({"objective": {"maximize": "privacy", "weight": 1}}, r"\[objective\] has unknown key\(s\) \['weight'\]"),
+        ({"objective": {"maximize": "privacy"}, "tie_break": "random"}, "tie_break = 'random'; expected one of larger_sigma"),
     ],
 )
 def test_profile_validation_errors(data, message):
@@ -146,9 +147,9 @@ def test_profile_file_errors(tmp_path):
     bad.write_text("[objective\nmaximize = 1")
     with pytest.raises(SpecError, match="bad.toml: not valid TOML"):
         load_profile(bad)
-    with pytest.raises(SpecError, match="missing.toml: profile file not found"):
+    with pytest.raises(SpecError, match="missing.toml: no such profile file"):
         load_profile(tmp_path / "missing.toml")
-    with pytest.raises(SpecError, match="not a shipped profile"):
+    with pytest.raises(SpecError, match="nonsense: no such profile file; shipped profiles: outsourcing, pol"):
         load_profile("nonsense")
     good = tmp_path / "mine.toml"
     good.write_text('[constraints]\nprivacy = { min = 0.4 }\n[objective]\nmaximize = "utility"\n')
@@ -227,6 +228,13 @@ def test_figures_written(tmp_path):
 def test_point_value_rejects_unknown_axis():
     with pytest.raises(SpecError, match="unknown PUD axis"):
         PudPoint(0.1, 0.2, 0.3, 0.4).value("speed")
+
+
+def test_point_round_trip():
+    point = _points()[3]
+    assert PudPoint.from_dict(json.loads(json.dumps(point.to_dict()))) == point
+    with pytest.raises(SpecError, match="expected sigma, privacy, utility, distinguishability"):
+        PudPoint.from_dict({"sigma": 0.1})
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -8,10 +8,9 @@ import pytest
 
 from pudlab.data.sources import load_source
 from pudlab.experiments import RunOptions, Store, run_sweep
-from pudlab.privacy import PrivacyConfig, privacy_report
-from pudlab.privacy_cli import _finite
-from pudlab.pud_store import privacy_path, pud_inputs, stored_privacy
-from pudlab.storage import write_json
+from pudlab.io import replace_non_finite, write_json
+from pudlab.privacy import PrivacyConfig, PrivacyReport, privacy_report
+from pudlab.pud.store_inputs import privacy_path, pud_inputs, stored_privacy
 
 from .test_experiments import tiny_preset
 
@@ -39,10 +38,13 @@ def test_pud_inputs_from_store(exp3_store):
 def test_pud_command_on_store_and_report(exp3_store):
     root, dataset = exp3_store
     config = PrivacyConfig(queries=40, pool_size=200, denoise_samples=8, disclosures=3, membership=False)
-    report = _finite(privacy_report(load_source(dataset), [0.0, 0.5, 1.0], config))
+    report = replace_non_finite(privacy_report(load_source(dataset), [0.0, 0.5, 1.0], config).to_dict())
     with Store(root, create=False) as store:
         write_json(privacy_path(store, dataset), report)
-        assert stored_privacy(store, dataset, [0.0, 0.5, 1.0], compute=False)["sigmas"]
+        stored = stored_privacy(store, dataset, [0.0, 0.5, 1.0], compute=False)
+        assert isinstance(stored, PrivacyReport) and stored.to_dict() == report
+        assert [entry.sigma for entry in stored.entries] == [0.0, 0.5, 1.0]
+        assert stored_privacy(store, dataset, [0.0, 0.5], compute=False) is None  # other sigmas: not this one
     result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", str(root), "--profile", "outsourcing",
                              "--json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -3,7 +3,7 @@
 D(W_i, W_j) is the Frobenius norm of the difference of ALL trainable parameters flattened into one
 vector, computed directly as a float64 sum of squared differences (never through
 ||a||^2 + ||b||^2 - 2ab, which cancels catastrophically when the models are close).
-Accuracy A(W) is :func:`pudlab.training.evaluate`.
+Accuracy A(W) is :func:`pudlab.train.trainer.evaluate`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .errors import ModelError
+from pudlab.errors import ModelError
 
 Weights = Mapping[str, torch.Tensor | np.ndarray]
 
@@ -76,3 +76,46 @@ def distinguishability(same_dataset_distance: float, other_dataset_distance: flo
 def weight_norm(weights: Weights) -> float:
     """||W||_F over all parameters (for relative distances)."""
     return math.sqrt(math.fsum(float(np.dot(_as_float64(v).ravel(), _as_float64(v).ravel())) for v in weights.values()))
+
+
+# ---------------------------------------------------------------------------------------- detectors
+def _scores(values: object) -> np.ndarray:
+    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64).ravel()
+    return np.where(np.isnan(array), np.inf, array)  # a NaN statistic is as suspicious as it gets
+
+
+def roc_auc(*, positives: object, negatives: object) -> float:
+    """Area under the ROC curve of a detector whose statistic is higher for positives.
+
+    AUC = P(positive > negative) + P(tie) / 2 (the Mann-Whitney U over n_pos * n_neg). The
+    arguments are keyword-only so that they can never be swapped by position (a swap gives
+    1 - AUC). A NaN statistic counts as +inf (most suspicious). Empty input gives NaN.
+
+    >>> roc_auc(positives=[0.2, 0.3], negatives=[0.0, 0.1])
+    1.0
+    >>> roc_auc(positives=[0.2, 0.1], negatives=[0.0, 0.2])
+    0.625
+    """
+    pos, neg = _scores(positives), np.sort(_scores(negatives))
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below.sum() + 0.5 * ties.sum()) / (len(pos) * len(neg)))
+
+
+def tpr_at_fpr(*, positives: object, negatives: object, max_fpr: float = 0.01) -> float:
+    """Largest true-positive rate of a rule ``statistic > t`` whose false-positive rate on the
+    negatives is at most ``max_fpr`` (with n negatives the FPR moves in steps of 1/n).
+
+    >>> tpr_at_fpr(positives=[0.15, 0.3, 0.4], negatives=[0.0, 0.1, 0.2], max_fpr=0.01)
+    0.6666666666666666
+    """
+    pos, neg = _scores(positives), _scores(negatives)
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    best = 0.0
+    for threshold in np.unique(np.concatenate([neg, pos, [-np.inf]])):
+        if (neg > threshold).mean() <= max_fpr:
+            best = max(best, float((pos > threshold).mean()))
+    return best

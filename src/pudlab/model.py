@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ModelError
+from pudlab.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,12 @@ class ModelConfig:
             raise ModelError(f"widths must be three positive integers, got {self.widths}")
         if self.hidden < 1 or self.num_classes < 2:
             raise ModelError(f"hidden must be >= 1 and num_classes >= 2, got {self.hidden}, {self.num_classes}")
+
+    @property
+    def conv_plan(self) -> tuple[tuple[int, int], ...]:
+        """(in, out) channels of the six 3x3 convs: the one layer plan of M_cnn, used by every builder."""
+        w1, w2, w3 = self.widths
+        return ((self.input_shape[0], w1), (w1, w1), (w1, w2), (w2, w2), (w2, w3), (w3, w3))
 
     @property
     def flat_features(self) -> int:
@@ -80,10 +86,7 @@ class MCnn(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        channels = config.input_shape[0]
-        w1, w2, w3 = config.widths
-        plan = [(channels, w1), (w1, w1), (w1, w2), (w2, w2), (w2, w3), (w3, w3)]
-        for name, (c_in, c_out) in zip(CONV_NAMES, plan, strict=True):
+        for name, (c_in, c_out) in zip(CONV_NAMES, config.conv_plan, strict=True):
             setattr(self, name, nn.Conv2d(c_in, c_out, 3, padding=1))
         self.dense1 = nn.Linear(config.flat_features, config.hidden)
         self.dense2 = nn.Linear(config.hidden, config.num_classes)
@@ -152,3 +155,17 @@ def check_state(config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
 def parameter_names(config: ModelConfig) -> list[str]:
     """Trainable parameter names in model order (the order of the flattened weight vector)."""
     return [name for name, _ in MCnn(config).named_parameters()]
+
+
+def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of M_cnn(config), in model order, computed without building the model
+    (a bundle loader checks a hostile config's size before allocating anything)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, (c_in, c_out) in zip(CONV_NAMES, config.conv_plan, strict=True):
+        shapes[f"{name}.weight"] = (c_out, c_in, 3, 3)
+        shapes[f"{name}.bias"] = (c_out,)
+    shapes["dense1.weight"] = (config.hidden, config.flat_features)
+    shapes["dense1.bias"] = (config.hidden,)
+    shapes["dense2.weight"] = (config.num_classes, config.hidden)
+    shapes["dense2.bias"] = (config.num_classes,)
+    return shapes

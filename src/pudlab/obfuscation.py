@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .data.dataset import LabeledImages, fingerprint_arrays
-from .errors import ObfuscationError
-from .seeding import derive_rng
+from pudlab.data.dataset import LabeledImages, fingerprint_arrays
+from pudlab.errors import ObfuscationError
+from pudlab.seeding import derive_rng
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SamplingError
-from .seeding import derive_rng
+from pudlab.errors import SamplingError
+from pudlab.seeding import derive_rng
 
 _SETTING_RE = re.compile(r"^S-([0-9.]+)-([0-9.]+)-([0-9.]+)$")
 _EPS = 1e-9

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DatasetError
-from ..seeding import derive_rng
+from pudlab.errors import DatasetError
+from pudlab.seeding import derive_rng
 
 
 def fingerprint_arrays(*arrays: np.ndarray) -> str:

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.sources import load_source
-from .jobs import Expansion, SplitSpec, expand, make_split, model_config_for
-from .runner import RunOptions, RunSummary, run_jobs
-from .series import refresh_series
-from .spec import ExperimentPlan, ExperimentSpec, Preset, load_experiment
-from .store import Store
+from pudlab.data.sources import load_source
+from pudlab.experiments.jobs import Expansion, SplitSpec, expand, make_split, model_config_for
+from pudlab.experiments.runner import RunOptions, RunSummary, run_jobs
+from pudlab.experiments.series import refresh_series
+from pudlab.experiments.spec import ExperimentPlan, ExperimentSpec, Preset, load_experiment
+from pudlab.experiments.store import Store
 
 PREVIEW_SAMPLES = 8
 """Raw T_t samples kept in the store for Fig. 1."""

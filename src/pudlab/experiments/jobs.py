@@ -15,15 +15,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
-from ..errors import SpecError, StoreError
-from ..model import ModelConfig
-from ..obfuscation import ObfuscationParams
-from ..pipeline import training_set
-from ..sampling import SampleRecipe, draw_recipe, label_window
-from ..seeding import derive_rng
-from ..training import TrainConfig, default_batch_size
-from .spec import DatasetSpec, ExperimentPlan, Preset
+from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
+from pudlab.errors import SpecError, StoreError
+from pudlab.model import ModelConfig
+from pudlab.obfuscation import ObfuscationParams
+from pudlab.train.run import training_set
+from pudlab.sampling import SampleRecipe, draw_recipe, label_window
+from pudlab.seeding import derive_rng
+from pudlab.train.trainer import TrainConfig, default_batch_size
+from pudlab.experiments.spec import DatasetSpec, ExperimentPlan, Preset
 
 JOB_FORMAT = "pudlab.job/1"
 ALT_SHUFFLE_OFFSET = 1000
@@ -237,7 +237,7 @@ def expand(plan: ExperimentPlan, source: SourceDataset, split: Split, init_sha25
     model_config = model_config_for(preset, source)
     snapshot_epochs = tuple(sorted({*range(preset.snapshot_every, preset.epochs + 1, preset.snapshot_every),
                                     preset.epochs}))
-    distance_refs = {series.a for series in plan.spec.series if series.kind == "distance"}
+    distance_refs = {series.reference for series in plan.spec.series if series.kind == "distance"}
     expansion = Expansion()
 
     def make_job(dataset_id: str, sigma: float, repeat: int, shuffle_offset: int, snapshots: bool) -> Job:

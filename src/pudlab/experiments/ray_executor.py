@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from ..errors import PudlabError
-from .runner import RunOptions, Unit, WorkerContext, execute_unit
+from pudlab.errors import PudlabError
+from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, WorkerContext, execute_unit
 
 _CONTEXTS: dict[tuple, WorkerContext] = {}
 """Per Ray worker process: loaded datasets and splits, reused across the tasks it runs."""
@@ -29,7 +29,7 @@ def _ray():  # noqa: ANN202
     return ray
 
 
-def _run_unit(unit: Unit, data_dir: str | None, device: str, threads: int, shipped: dict) -> list[dict]:
+def _run_unit(unit: Unit, data_dir: str | None, device: str, threads: int, shipped: dict) -> list[JobOutcome]:
     """Body of the Ray task (runs in a Ray worker process)."""
     import torch
 
@@ -59,7 +59,7 @@ class RayExecutor:
             kwargs["num_cpus"] = max(self.options.workers, 1) * self.options.threads_per_worker()
         self.ray.init(**kwargs)
 
-    def run(self, units: Sequence[Unit]) -> Iterator[list[dict]]:
+    def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
         if not units:
             return
         self._connect()
@@ -69,7 +69,7 @@ class RayExecutor:
         task = ray.remote(max_retries=self.options.max_retries, retry_exceptions=False, **resources)(_run_unit)
         shipped: dict = {}
         if self.options.ray_ship_data:
-            from ..data.sources import load_source
+            from pudlab.data.sources import load_source
 
             names = sorted({job.source_name for unit in units for job in unit.jobs})
             shipped = {name: load_source(name, self.options.data_dir) for name in names}
@@ -83,5 +83,5 @@ class RayExecutor:
                     yield ray.get(ref)
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                         ray.exceptions.TaskCancelledError) as exc:
-                    yield [{"key": job.key, "error": f"Ray worker lost after {self.options.max_retries} retries: {exc}"}
+                    yield [JobOutcome.failed(job.key, f"Ray worker lost after {self.options.max_retries} retries: {exc}")
                            for job in unit.jobs]

@@ -14,10 +14,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..metrics import model_distance
-from .jobs import Role
-from .spec import ExperimentSpec, parse_experiment
-from .store import Store
+from pudlab.metrics import model_distance
+from pudlab.experiments.jobs import Role
+from pudlab.experiments.spec import ExperimentSpec, parse_experiment
+from pudlab.experiments.store import Store
 
 FINAL_EPOCH = -1
 
@@ -85,7 +85,7 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
                           if (job := index.get(model, sigma, r)) in done]
                 rows.append(_row(series.id, "accuracy", sigma, [v for v in values if v is not None]))
         elif series.kind == "distance":
-            a, b = series.a or "", series.b or ""
+            a, b = series.reference or "", series.compared or ""
             a_sweeps = spec.models[a].sweep
             for sigma in sorted(index.sigmas[b]):
                 sigma_a = sigma if a_sweeps else index.only_sigma(a)
@@ -117,7 +117,7 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
                             per_epoch[record["epoch"]].append(record["eval_accuracy"])
             rows.extend(_row(series.id, "epoch_accuracy", epoch, values) for epoch, values in sorted(per_epoch.items()))
         elif series.kind == "epoch_distance":
-            a, b = series.a or "", series.b or ""
+            a, b = series.reference or "", series.compared or ""
             per_epoch = defaultdict(list)
             for r in range(index.repeats):
                 job_a, job_b = index.get(a, index.only_sigma(a), r), index.get(b, index.only_sigma(b), r)

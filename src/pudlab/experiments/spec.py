@@ -3,99 +3,25 @@
 An experiment spec names datasets (S-X-Y-Z samples of T_t), models (a dataset at a fixed sigma or
 at every sigma of the sweep) and series to report (accuracy of a model, distance between two
 models, per epoch for Fig. 2). A preset fills in the numbers (epochs, widths, sigma grid, ...).
-The shipped specs are ``pudlab/specs/*.toml``; copy one and edit it to make your own.
+The shipped specs are ``pudlab/specs/experiments/*.toml`` and ``pudlab/specs/presets/*.toml``; copy one and edit it to make your own.
 
 Every validation error names the file, the key and what was expected.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, fields, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
-from ..sampling import SamplingSetting, parse_labels
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from pudlab.config import Section, read_toml, resolve_spec
+from pudlab.errors import SpecError
+from pudlab.sampling import SamplingSetting, parse_labels
 
 SHIPPED_EXPERIMENTS = ("fig2", "exp1", "exp2", "exp3", "exp4", "exp5")
 SHIPPED_PRESETS = ("quick", "paper")
 SERIES_KINDS = ("accuracy", "distance", "epoch_accuracy", "epoch_distance")
 SHUFFLE_STREAMS = ("main", "alt")
-
-
-# ----------------------------------------------------------------------------------------- helpers
-class _Section:
-    """A TOML table being validated: every access names ``file``, ``key`` and what is expected."""
-
-    def __init__(self, source: str, path: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise SpecError(f"{source}: [{path}] must be a table, got {type(data).__name__}")
-        self.source, self.path, self.data = source, path, data
-        self.used: set[str] = set()
-
-    def where(self, key: str) -> str:
-        return f"{self.source}: {self.path + '.' if self.path else ''}{key}"
-
-    def get(self, key: str, kinds: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is ...:
-                raise SpecError(f"{self.where(key)} is missing; expected {expected or _describe(kinds)}")
-            return default
-        value = self.data[key]
-        if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-            raise SpecError(f"{self.where(key)} = {value!r}; expected {expected or _describe(kinds)}")
-        if not isinstance(value, kinds):
-            raise SpecError(f"{self.where(key)} = {value!r}; expected {expected or _describe(kinds)}")
-        return value
-
-    def number(self, key: str, default: Any = ..., *, low: float | None = None, high: float | None = None,
-               integer: bool = False) -> Any:
-        kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        value = self.get(key, kinds, default, expected="an integer" if integer else "a number")
-        if value is default and key not in self.data:
-            return value
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"in [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-            raise SpecError(f"{self.where(key)} = {value!r}; expected a number {bounds}")
-        return value
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise SpecError(f"{self.source}: [{self.path}] has unknown key(s) {unknown}")
-
-
-def _describe(kinds: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "a table"}
-    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    return " or ".join(names.get(kind, kind.__name__) for kind in kinds)
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise SpecError(f"{path}: file not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML ({exc})") from exc
-
-
-def _resolve(kind: str, what: str, shipped: tuple[str, ...], name_or_path: str | Path) -> Path:
-    """A shipped ``kind`` (experiments, presets) by name, or an existing TOML file."""
-    path = Path(name_or_path)
-    if not path.suffix and str(name_or_path) in shipped:
-        return Path(str(resources.files("pudlab") / "specs" / kind / f"{name_or_path}.toml"))
-    if not path.exists():
-        raise SpecError(f"{name_or_path}: no such {what} file; shipped {kind}: {', '.join(shipped)}")
-    return path
 
 
 # ----------------------------------------------------------------------------------------- experiment
@@ -149,10 +75,10 @@ class SeriesSpec:
     """accuracy | distance | epoch_accuracy | epoch_distance."""
     model: str | None = None
     """accuracy series: the model."""
-    a: str | None = None
-    """distance series: the reference model."""
-    b: str | None = None
-    """distance series: the compared model."""
+    reference: str | None = None
+    """distance series: the reference model (W_r of D(W_r, W_o))."""
+    compared: str | None = None
+    """distance series: the compared model (W_o of D(W_r, W_o))."""
     panel: str = ""
     """Figure panel it belongs to (series of one panel share axes)."""
 
@@ -175,13 +101,13 @@ class ExperimentSpec:
 
 def load_experiment(name_or_path: str | Path) -> ExperimentSpec:
     """Load a shipped experiment by name (``fig2``, ``exp1``..``exp5``) or a TOML file."""
-    path = _resolve("experiments", "spec", SHIPPED_EXPERIMENTS, name_or_path)
-    return parse_experiment(_read_toml(path), str(path))
+    path = resolve_spec("experiments", name_or_path, what="spec")
+    return parse_experiment(read_toml(path), str(path))
 
 
 def parse_experiment(data: dict, source: str = "<spec>") -> ExperimentSpec:
     """Validate a parsed TOML experiment spec."""
-    top = _Section(source, "", data)
+    top = Section(source, "", data)
     name = top.get("name", str)
     title = top.get("title", str, name)
     figure = top.get("figure", str, "")
@@ -209,7 +135,7 @@ def parse_experiment(data: dict, source: str = "<spec>") -> ExperimentSpec:
 
 
 def _parse_dataset(source: str, key: str, data: Any) -> DatasetSpec:
-    section = _Section(source, f"datasets.{key}", data)
+    section = Section(source, f"datasets.{key}", data)
     label = section.get("label", str, key)
     redraw_of = section.get("redraw_of", str, None)
     nested_in = section.get("nested_in", str, None)
@@ -263,7 +189,7 @@ def _check_acyclic(source: str, datasets: dict[str, DatasetSpec]) -> None:
 
 
 def _parse_model(source: str, key: str, data: Any, datasets: dict[str, DatasetSpec]) -> ModelSpec:
-    section = _Section(source, f"models.{key}", data)
+    section = Section(source, f"models.{key}", data)
     dataset = section.get("dataset", str)
     if dataset not in datasets:
         raise SpecError(f"{section.where('dataset')} = {dataset!r}; expected one of {sorted(datasets)}")
@@ -285,12 +211,12 @@ def _parse_model(source: str, key: str, data: Any, datasets: dict[str, DatasetSp
 
 
 def _parse_series(source: str, index: int, data: Any, models: dict[str, ModelSpec]) -> SeriesSpec:
-    section = _Section(source, f"series[{index}]", data)
+    section = Section(source, f"series[{index}]", data)
     series_id = section.get("id", str)
     kind = section.get("kind", str)
     if kind not in SERIES_KINDS:
         raise SpecError(f"{section.where('kind')} = {kind!r}; expected one of {list(SERIES_KINDS)}")
-    refs = ("model",) if kind.endswith("accuracy") else ("a", "b")
+    refs = ("model",) if kind.endswith("accuracy") else ("reference", "compared")
     values: dict[str, str] = {}
     for ref in refs:
         value = section.get(ref, str)
@@ -301,8 +227,8 @@ def _parse_series(source: str, index: int, data: Any, models: dict[str, ModelSpe
         for ref in refs:
             if not models[values[ref]].snapshots:
                 raise SpecError(f"{section.where(ref)}: model {values[ref]!r} needs snapshots = true for {kind}")
-    spec = SeriesSpec(series_id, section.get("label", str, series_id), kind, values.get("model"), values.get("a"),
-                      values.get("b"), section.get("panel", str, ""))
+    spec = SeriesSpec(series_id, section.get("label", str, series_id), kind, values.get("model"),
+                      values.get("reference"), values.get("compared"), section.get("panel", str, ""))
     section.finish()
     return spec
 
@@ -409,12 +335,15 @@ _PRESET_TYPES: dict[str, tuple[type, ...]] = {
 
 def load_preset(name_or_path: str | Path) -> Preset:
     """Load a shipped preset (``quick``, ``paper``) or a TOML file."""
-    path = _resolve("presets", "preset", SHIPPED_PRESETS, name_or_path)
-    return parse_preset(_read_toml(path), str(path))
+    path = resolve_spec("presets", name_or_path, what="preset")
+    return parse_preset(read_toml(path), str(path))
+
+
+_ELEMENT_NAMES = {"datasets": "string", "deviations": "string", "widths": "integer", "sigmas": "number"}
 
 
 def parse_preset(data: dict, source: str = "<preset>") -> Preset:
-    section = _Section(source, "", data)
+    section = Section(source, "", data)
     values: dict[str, Any] = {}
     for key, kinds in _PRESET_TYPES.items():
         value = section.get(key, kinds, None)
@@ -424,7 +353,7 @@ def parse_preset(data: dict, source: str = "<preset>") -> Preset:
             element = {"datasets": str, "deviations": str, "widths": int, "sigmas": (int, float)}[key]
             bad = [item for item in value if isinstance(item, bool) or not isinstance(item, element)]
             if bad:
-                raise SpecError(f"{section.where(key)} contains {bad!r}; expected {_describe(element)} items")
+                raise SpecError(f"{section.where(key)} contains {bad!r}; expected {_ELEMENT_NAMES[key]} items")
             value = tuple(float(v) for v in value) if key == "sigmas" else tuple(value)
         values[key] = float(value) if key == "lr" else value
     section.finish()

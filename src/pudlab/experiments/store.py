@@ -22,16 +22,19 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..data.dataset import SourceDataset
-from ..errors import StoreError
-from ..model import ModelConfig, check_state, initial_state
-from ..pipeline import weights_sha256
-from ..storage import atomic_path, load_weights, save_weights
-from .jobs import Expansion, Job, Role
+from pudlab.data.dataset import SourceDataset
+from pudlab.errors import StoreError
+from pudlab.model import ModelConfig, check_state, initial_state
+from pudlab.io import atomic_path, load_weights, save_weights, weights_sha256
+from pudlab.experiments.jobs import Expansion, Job, Role
+
+if TYPE_CHECKING:
+    from pudlab.experiments.worker import JobOutcome
 
 DB_FILE = "pudlab.sqlite"
 SCHEMA_VERSION = "1"
@@ -68,6 +71,11 @@ CREATE TABLE IF NOT EXISTS timings (
     id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, started REAL NOT NULL,
     seconds REAL NOT NULL, jobs_trained INTEGER NOT NULL, detail TEXT);
 """
+
+
+def open_store(root: str | os.PathLike, *, create: bool = False) -> Store:
+    """Open the result store at ``root`` (a folder holding ``pudlab.sqlite``); ``create`` makes a new one."""
+    return Store(root, create=create)
 
 
 class Store:
@@ -229,23 +237,24 @@ class Store:
                 db.execute("UPDATE jobs SET status = 'running', unit = ?, attempts = attempts + 1 WHERE key = ?",
                            (unit, key))
 
-    def complete_job(self, key: str, outcome: dict) -> None:
+    def complete_job(self, outcome: JobOutcome) -> None:
         """Record a finished job (its weight/snapshot files must already be in place)."""
+        key = outcome.key
         with self.transaction() as db:
             db.execute("DELETE FROM epochs WHERE job = ?", (key,))
             db.execute("DELETE FROM snapshots WHERE job = ?", (key,))
             db.execute("DELETE FROM distances WHERE a = ? OR b = ?", (key, key))
-            for record in outcome["history"]:
+            for record in outcome.history:
                 db.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?)",
                            (key, record["epoch"], record["train_loss"], record["eval_loss"],
                             record["eval_accuracy"], record["seconds"]))
-            for epoch, sha in outcome.get("snapshots", {}).items():
+            for epoch, sha in outcome.snapshot_sha256.items():
                 db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", (key, int(epoch), sha))
             db.execute(
                 "UPDATE jobs SET status = 'done', error = NULL, final_accuracy = ?, weights_sha256 = ?, "
                 "wall_seconds = ?, environment = ?, finished = ? WHERE key = ?",
-                (outcome["final_accuracy"], outcome["weights_sha256"], outcome["wall_seconds"],
-                 json.dumps(outcome["environment"], sort_keys=True), time.time(), key),
+                (outcome.final_accuracy, outcome.weights_sha256, outcome.wall_seconds,
+                 json.dumps(outcome.environment, sort_keys=True), time.time(), key),
             )
 
     def fail_job(self, key: str, error: str) -> None:

@@ -1,16 +1,23 @@
 """Federated learning among edge devices (paper Sec. 5.3): Multi-Krum aggregation (Blanchard et al.,
 NeurIPS 2017), Proof-of-Learning challenges on obfuscated data (Jia et al., IEEE S&P 2021, through
 :mod:`pudlab.pol`), and Byzantine / free-riding / lazy clients, in a deterministic, resumable
-simulation.
+simulation. Imports flow one way, top to bottom:
 
+* :mod:`.spec`: the simulation spec as frozen dataclasses; :mod:`.spec_reader`: the TOML file,
+  validated, overridable (``load_spec``);
 * :mod:`.aggregation`: FedAvg, Krum, Multi-Krum as pure functions (exact float64 distances);
-* :mod:`.spec`: the TOML simulation spec, validated, overridable;
 * :mod:`.adversaries`: what misbehaving clients submit;
+* :mod:`.partition`: each client's local data;
+* :mod:`.records`: the types a round passes around and the round record it stores;
 * :mod:`.challenge`: the PoL challenge (prover / verifier adapter, forged answers);
-* :mod:`.simulation`: clients, rounds, defences, the store and resume;
-* :mod:`.report`: markdown section and figures; :mod:`.cli`: ``pudlab fl``.
+* :mod:`.clients`: local training and the client roles' submissions;
+* :mod:`.rounds`: one round (collect, challenge, aggregate, evaluate);
+* :mod:`.store`: the on-disk layout of a simulation (progress, round records, resume);
+* :mod:`.simulation`: ``run_simulation``, the loop over rounds and defences, the challenger's utility;
+* :mod:`.summary`: detection numbers from the records; :mod:`.report`: markdown section and figures.
 
-Names are loaded lazily (``import pudlab.fl`` does not import matplotlib).
+The command line is :mod:`pudlab.cli.fl` (``pudlab fl``). Names are loaded lazily
+(``import pudlab.fl`` does not import matplotlib).
 """
 
 from __future__ import annotations
@@ -27,13 +34,17 @@ _EXPORTS = {
     "multi_krum": "aggregation",
     "pairwise_squared_distances": "aggregation",
     "SimulationSpec": "spec",
-    "load_spec": "spec",
-    "spec_from_dict": "spec",
-    "shipped_specs": "spec",
+    "load_spec": "spec_reader",
+    "spec_from_dict": "spec_reader",
+    "ChallengeOutcome": "records",
+    "RoundRecord": "records",
+    "SimulationStore": "store",
     "Simulation": "simulation",
     "run_simulation": "simulation",
     "pol_challenge": "challenge",
-    "write_report": "report",
+    "DetectionSummary": "summary",
+    "detection_summary": "summary",
+    "write_fl_report": "report",
     "report_section": "report",
 }
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .spec import BYZANTINE_KINDS, AdversarySpec
+from pudlab.fl.spec import BYZANTINE_KINDS, AdversarySpec
 
 Weights = dict[str, torch.Tensor]
 BYZANTINE_ROLES = BYZANTINE_KINDS

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import SpecError
+from pudlab.errors import SpecError
 
 Update = Mapping[str, torch.Tensor | np.ndarray] | torch.Tensor | np.ndarray
 """One client's update: a weight dict or a flat vector."""

@@ -30,20 +30,19 @@ from pathlib import Path
 
 import torch
 
-from ..data.dataset import LabeledImages
-from ..errors import BundleError
-from ..model import ModelConfig
-from ..pipeline import weights_sha256
-from ..pol.attacks import edit_checkpoint_weights, forge_interpolated, forge_jump
-from ..pol.bundle import MANIFEST_FILE, NoiseClaim, TrainingState, reseal_bundle
-from ..pol.prover import ProofResult, prove
-from ..pol.verifier import VerifyOptions, verify_bundle
-from ..seeding import derive_seed
-from ..storage import read_json, weights_to_bytes, write_bytes_atomic
-from ..training import TrainConfig
-from .simulation import ChallengeOutcome, ChallengeRequest
-
-Weights = dict[str, torch.Tensor]
+from pudlab.data.dataset import LabeledImages
+from pudlab.errors import BundleError
+from pudlab.fl.adversaries import stretched_step
+from pudlab.fl.records import ChallengeOutcome, ChallengeRequest, Weights
+from pudlab.io import read_json, weights_sha256, weights_to_bytes, write_bytes_atomic
+from pudlab.model import ModelConfig
+from pudlab.pol.bundle import TrainingState, reseal_bundle
+from pudlab.pol.forgers import edit_checkpoint_weights, forge_interpolated, forge_jump
+from pudlab.pol.manifest import MANIFEST_FILE, NoiseClaim
+from pudlab.pol.prover import ProofResult, prove
+from pudlab.pol.verifier import VerifyOptions, verify_bundle
+from pudlab.seeding import derive_seed
+from pudlab.train.trainer import TrainConfig
 
 
 def prove_local(private_set: LabeledImages, shared_set: LabeledImages, model_config: ModelConfig,
@@ -86,8 +85,6 @@ def write_checkpoint_state(bundle: Path, index: int, state: TrainingState) -> No
 
 def forge_lazy(full_bundle: Path, out: Path, real_states: Sequence[TrainingState], *, claimed_steps: int) -> Path:
     """A lazy client's answer: its real states (one per real step, ``[0]`` the start) stretched over the claims."""
-    from .adversaries import stretched_step
-
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(full_bundle, out)

@@ -1,6 +1,6 @@
 """The report of a federated-learning simulation: a markdown section and its figures.
 
-Reads a store written by :mod:`pudlab.fl.simulation` (``spec.json`` and every defence's round
+Reads a store (:class:`pudlab.fl.store.SimulationStore`: ``spec.json`` and every defence's round
 records) and writes ``STORE/report.md`` and, under ``STORE/figures/``, PNG + SVG of:
 
 * ``fl_accuracy``: global accuracy on T_e per round, one line per defence, the same attack;
@@ -11,6 +11,8 @@ records) and writes ``STORE/report.md`` and, under ``STORE/figures/``, PNG + SVG
   Utility (accuracy of a model the challenger trains on the obfuscated data it received, against
   the same data clean and the baseline) and Distinguishability (every challenge's largest
   replay distance / threshold, honest against each cheating role; > 1 rejects).
+
+The numbers come from :mod:`pudlab.fl.summary`.
 """
 
 from __future__ import annotations
@@ -21,112 +23,31 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreError
-from ..plots import plt, save_figure
-from ..storage import read_json, write_bytes_atomic
-from .simulation import PROGRESS_FILE
-from .spec import DEFENCES
+from pudlab.fl.records import ChallengerUtility, RoundRecord
+from pudlab.fl.store import SimulationStore
+from pudlab.fl.summary import (
+    DetectionSummary,
+    detection_auc,
+    detection_summary,
+    latest_utility,
+    pol_challenge_scores,
+)
+from pudlab.io import write_bytes_atomic
+from pudlab.report.figures import plt, save_figure
 
 DEFENCE_LABELS = {"none": "no defence (FedAvg)", "multikrum": "Multi-Krum", "pol": "PoL challenges",
                   "both": "PoL + Multi-Krum"}
 DEFENCE_COLOURS = {"none": "tab:red", "multikrum": "tab:orange", "pol": "tab:blue", "both": "tab:green"}
 
 
-# ------------------------------------------------------------------------------------ loading
-def load_store(store: str | Path) -> tuple[dict, dict[str, list[dict]]]:
+def load_store(store: str | Path) -> tuple[dict, dict[str, list[RoundRecord]]]:
     """(spec.json, {defence: round records 0..completed}) of a simulation store."""
-    store = Path(store)
-    if not (store / "spec.json").exists():
-        raise StoreError(f"{store}: no spec.json (not a pudlab FL store, or nothing has run yet)")
-    meta = read_json(store / "spec.json")
-    results: dict[str, list[dict]] = {}
-    for defence in DEFENCES:
-        progress_path = store / defence / PROGRESS_FILE
-        if not progress_path.exists():
-            continue
-        completed = int(read_json(progress_path)["completed_rounds"])
-        results[defence] = [read_json(store / defence / f"round_{r:04d}" / "record.json") for r in range(completed + 1)]
-    if not results:
-        raise StoreError(f"{store}: no finished round of any defence")
-    return meta, results
+    simulation_store = SimulationStore(store)
+    return simulation_store.read_meta(), simulation_store.load_all()
 
 
-# ------------------------------------------------------------------------------------ numbers
-def detection_summary(records: Sequence[dict]) -> dict:
-    """Detection numbers of one defence over all rounds.
-
-    ``excluded[role]``: fraction of that role's submissions not in the aggregate (PoL rejection or
-    Multi-Krum); ``pol``: challenges, cheaters caught, honest wrongly rejected, per role.
-    """
-    kept: dict[str, list[bool]] = {}
-    pol_roles: dict[str, list[bool]] = {}
-    totals = {"challenges_issued": 0, "cheaters_challenged": 0, "cheaters_caught": 0, "honest_challenged": 0,
-              "honest_wrongly_rejected": 0}
-    any_pol = False
-    for record in records:
-        if record.get("round", 0) == 0:
-            continue
-        for client in record["clients"]:
-            kept.setdefault(client["role"], []).append(bool(client["aggregated"]))
-        pol = record.get("pol")
-        if pol:
-            any_pol = True
-            for key in totals:
-                totals[key] += int(pol[key])
-            for outcome in pol["outcomes"]:
-                pol_roles.setdefault(outcome["role"], []).append(not outcome["accepted"])
-    summary: dict = {"excluded": {role: 1.0 - float(np.mean(values)) for role, values in sorted(kept.items())}}
-    if any_pol:
-        summary["pol"] = dict(
-            totals,
-            caught_rate=_rate(totals["cheaters_caught"], totals["cheaters_challenged"]),
-            false_reject_rate=_rate(totals["honest_wrongly_rejected"], totals["honest_challenged"]),
-            rejected_by_role={role: float(np.mean(values)) for role, values in sorted(pol_roles.items())},
-        )
-    return summary
-
-
-def _rate(numerator: int, denominator: int) -> float | None:
-    return numerator / denominator if denominator else None
-
-
-def challenge_scores(records: Sequence[dict]) -> dict[str, list[float]]:
-    """Every challenge's largest replay distance / threshold, by the challenged client's role."""
-    scores: dict[str, list[float]] = {}
-    for record in records:
-        pol = record.get("pol")
-        if not pol:
-            continue
-        for outcome in pol["outcomes"]:
-            score = outcome.get("max_score")
-            if score is None:
-                score = math.inf if outcome.get("distances") else math.nan  # claim check failed: no replay
-            scores.setdefault(outcome["role"], []).append(float(score))
-    return scores
-
-
-def distinguishability(scores: Mapping[str, Sequence[float]]) -> dict:
-    """ROC AUC of the honest-vs-cheater challenge scores (cheaters that failed a claim check count as inf)."""
-    from ..pol.roc import roc_auc
-
-    honest = [s for s in scores.get("honest", []) if not math.isnan(s)]
-    cheaters = [math.inf if math.isnan(s) else s for role, values in scores.items() if role != "honest" for s in values]
-    return {
-        "auc": roc_auc(honest, cheaters) if honest and cheaters else None,
-        "honest_max_score": max(honest) if honest else None,
-        "cheater_min_score": min(cheaters) if cheaters else None,
-    }
-
-
-def _utility(results: Mapping[str, Sequence[dict]]) -> dict | None:
-    for defence in ("pol", "both"):
-        for record in reversed(results.get(defence, [])):
-            if record.get("utility"):
-                return record["utility"]
-    return None
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
+def _display_number(value: float | None, digits: int = 3) -> str:
+    """A table cell: fixed digits, "–" for a missing or NaN value, "∞" for an infinite one."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float) and math.isinf(value):
@@ -134,20 +55,29 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _roles(summaries: Mapping[str, DetectionSummary]) -> list[str]:
+    """Every role seen, honest first."""
+    return sorted({role for s in summaries.values() for role in s.excluded}, key=lambda r: (r != "honest", r))
+
+
+def _label(defence: str) -> str:
+    return DEFENCE_LABELS.get(defence, defence)
+
+
 # ------------------------------------------------------------------------------------ figures
 def _save_both(draw: Callable[[], plt.Figure], path: Path) -> list[Path]:
-    """PNG and SVG of the figure ``draw()`` makes, each through :func:`pudlab.plots.save_figure`."""
+    """PNG and SVG of the figure ``draw()`` makes, each through :func:`pudlab.report.figures.save_figure`."""
     return [save_figure(draw(), path.with_suffix(suffix)) for suffix in (".png", ".svg")]
 
 
-def accuracy_figure(results: Mapping[str, Sequence[dict]], path: Path, *, title: str) -> list[Path]:
+def accuracy_figure(results: Mapping[str, Sequence[RoundRecord]], path: Path, *, title: str) -> list[Path]:
     """Global accuracy on T_e per round, one line per defence."""
 
     def draw() -> plt.Figure:
         figure, axis = plt.subplots(figsize=(6.4, 4.0))
         for defence, records in results.items():
-            axis.plot([r["round"] for r in records], [r["accuracy"] for r in records], marker="o", markersize=3,
-                      label=DEFENCE_LABELS.get(defence, defence), color=DEFENCE_COLOURS.get(defence))
+            axis.plot([r.round for r in records], [r.accuracy for r in records], marker="o", markersize=3,
+                      label=_label(defence), color=DEFENCE_COLOURS.get(defence))
         axis.set_xlabel("round")
         axis.set_ylabel("global accuracy on T_e")
         axis.set_ylim(0, 1)
@@ -159,18 +89,18 @@ def accuracy_figure(results: Mapping[str, Sequence[dict]], path: Path, *, title:
     return _save_both(draw, path)
 
 
-def detection_figure(summaries: Mapping[str, dict], path: Path) -> list[Path]:
+def detection_figure(summaries: Mapping[str, DetectionSummary], path: Path) -> list[Path]:
     """Per role and defence: the fraction of submissions kept out of the aggregate."""
-    roles = sorted({role for s in summaries.values() for role in s["excluded"]}, key=lambda r: (r != "honest", r))
+    roles = _roles(summaries)
     defences = list(summaries)
 
     def draw() -> plt.Figure:
         figure, axis = plt.subplots(figsize=(max(6.4, 1.1 * len(roles) + 2), 3.8))
         width = 0.8 / max(len(defences), 1)
         for index, defence in enumerate(defences):
-            values = [summaries[defence]["excluded"].get(role, np.nan) for role in roles]
+            values = [summaries[defence].excluded.get(role, np.nan) for role in roles]
             axis.bar(np.arange(len(roles)) + (index - (len(defences) - 1) / 2) * width, values, width,
-                     label=DEFENCE_LABELS.get(defence, defence), color=DEFENCE_COLOURS.get(defence))
+                     label=_label(defence), color=DEFENCE_COLOURS.get(defence))
         axis.set_xticks(np.arange(len(roles)), roles)
         axis.set_ylabel("fraction of submissions\nkept out of the aggregate")
         axis.set_ylim(0, 1.05)
@@ -182,8 +112,7 @@ def detection_figure(summaries: Mapping[str, dict], path: Path) -> list[Path]:
     return _save_both(draw, path)
 
 
-def pud_figure(utility: dict | None, scores: Mapping[str, Sequence[float]], privacy: dict | None,
-               path: Path) -> list[Path]:
+def pud_figure(utility: ChallengerUtility | None, scores: Mapping[str, Sequence[float]], path: Path) -> list[Path]:
     """Utility of the shared data to the challenger (with its privacy) and every challenge's score."""
     roles = sorted(scores, key=lambda r: (r != "honest", r))
     finite = [s for values in scores.values() for s in values if math.isfinite(s) and s > 0]
@@ -191,9 +120,9 @@ def pud_figure(utility: dict | None, scores: Mapping[str, Sequence[float]], priv
 
     def draw() -> plt.Figure:
         figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
-        if utility and "accuracy_obfuscated" in utility:
-            names = [f"baseline\n({utility['baseline']})", "received O(T)\n(obfuscated)", "same data\nclean"]
-            values = [utility["baseline_accuracy"], utility["accuracy_obfuscated"], utility["accuracy_clean"]]
+        if utility is not None and utility.measured:
+            names = [f"baseline\n({utility.baseline})", "received O(T)\n(obfuscated)", "same data\nclean"]
+            values = [utility.baseline_accuracy, utility.accuracy_obfuscated, utility.accuracy_clean]
             left.bar(names, values, color=["0.6", "tab:blue", "0.3"])
             for x, value in enumerate(values):
                 left.text(x, value + 0.02, f"{value:.3f}", ha="center", fontsize=8)
@@ -201,8 +130,9 @@ def pud_figure(utility: dict | None, scores: Mapping[str, Sequence[float]], priv
         else:
             left.text(0.5, 0.5, "no utility measured", ha="center", va="center", transform=left.transAxes)
         subtitle = ""
-        if privacy and privacy.get("psnr_db") is not None:
-            subtitle = f"\nPrivacy: PSNR(T, O(T)) = {privacy['psnr_db']:.1f} dB"
+        privacy = utility.privacy if utility is not None else None
+        if privacy is not None and privacy.psnr_db is not None:
+            subtitle = f"\nPrivacy: PSNR(T, O(T)) = {privacy.psnr_db:.1f} dB"
         left.set_title(f"Utility of the shared data to the challenger{subtitle}", fontsize=9)
         left.set_ylabel("accuracy on T_e")
         for x, role in enumerate(roles):
@@ -223,15 +153,16 @@ def pud_figure(utility: dict | None, scores: Mapping[str, Sequence[float]], priv
 
 
 # ------------------------------------------------------------------------------------ markdown
-def report_section(meta: dict, results: Mapping[str, Sequence[dict]], figures: Mapping[str, str]) -> str:
-    """The markdown section of one simulation (figure paths relative to where the markdown lives)."""
+def _setup_lines(meta: dict) -> list[str]:
+    """Title, the setup paragraph and the clients table."""
     spec = meta["spec"]
     setup = meta.get("setup", {})
     sim, pol, training, aggregation = spec["simulation"], spec["pol"], spec["training"], spec["aggregation"]
     name = sim.get("name") or Path(meta.get("source", "simulation")).stem
-    lines = [f"## Federated learning: {name}", ""]
     dataset = setup.get("dataset", {})
-    lines += [
+    lines = [
+        f"## Federated learning: {name}",
+        "",
         f"{sim['clients']} clients on {dataset.get('description', sim['dataset'])} "
         f"({spec['sampling']['mode']}, {spec['sampling']['setting']} per client), "
         f"{training['local_epochs']} local epoch(s) per round, batch {training['batch_size']}, Adam lr {training['lr']:g}, "
@@ -246,62 +177,77 @@ def report_section(meta: dict, results: Mapping[str, Sequence[dict]], figures: M
     for client in setup.get("clients", []):
         lines.append(f"| {client['client']} | {','.join(map(str, client['labels']))} | {client['samples']} | "
                      f"{client['role']} | {client['sigma']:g} |")
-    lines += ["", "### Global accuracy per defence (same attack)", "",
-              "| defence | rounds | final accuracy | best accuracy |", "|---|---|---|---|"]
+    return lines
+
+
+def _accuracy_lines(results: Mapping[str, Sequence[RoundRecord]], figure: str) -> list[str]:
+    lines = ["", "### Global accuracy per defence (same attack)", "",
+             "| defence | rounds | final accuracy | best accuracy |", "|---|---|---|---|"]
     for defence, records in results.items():
-        accuracies = [r["accuracy"] for r in records[1:]] or [records[0]["accuracy"]]
-        lines.append(f"| {DEFENCE_LABELS.get(defence, defence)} | {records[-1]['round']} | "
-                     f"{records[-1]['accuracy']:.4f} | {max(accuracies):.4f} |")
-    lines += ["", f"![accuracy per round]({figures['accuracy']})", ""]
-    summaries = {defence: detection_summary(records) for defence, records in results.items()}
-    roles = sorted({role for s in summaries.values() for role in s["excluded"]}, key=lambda r: (r != "honest", r))
-    lines += ["### Detection", "",
-              "Fraction of each role's submissions kept out of the aggregate (PoL rejection or Multi-Krum):", "",
-              "| defence | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
+        accuracies = [r.accuracy for r in records[1:]] or [records[0].accuracy]
+        lines.append(f"| {_label(defence)} | {records[-1].round} | {records[-1].accuracy:.4f} | {max(accuracies):.4f} |")
+    return lines + ["", f"![accuracy per round]({figure})", ""]
+
+
+def _detection_lines(summaries: Mapping[str, DetectionSummary], figure: str) -> list[str]:
+    roles = _roles(summaries)
+    lines = ["### Detection", "",
+             "Fraction of each role's submissions kept out of the aggregate (PoL rejection or Multi-Krum):", "",
+             "| defence | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
     for defence, summary in summaries.items():
-        lines.append(f"| {DEFENCE_LABELS.get(defence, defence)} | "
-                     + " | ".join(_fmt(summary["excluded"].get(role)) for role in roles) + " |")
-    pol_rows = [(d, s["pol"]) for d, s in summaries.items() if "pol" in s]
+        lines.append(f"| {_label(defence)} | "
+                     + " | ".join(_display_number(summary.excluded.get(role)) for role in roles) + " |")
+    pol_rows = [(d, s.pol) for d, s in summaries.items() if s.pol is not None]
     if pol_rows:
         lines += ["", "PoL challenges over all rounds:", "",
                   "| defence | challenges | cheaters caught | honest wrongly rejected |", "|---|---|---|---|"]
-        for defence, numbers in pol_rows:
+        for defence, totals in pol_rows:
             lines.append(
-                f"| {DEFENCE_LABELS.get(defence, defence)} | {numbers['challenges_issued']} | "
-                f"{numbers['cheaters_caught']}/{numbers['cheaters_challenged']} ({_fmt(numbers['caught_rate'])}) | "
-                f"{numbers['honest_wrongly_rejected']}/{numbers['honest_challenged']} ({_fmt(numbers['false_reject_rate'])}) |")
-    lines += ["", f"![detection]({figures['detection']})", ""]
-    scores: dict[str, list[float]] = {}
-    for defence in ("pol", "both"):
-        for role, values in challenge_scores(results.get(defence, [])).items():
-            scores.setdefault(role, []).extend(values)
-    utility = _utility(results)
-    if scores or utility:
-        sigmas = sorted({c["sigma"] for c in setup.get("clients", [])})
-        lines += [f"### PUD trade-off at client sigma {', '.join(f'{s:g}' for s in sigmas)}", ""]
-        privacy = (utility or {}).get("privacy")
-        if privacy:
-            psnr = "∞ (no noise)" if privacy.get("psnr_db") is None else f"{privacy['psnr_db']:.1f} dB"
-            lines.append(f"- **Privacy**: the shared O(T) is T plus N(0, sigma^2) per pixel: PSNR(T, O(T)) = "
-                         f"{psnr}, noise std / pixel std of T = {privacy['noise_to_signal']:.2f}.")
-        if utility and "accuracy_obfuscated" in utility:
-            lines.append(
-                f"- **Utility** to the challenger ({utility['challenger']}, {utility['received_samples']} obfuscated "
-                f"samples of clients {utility['received_clients']}): a model trained on them reaches "
-                f"{utility['accuracy_obfuscated']:.3f} on T_e (the same data clean: {utility['accuracy_clean']:.3f}; "
-                f"baseline, {utility['baseline']}: {utility['baseline_accuracy']:.3f}); gain "
-                f"**{utility['gain']:+.3f}**.")
-        if scores:
-            numbers = distinguishability(scores)
-            lines.append(
-                f"- **Distinguishability**: honest challenges' largest distance/threshold {_fmt(numbers['honest_max_score'])}, "
-                f"cheaters' smallest {_fmt(numbers['cheater_min_score'])}; ROC AUC honest vs cheaters "
-                f"{_fmt(numbers['auc'])} (1 = perfectly separated).")
-        lines += ["", f"![PUD trade-off]({figures['pud']})", ""]
+                f"| {_label(defence)} | {totals.challenges_issued} | "
+                f"{totals.cheaters_caught}/{totals.cheaters_challenged} ({_display_number(totals.caught_rate)}) | "
+                f"{totals.honest_wrongly_rejected}/{totals.honest_challenged} "
+                f"({_display_number(totals.false_reject_rate)}) |")
+    return lines + ["", f"![detection]({figure})", ""]
+
+
+def _pud_lines(meta: dict, results: Mapping[str, Sequence[RoundRecord]], figure: str) -> list[str]:
+    """The PUD trade-off at the clients' sigma (nothing without PoL challenges or utility)."""
+    scores = pol_challenge_scores(results)
+    utility = latest_utility(results)
+    if not scores and not utility:
+        return []
+    sigmas = sorted({c["sigma"] for c in meta.get("setup", {}).get("clients", [])})
+    lines = [f"### PUD trade-off at client sigma {', '.join(f'{s:g}' for s in sigmas)}", ""]
+    privacy = utility.privacy if utility is not None else None
+    if privacy:
+        psnr = "∞ (no noise)" if privacy.psnr_db is None else f"{privacy.psnr_db:.1f} dB"
+        lines.append(f"- **Privacy**: the shared O(T) is T plus N(0, sigma^2) per pixel: PSNR(T, O(T)) = "
+                     f"{psnr}, noise std / pixel std of T = {privacy.noise_to_signal:.2f}.")
+    if utility is not None and utility.measured:
+        lines.append(
+            f"- **Utility** to the challenger ({utility.challenger}, {utility.received_samples} obfuscated "
+            f"samples of clients {list(utility.received_clients)}): a model trained on them reaches "
+            f"{utility.accuracy_obfuscated:.3f} on T_e (the same data clean: {utility.accuracy_clean:.3f}; "
+            f"baseline, {utility.baseline}: {utility.baseline_accuracy:.3f}); gain "
+            f"**{utility.gain:+.3f}**.")
+    if scores:
+        auc = detection_auc(scores)
+        lines.append(
+            f"- **Distinguishability**: honest challenges' largest distance/threshold "
+            f"{_display_number(auc.honest_max_score)}, cheaters' smallest {_display_number(auc.cheater_min_score)}; "
+            f"ROC AUC honest vs cheaters {_display_number(auc.auc)} (1 = perfectly separated).")
+    return lines + ["", f"![PUD trade-off]({figure})", ""]
+
+
+def report_section(meta: dict, results: Mapping[str, Sequence[RoundRecord]], figures: Mapping[str, str]) -> str:
+    """The markdown section of one simulation (figure paths relative to where the markdown lives)."""
+    summaries = {defence: detection_summary(records) for defence, records in results.items()}
+    lines = (_setup_lines(meta) + _accuracy_lines(results, figures["accuracy"])
+             + _detection_lines(summaries, figures["detection"]) + _pud_lines(meta, results, figures["pud"]))
     return "\n".join(lines) + "\n"
 
 
-def write_report(store: str | Path) -> Path:
+def write_fl_report(store: str | Path) -> Path:
     """Write ``STORE/report.md`` and its figures; returns the markdown's path."""
     store = Path(store)
     meta, results = load_store(store)
@@ -309,14 +255,9 @@ def write_report(store: str | Path) -> Path:
     figures_dir = store / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     accuracy_figure(results, figures_dir / "fl_accuracy", title=f"{name}: global accuracy per round")
-    summaries = {defence: detection_summary(records) for defence, records in results.items()}
-    detection_figure(summaries, figures_dir / "fl_detection")
-    scores: dict[str, list[float]] = {}
-    for defence in ("pol", "both"):
-        for role, values in challenge_scores(results.get(defence, [])).items():
-            scores.setdefault(role, []).extend(values)
-    utility = _utility(results)
-    pud_figure(utility, scores, (utility or {}).get("privacy"), figures_dir / "fl_pud")
+    detection_figure({defence: detection_summary(records) for defence, records in results.items()},
+                     figures_dir / "fl_detection")
+    pud_figure(latest_utility(results), pol_challenge_scores(results), figures_dir / "fl_pud")
     figures = {key: f"figures/fl_{key}.png" for key in ("accuracy", "detection", "pud")}
     text = "# pudlab federated-learning simulation\n\n" + report_section(meta, results, figures)
     path = store / "report.md"
@@ -325,10 +266,12 @@ def write_report(store: str | Path) -> Path:
 
 
 __all__ = [
-    "challenge_scores",
-    "detection_summary",
-    "distinguishability",
+    "DEFENCE_COLOURS",
+    "DEFENCE_LABELS",
+    "accuracy_figure",
+    "detection_figure",
     "load_store",
+    "pud_figure",
     "report_section",
-    "write_report",
+    "write_fl_report",
 ]

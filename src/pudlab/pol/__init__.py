@@ -2,10 +2,11 @@
 Definitions and Practice", IEEE S&P 2021).
 
 The prover trains on its private data T, records checkpoints, batch positions and every
-hyper-parameter, and shares the obfuscated O(T) instead of T (:mod:`.prover`, :mod:`.bundle`).
-The verifier replays the segments with the largest updates on O(T) and compares by F-norm
-(:mod:`.verifier`). :mod:`.attacks` measures honest acceptance against spoofers, model thieves and
-tampered bundles over sigma; :mod:`.roc` holds the pure detection scores.
+hyper-parameter, and shares the obfuscated O(T) instead of T (:mod:`.prover`; the files
+:mod:`.bundle`, their manifest :mod:`.manifest`). The verifier replays the segments with the
+largest updates on O(T) and compares by F-norm (:mod:`.verifier`, :mod:`.replay`). :mod:`.forgers`
+are cheating provers; :mod:`.evaluation` measures honest acceptance against spoofers, model thieves
+and tampered bundles over sigma (results in :mod:`.evaluation_results`).
 
 Names are loaded lazily, so ``import pudlab.pol`` (and the CLI) does not import torch.
 """
@@ -16,9 +17,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "BundleLimits": "bundle",
+    "BundleLimits": "manifest",
+    "Manifest": "manifest",
+    "NoiseClaim": "manifest",
     "BundleWriter": "bundle",
-    "NoiseClaim": "bundle",
     "ProofBundle": "bundle",
     "TrainingState": "bundle",
     "open_bundle": "bundle",
@@ -33,10 +35,10 @@ _EXPORTS = {
     "VerifyOptions": "verifier",
     "select_segments": "verifier",
     "verify_bundle": "verifier",
-    "EvaluationConfig": "attacks",
-    "evaluate": "attacks",
-    "roc_auc": "roc",
-    "tpr_at_fpr": "roc",
+    "verify_status": "verifier",
+    "EvaluationConfig": "evaluation",
+    "evaluate_detection": "evaluation",
+    "DetectionReport": "evaluation_results",
 }
 
 __all__ = sorted(_EXPORTS)

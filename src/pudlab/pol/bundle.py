@@ -1,7 +1,7 @@
-"""The proof-of-learning bundle: plain files, a JSON manifest that commits to all of them, and a
-loader that treats every byte as hostile.
+"""A proof-of-learning bundle on disk: plain files, and a loader that treats every byte as hostile.
 
-Layout of a bundle directory (format ``pudlab.pol_bundle/1``)::
+Layout of a bundle directory (format ``pudlab.pol_bundle/1``; the manifest is
+:class:`pudlab.pol.manifest.Manifest`)::
 
     manifest.json                      everything below, by SHA-256, plus every hyper-parameter
     initial.safetensors                W_0 (float32, the model's parameter names)
@@ -20,10 +20,11 @@ of every file, and the SHA-256 of the manifest itself identifies the whole bundl
 What the bundle never holds: the private data T, the noise seed of O(T), or the sampling seed that
 drew T from its source -- with them, a verifier could subtract the keyed noise and recover T.
 
-Loading (:func:`open_bundle`) checks, before any array is built: paths are plain relative names
-that stay inside the bundle (no ``..``, no absolute paths, no symlinks), every file is present with
-the declared size (under :class:`BundleLimits`) and SHA-256, every array header has the exact dtype
-and shape the manifest implies, and the schedule is structurally consistent. Any failure raises
+Loading (:func:`open_bundle`) checks, before any array is built: the manifest
+(:meth:`Manifest.from_dict`), paths are plain relative names that stay inside the bundle (no ``..``,
+no absolute paths, no symlinks), every file is present with the declared size (under
+:class:`BundleLimits`) and SHA-256, every array header has the exact dtype and shape the manifest
+implies, and the schedule is structurally consistent. Any failure raises
 :class:`~pudlab.errors.BundleError` naming the file or field.
 """
 
@@ -34,12 +35,11 @@ import io
 import json
 import math
 import os
-import re
 import shutil
 import struct
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,53 +47,33 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
-from ..data.dataset import LabeledImages, fingerprint_arrays
-from ..errors import BundleError, PudlabError
-from ..metrics import model_distance
-from ..model import ModelConfig
-from ..pipeline import weights_sha256
-from ..storage import to_json, weights_to_bytes, write_bytes_atomic, write_json
-from ..training import TrainConfig
+from pudlab.data.dataset import LabeledImages, fingerprint_arrays
+from pudlab.errors import BundleError, PudlabError
+from pudlab.io import load_weights, weights_sha256, weights_to_bytes, write_bytes_atomic, write_json
+from pudlab.metrics import model_distance
+from pudlab.model import ModelConfig, parameter_shapes
+from pudlab.pol.manifest import (
+    BATCHES_FILE,
+    CHECKPOINT_DIR,
+    DEFAULT_LIMITS,
+    INITIAL_FILE,
+    MANIFEST_FILE,
+    PADDING,
+    SHARED_X_FILE,
+    SHARED_Y_FILE,
+    ArrayRecord,
+    BundleLimits,
+    CheckpointRecord,
+    FileRecord,
+    InitRecord,
+    Manifest,
+    batch_length,
+    check_relative_path,
+)
 
-FORMAT = "pudlab.pol_bundle/1"
-"""Format tag written to, and required in, ``manifest.json``."""
-MANIFEST_FILE = "manifest.json"
-INITIAL_FILE = "initial.safetensors"
-BATCHES_FILE = "batches.npy"
-SHARED_X_FILE = "shared/x.npy"
-SHARED_Y_FILE = "shared/y.npy"
-CHECKPOINT_DIR = "checkpoints"
-PADDING = -1
-"""Value that pads the short last batch of an epoch in ``batches.npy``."""
-WITHHELD = "withheld"
-
-_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _X_DTYPE = np.dtype("<f4")
 _INT_DTYPE = np.dtype("<i8")
-
-
-@dataclass(frozen=True)
-class BundleLimits:
-    """Upper bounds a loader enforces before it reads or allocates anything."""
-
-    max_manifest_bytes: int = 64 * 2**20
-    """Size of manifest.json, bytes."""
-    max_file_bytes: int = 2 * 2**30
-    """Size of any one file, bytes."""
-    max_total_bytes: int = 16 * 2**30
-    """Size of all files together, bytes."""
-    max_samples: int = 10_000_000
-    """Samples in the shared data."""
-    max_steps: int = 50_000_000
-    """Optimizer steps in the schedule."""
-    max_checkpoints: int = 200_000
-    """Checkpoint files."""
-    max_parameters: int = 200_000_000
-    """Trainable parameters of the model."""
-
-
-DEFAULT_LIMITS = BundleLimits()
+_STATE_PREFIXES = ("weights.", "adam.exp_avg.", "adam.exp_avg_sq.")
 
 
 # ----------------------------------------------------------------------------------- training state
@@ -116,310 +96,10 @@ class TrainingState:
         return named
 
 
-def parameter_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Parameter name -> shape of M_cnn(model_config), computed without building the model."""
-    channels = model_config.input_shape[0]
-    w1, w2, w3 = model_config.widths
-    plan = [(channels, w1), (w1, w1), (w1, w2), (w2, w2), (w2, w3), (w3, w3)]
-    shapes: dict[str, tuple[int, ...]] = {}
-    for index, (c_in, c_out) in enumerate(plan, start=1):
-        shapes[f"conv{index}.weight"] = (c_out, c_in, 3, 3)
-        shapes[f"conv{index}.bias"] = (c_out,)
-    shapes["dense1.weight"] = (model_config.hidden, model_config.flat_features)
-    shapes["dense1.bias"] = (model_config.hidden,)
-    shapes["dense2.weight"] = (model_config.num_classes, model_config.hidden)
-    shapes["dense2.bias"] = (model_config.num_classes,)
-    return shapes
-
-
-# ----------------------------------------------------------------------------------- manifest
-@dataclass(frozen=True)
-class FileRecord:
-    """SHA-256 and size of one file of the bundle."""
-
-    sha256: str
-    bytes: int
-
-
-@dataclass(frozen=True)
-class CheckpointRecord:
-    """One checkpoint: the state after ``step`` optimizer steps."""
-
-    step: int
-    file: str
-    adam_step: int
-    """Adam's step count stored with the moments (equals ``step``)."""
-
-
-@dataclass(frozen=True)
-class NoiseClaim:
-    """What the prover says about O(T): sigma, R and clipping (the noise seed is withheld)."""
-
-    sigma: float
-    """Noise std, in units of the [0, 1] pixel scale."""
-    fraction: float
-    """R: fraction of the samples that got noise."""
-    clip: bool
-    """Whether O(T) was clipped to [0, 1]."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The parsed, validated ``manifest.json``."""
-
-    model: ModelConfig
-    training: TrainConfig
-    init_file: str
-    init_sha256: str
-    init_seed: int | None
-    """Seed the initial weights were drawn with (None: they came from a file)."""
-    noise: NoiseClaim
-    num_samples: int
-    num_classes: int
-    shared_x_sha256: str
-    shared_y_sha256: str
-    batches_sha256: str
-    num_steps: int
-    steps_per_epoch: int
-    checkpoint_every: int
-    checkpoints: tuple[CheckpointRecord, ...]
-    final_weights_sha256: str
-    files: dict[str, FileRecord]
-    environment: dict
-    provenance: dict
-    raw: dict
-    """The manifest as read (for reports)."""
-
-    @property
-    def torch_threads(self) -> int | None:
-        """Thread count the prover trained with (CPU float sums depend on it)."""
-        value = self.environment.get("torch_threads")
-        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1024 else None
-
-
-def schedule_shape(num_samples: int, batch_size: int, epochs: int) -> tuple[int, int]:
-    """(steps per epoch, total steps) of :func:`pudlab.training.epoch_batches` over ``epochs``."""
-    steps_per_epoch = -(-num_samples // batch_size)
-    return steps_per_epoch, steps_per_epoch * epochs
-
-
-def checkpoint_steps(num_steps: int, checkpoint_every: int) -> list[int]:
-    """Steps after which a checkpoint is written: every K steps and after the last one.
-
-    >>> checkpoint_steps(10, 4)
-    [4, 8, 10]
-    """
-    steps = list(range(checkpoint_every, num_steps, checkpoint_every))
-    return [*steps, num_steps] if num_steps > 0 else []
-
-
-def batch_length(step: int, *, num_samples: int, batch_size: int, steps_per_epoch: int) -> int:
-    """How many positions step ``step`` uses (the last batch of an epoch may be short)."""
-    within = step % steps_per_epoch
-    return min(batch_size, num_samples - within * batch_size)
-
-
-def _field(data: object, key: str, where: str) -> object:
-    if not isinstance(data, dict):
-        raise BundleError(f"manifest {where}: expected a JSON object, got {type(data).__name__}")
-    if key not in data:
-        raise BundleError(f"manifest {where}: missing field {key!r}")
-    return data[key]
-
-
-def _int(value: object, where: str, *, low: int = 0, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BundleError(f"manifest {where}: expected an integer, got {value!r:.80}")
-    if value < low or (high is not None and value > high):
-        raise BundleError(f"manifest {where}: {value} outside {low}..{high if high is not None else 'inf'}")
-    return value
-
-
-def _float(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BundleError(f"manifest {where}: expected a finite number, got {value!r:.80}")
-    return float(value)
-
-
-def _str(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise BundleError(f"manifest {where}: expected a string, got {value!r:.80}")
-    return value
-
-
-def _sha(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _SHA_RE.fullmatch(value):
-        raise BundleError(f"manifest {where}: expected a lowercase hex SHA-256, got {value!r:.80}")
-    return value
-
-
-def check_relative_path(value: object, where: str) -> str:
-    """A plain relative path inside the bundle (``a/b.npy``): no ``..``, no leading ``/`` or dot."""
-    if not isinstance(value, str) or len(value) > 255 or not _PATH_RE.fullmatch(value):
-        raise BundleError(f"manifest {where}: path {value!r:.120} is not a plain relative path inside the bundle")
-    return value
-
-
-def _array_ref(data: object, where: str, expected_file: str) -> str:
-    file_name = check_relative_path(_field(data, "file", where), f"{where}.file")
-    if file_name != expected_file:
-        raise BundleError(f"manifest {where}.file: expected {expected_file!r}, got {file_name!r}")
-    return _sha(_field(data, "sha256", where), f"{where}.sha256")
-
-
-def parameter_count(model_config: ModelConfig) -> int:
-    """Trainable parameters of M_cnn(model_config)."""
-    return sum(math.prod(shape) for shape in parameter_shapes(model_config).values())
-
-
-def parse_manifest(data: object, limits: BundleLimits = DEFAULT_LIMITS) -> Manifest:
-    """Validate a decoded manifest; raise :class:`BundleError` naming the first bad field."""
-    if not isinstance(data, dict):
-        raise BundleError(f"manifest: expected a JSON object, got {type(data).__name__}")
-    fmt = _field(data, "format", "")
-    if fmt != FORMAT:
-        raise BundleError(f"manifest format: expected {FORMAT!r}, got {fmt!r:.80}")
-
-    model_raw = _field(data, "model", "")
-    if not isinstance(model_raw, dict):
-        raise BundleError("manifest model: expected a JSON object")
-    shape = _field(model_raw, "input_shape", "model")
-    widths = _field(model_raw, "widths", "model")
-    if not (isinstance(shape, list) and len(shape) == 3 and isinstance(widths, list) and len(widths) == 3):
-        raise BundleError("manifest model: input_shape and widths must be lists of three integers")
-    _int(shape[0], "model.input_shape[0]", low=1, high=64)
-    for index in (1, 2):
-        _int(shape[index], f"model.input_shape[{index}]", low=8, high=4096)
-    for index in range(3):
-        _int(widths[index], f"model.widths[{index}]", low=1, high=8192)
-    _int(_field(model_raw, "hidden", "model"), "model.hidden", low=1, high=1 << 20)
-    _int(_field(model_raw, "num_classes", "model"), "model.num_classes", low=2, high=1 << 16)
-    try:
-        model = ModelConfig.from_dict(model_raw)
-    except PudlabError as exc:
-        raise BundleError(f"manifest model: {exc}") from exc
-    if parameter_count(model) > limits.max_parameters:
-        raise BundleError(f"manifest model: {parameter_count(model)} parameters, over the limit {limits.max_parameters}")
-
-    training_raw = _field(data, "training", "")
-    if not isinstance(training_raw, dict):
-        raise BundleError("manifest training: expected a JSON object")
-    epochs = _int(_field(training_raw, "epochs", "training"), "training.epochs", low=1, high=limits.max_steps)
-    batch_size = _int(_field(training_raw, "batch_size", "training"), "training.batch_size", low=1, high=1 << 24)
-    _float(_field(training_raw, "lr", "training"), "training.lr")
-    _float(_field(training_raw, "adam_eps", "training"), "training.adam_eps")
-    betas = _field(training_raw, "adam_betas", "training")
-    if not (isinstance(betas, list) and len(betas) == 2):
-        raise BundleError("manifest training.adam_betas: expected two numbers")
-    for index in range(2):
-        _float(betas[index], f"training.adam_betas[{index}]")
-    _int(_field(training_raw, "shuffle_seed", "training"), "training.shuffle_seed", low=0, high=2**63 - 1)
-    _str(_field(training_raw, "precision", "training"), "training.precision")
-    unknown = sorted(set(training_raw) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise BundleError(f"manifest training: unknown hyper-parameters {unknown}")
-    try:
-        training = TrainConfig.from_dict(training_raw)
-    except (PudlabError, TypeError, ValueError) as exc:
-        raise BundleError(f"manifest training: {exc}") from exc
-
-    optimizer = _field(data, "optimizer", "")
-    expected_optimizer = OPTIMIZER_RECORD
-    if optimizer != expected_optimizer:
-        raise BundleError(f"manifest optimizer: only {expected_optimizer} is supported, got {optimizer!r:.200}")
-
-    init = _field(data, "init", "")
-    init_file = check_relative_path(_field(init, "file", "init"), "init.file")
-    init_sha = _sha(_field(init, "weights_sha256", "init"), "init.weights_sha256")
-    init_seed_raw = _field(init, "seed", "init")
-    init_seed = None if init_seed_raw is None else _int(init_seed_raw, "init.seed", high=2**63 - 1)
-
-    noise_raw = _field(data, "obfuscation", "")
-    sigma = _float(_field(noise_raw, "sigma", "obfuscation"), "obfuscation.sigma")
-    fraction = _float(_field(noise_raw, "fraction", "obfuscation"), "obfuscation.fraction")
-    clip = _field(noise_raw, "clip", "obfuscation")
-    if sigma < 0 or not 0 <= fraction <= 1 or not isinstance(clip, bool):
-        raise BundleError(f"manifest obfuscation: need sigma >= 0, fraction in [0, 1], clip a boolean; got {noise_raw!r:.200}")
-    if _field(noise_raw, "noise_seed", "obfuscation") != WITHHELD:
-        raise BundleError(f"manifest obfuscation.noise_seed: must be {WITHHELD!r} (a bundle never reveals it)")
-
-    shared = _field(data, "shared", "")
-    num_samples = _int(_field(shared, "num_samples", "shared"), "shared.num_samples", low=1, high=limits.max_samples)
-    num_classes = _int(_field(shared, "num_classes", "shared"), "shared.num_classes", low=2, high=1 << 16)
-    if num_classes != model.num_classes:
-        raise BundleError(f"manifest shared.num_classes: {num_classes} but the model has {model.num_classes} outputs")
-    x_sha = _array_ref(_field(shared, "x", "shared"), "shared.x", SHARED_X_FILE)
-    y_sha = _array_ref(_field(shared, "y", "shared"), "shared.y", SHARED_Y_FILE)
-
-    schedule = _field(data, "schedule", "")
-    steps_per_epoch, num_steps = schedule_shape(num_samples, batch_size, epochs)
-    if num_steps > limits.max_steps:
-        raise BundleError(f"manifest schedule: {num_steps} steps, over the limit {limits.max_steps}")
-    for key, expected in (("num_steps", num_steps), ("steps_per_epoch", steps_per_epoch)):
-        got = _int(_field(schedule, key, "schedule"), f"schedule.{key}", high=limits.max_steps)
-        if got != expected:
-            raise BundleError(f"manifest schedule.{key}: {got}, but {num_samples} samples, batch {batch_size} "
-                              f"and {epochs} epochs give {expected}")
-    every = _int(_field(schedule, "checkpoint_every", "schedule"), "schedule.checkpoint_every", low=1, high=num_steps)
-    if _field(schedule, "padding", "schedule") != PADDING:
-        raise BundleError(f"manifest schedule.padding: must be {PADDING}")
-    batches_sha = _array_ref(_field(schedule, "batches", "schedule"), "schedule.batches", BATCHES_FILE)
-
-    records_raw = _field(data, "checkpoints", "")
-    expected_steps = checkpoint_steps(num_steps, every)
-    if not isinstance(records_raw, list) or len(records_raw) != len(expected_steps) or len(records_raw) > limits.max_checkpoints:
-        raise BundleError(f"manifest checkpoints: expected a list of {len(expected_steps)} checkpoints "
-                          f"(every {every} of {num_steps} steps), got {len(records_raw) if isinstance(records_raw, list) else type(records_raw).__name__}")
-    records = []
-    for index, (record, step) in enumerate(zip(records_raw, expected_steps, strict=True)):
-        where = f"checkpoints[{index}]"
-        got_step = _int(_field(record, "step", where), f"{where}.step", high=num_steps)
-        if got_step != step:
-            raise BundleError(f"manifest {where}.step: expected {step}, got {got_step}")
-        adam_step = _int(_field(record, "adam_step", where), f"{where}.adam_step", high=num_steps)
-        if adam_step != step:
-            raise BundleError(f"manifest {where}.adam_step: expected {step} (one Adam step per step), got {adam_step}")
-        records.append(CheckpointRecord(step, check_relative_path(_field(record, "file", where), f"{where}.file"), adam_step))
-    final_sha = _sha(_field(data, "final_weights_sha256", ""), "final_weights_sha256")
-
-    files_raw = _field(data, "files", "")
-    if not isinstance(files_raw, dict):
-        raise BundleError("manifest files: expected a JSON object of path -> {sha256, bytes}")
-    files: dict[str, FileRecord] = {}
-    total = 0
-    for name, record in files_raw.items():
-        check_relative_path(name, f"files[{name!r:.80}]")
-        size = _int(_field(record, "bytes", f"files[{name}]"), f"files[{name}].bytes")
-        if size > limits.max_file_bytes:
-            raise BundleError(f"manifest files[{name}]: {size} bytes, over the per-file limit {limits.max_file_bytes}")
-        files[name] = FileRecord(_sha(_field(record, "sha256", f"files[{name}]"), f"files[{name}].sha256"), size)
-        total += size
-    if total > limits.max_total_bytes:
-        raise BundleError(f"manifest files: {total} bytes in all, over the limit {limits.max_total_bytes}")
-    referenced = [init_file, SHARED_X_FILE, SHARED_Y_FILE, BATCHES_FILE, *(r.file for r in records)]
-    if len(set(referenced)) != len(referenced) or MANIFEST_FILE in referenced:
-        raise BundleError("manifest: two entries name the same file, or one names manifest.json")
-    if set(referenced) != set(files):
-        missing = sorted(set(referenced) - set(files))
-        extra = sorted(set(files) - set(referenced))
-        raise BundleError(f"manifest files: no hash for {missing[:5]}" if missing else
-                          f"manifest files: lists files the bundle does not use: {extra[:5]}")
-    environment = data.get("environment", {})
-    provenance = data.get("provenance", {})
-    return Manifest(
-        model=model, training=training, init_file=init_file, init_sha256=init_sha, init_seed=init_seed,
-        noise=NoiseClaim(sigma, fraction, clip), num_samples=num_samples, num_classes=num_classes,
-        shared_x_sha256=x_sha, shared_y_sha256=y_sha, batches_sha256=batches_sha, num_steps=num_steps,
-        steps_per_epoch=steps_per_epoch, checkpoint_every=every, checkpoints=tuple(records),
-        final_weights_sha256=final_sha, files=files,
-        environment=environment if isinstance(environment, dict) else {},
-        provenance=provenance if isinstance(provenance, dict) else {}, raw=data,
-    )
-
-
-OPTIMIZER_RECORD = {"name": "adam", "implementation": "torch.optim.Adam", "weight_decay": 0.0, "amsgrad": False,
-                    "maximize": False}
-"""The only optimizer a bundle may declare: what :class:`pudlab.training.Trainer` builds."""
+def checkpoint_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a checkpoint file of M_cnn(model_config) (see :meth:`TrainingState.tensors`)."""
+    shapes = parameter_shapes(model_config)
+    return {prefix + name: shape for prefix in _STATE_PREFIXES for name, shape in shapes.items()}
 
 
 # ----------------------------------------------------------------------------------- safe readers
@@ -547,7 +227,7 @@ class ProofBundle:
     @property
     def segment_epochs(self) -> list[int]:
         """The epoch each segment starts in."""
-        return [start // self.manifest.steps_per_epoch for start, _ in self.segment_bounds]
+        return [start // self.manifest.schedule.steps_per_epoch for start, _ in self.segment_bounds]
 
     def batch(self, step: int) -> np.ndarray:
         """Sample positions of step ``step`` (padding removed)."""
@@ -566,12 +246,8 @@ class ProofBundle:
 def _load_checkpoint(root: Path, manifest: Manifest, index: int, limits: BundleLimits) -> TrainingState:
     record = manifest.checkpoints[index]
     data = read_checked(root, record.file, manifest.files[record.file], limits)
-    shapes = parameter_shapes(manifest.model)
-    expected = {}
-    for prefix in ("weights.", "adam.exp_avg.", "adam.exp_avg_sq."):
-        expected.update({prefix + name: shape for name, shape in shapes.items()})
-    tensors = parse_safetensors(data, expected, where=f"checkpoint {record.file}")
-    names = list(shapes)
+    tensors = parse_safetensors(data, checkpoint_shapes(manifest.model), where=f"checkpoint {record.file}")
+    names = list(parameter_shapes(manifest.model))
     return TrainingState(
         record.adam_step,
         {n: tensors[f"weights.{n}"] for n in names},
@@ -580,14 +256,20 @@ def _load_checkpoint(root: Path, manifest: Manifest, index: int, limits: BundleL
     )
 
 
-def read_manifest_bytes(root: Path, limits: BundleLimits = DEFAULT_LIMITS) -> bytes:
+def read_manifest(root: Path, limits: BundleLimits = DEFAULT_LIMITS) -> tuple[Manifest, str]:
+    """The validated manifest of the bundle at ``root`` and the SHA-256 of its bytes."""
     path = root / MANIFEST_FILE
     if path.is_symlink() or not path.is_file():
         raise BundleError(f"{root}: no {MANIFEST_FILE} (not a proof bundle, or an unfinished one)")
     size = path.stat().st_size
     if size > limits.max_manifest_bytes:
         raise BundleError(f"{path}: {size} bytes, over the limit {limits.max_manifest_bytes}")
-    return path.read_bytes()
+    raw_bytes = path.read_bytes()
+    try:
+        raw = json.loads(raw_bytes)
+    except (ValueError, RecursionError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    return Manifest.from_dict(raw, source=str(path), limits=limits), hashlib.sha256(raw_bytes).hexdigest()
 
 
 def open_bundle(path: str | os.PathLike, limits: BundleLimits = DEFAULT_LIMITS) -> ProofBundle:
@@ -595,39 +277,20 @@ def open_bundle(path: str | os.PathLike, limits: BundleLimits = DEFAULT_LIMITS) 
     root = Path(path)
     if not root.is_dir():
         raise BundleError(f"{root}: not a directory (a proof bundle is a directory with {MANIFEST_FILE})")
-    raw_bytes = read_manifest_bytes(root, limits)
-    try:
-        raw = json.loads(raw_bytes)
-    except (ValueError, RecursionError) as exc:
-        raise BundleError(f"{root / MANIFEST_FILE}: not valid JSON ({exc})") from exc
-    manifest = parse_manifest(raw, limits)
-    files = manifest.files
-    n = manifest.num_samples
-
-    x = parse_npy(read_checked(root, SHARED_X_FILE, files[SHARED_X_FILE], limits), dtype=_X_DTYPE,
-                  shape=(n, *manifest.model.input_shape), where=SHARED_X_FILE)
-    y = parse_npy(read_checked(root, SHARED_Y_FILE, files[SHARED_Y_FILE], limits), dtype=_INT_DTYPE,
-                  shape=(n,), where=SHARED_Y_FILE)
-    if fingerprint_arrays(x) != manifest.shared_x_sha256 or fingerprint_arrays(y) != manifest.shared_y_sha256:
-        raise BundleError("shared data: array SHA-256 does not match manifest shared.x / shared.y")
-    if not np.isfinite(x).all():
-        raise BundleError(f"{SHARED_X_FILE}: holds NaN or infinite pixels")
-    if y.min() < 0 or y.max() >= manifest.num_classes:
-        raise BundleError(f"{SHARED_Y_FILE}: labels span {y.min()}..{y.max()}, expected 0..{manifest.num_classes - 1}")
-
-    batch_size = manifest.training.batch_size
-    batches = parse_npy(read_checked(root, BATCHES_FILE, files[BATCHES_FILE], limits), dtype=_INT_DTYPE,
-                        shape=(manifest.num_steps, batch_size), where=BATCHES_FILE)
-    if fingerprint_arrays(batches) != manifest.batches_sha256:
+    manifest, manifest_sha256 = read_manifest(root, limits)
+    shared = _read_shared(root, manifest, limits)
+    batch_size, schedule = manifest.training.batch_size, manifest.schedule
+    batches = parse_npy(read_checked(root, BATCHES_FILE, manifest.files[BATCHES_FILE], limits), dtype=_INT_DTYPE,
+                        shape=(schedule.num_steps, batch_size), where=BATCHES_FILE)
+    if fingerprint_arrays(batches) != schedule.batches.sha256:
         raise BundleError("batches: array SHA-256 does not match manifest schedule.batches")
-    check_batches(batches, num_samples=n, batch_size=batch_size, steps_per_epoch=manifest.steps_per_epoch)
+    check_batches(batches, num_samples=len(shared), batch_size=batch_size, steps_per_epoch=schedule.steps_per_epoch)
 
-    initial_weights = parse_safetensors(read_checked(root, manifest.init_file, files[manifest.init_file], limits),
-                                        parameter_shapes(manifest.model), where=f"initial weights {manifest.init_file}")
-    if weights_sha256(initial_weights) != manifest.init_sha256:
-        raise BundleError(f"initial weights {manifest.init_file}: weights SHA-256 does not match manifest init.weights_sha256")
-    initial = TrainingState(0, initial_weights)
-
+    init_file = manifest.init.file
+    initial_weights = parse_safetensors(read_checked(root, init_file, manifest.files[init_file], limits),
+                                        parameter_shapes(manifest.model), where=f"initial weights {init_file}")
+    if weights_sha256(initial_weights) != manifest.init.weights_sha256:
+        raise BundleError(f"initial weights {init_file}: weights SHA-256 does not match manifest init.weights_sha256")
     norms, previous = [], initial_weights
     for index in range(len(manifest.checkpoints)):
         state = _load_checkpoint(root, manifest, index, limits)
@@ -638,8 +301,25 @@ def open_bundle(path: str | os.PathLike, limits: BundleLimits = DEFAULT_LIMITS) 
         previous = state.weights
     if weights_sha256(previous) != manifest.final_weights_sha256:
         raise BundleError("final checkpoint: weights SHA-256 does not match manifest final_weights_sha256")
-    shared = LabeledImages(x, y, np.arange(n, dtype=np.int64))
-    return ProofBundle(root, manifest, hashlib.sha256(raw_bytes).hexdigest(), shared, batches, initial, norms, limits)
+    return ProofBundle(root, manifest, manifest_sha256, shared, batches, TrainingState(0, initial_weights), norms,
+                       limits)
+
+
+def _read_shared(root: Path, manifest: Manifest, limits: BundleLimits) -> LabeledImages:
+    """O(T) from ``shared/``, checked against the manifest (hashes, finite pixels, labels in range)."""
+    n, files = manifest.shared.num_samples, manifest.files
+    x = parse_npy(read_checked(root, SHARED_X_FILE, files[SHARED_X_FILE], limits), dtype=_X_DTYPE,
+                  shape=(n, *manifest.model.input_shape), where=SHARED_X_FILE)
+    y = parse_npy(read_checked(root, SHARED_Y_FILE, files[SHARED_Y_FILE], limits), dtype=_INT_DTYPE,
+                  shape=(n,), where=SHARED_Y_FILE)
+    if fingerprint_arrays(x) != manifest.shared.x.sha256 or fingerprint_arrays(y) != manifest.shared.y.sha256:
+        raise BundleError("shared data: array SHA-256 does not match manifest shared.x / shared.y")
+    if not np.isfinite(x).all():
+        raise BundleError(f"{SHARED_X_FILE}: holds NaN or infinite pixels")
+    num_classes = manifest.shared.num_classes
+    if y.min() < 0 or y.max() >= num_classes:
+        raise BundleError(f"{SHARED_Y_FILE}: labels span {y.min()}..{y.max()}, expected 0..{num_classes - 1}")
+    return LabeledImages(x, y, np.arange(n, dtype=np.int64))
 
 
 def check_batches(batches: np.ndarray, *, num_samples: int, batch_size: int, steps_per_epoch: int) -> None:
@@ -661,6 +341,7 @@ def check_batches(batches: np.ndarray, *, num_samples: int, batch_size: int, ste
 
 # ----------------------------------------------------------------------------------- writing
 def save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as a ``.npy`` file (C order, no pickles), atomically."""
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     write_bytes_atomic(path, buffer.getvalue())
@@ -679,29 +360,38 @@ class BundleWriter:
             raise PudlabError(f"{self.path}: exists and is not empty (choose another --out, or --overwrite)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
-        self.checkpoints: list[dict] = []
-        self.last_weights: dict[str, torch.Tensor] | None = None
+        self.checkpoints: list[CheckpointRecord] = []
 
-    def write_initial(self, weights: dict[str, torch.Tensor]) -> None:
+    def write_initial(self, weights: dict[str, torch.Tensor], *, seed: int | None) -> InitRecord:
+        """Write W_0 (drawn with ``seed``, or None when it came from a file)."""
         write_bytes_atomic(self.work / INITIAL_FILE, weights_to_bytes(weights, {"format": "pudlab.weights/1"}))
+        return InitRecord(INITIAL_FILE, seed, weights_sha256(weights))
 
-    def add_checkpoint(self, state: TrainingState) -> None:
+    def add_checkpoint(self, state: TrainingState) -> CheckpointRecord:
         relative = f"{CHECKPOINT_DIR}/step_{state.step:09d}.safetensors"
         write_bytes_atomic(self.work / relative, weights_to_bytes(state.tensors(), {"format": "pudlab.pol_checkpoint/1"}))
-        self.checkpoints.append({"step": state.step, "file": relative, "adam_step": state.step})
-        self.last_weights = state.weights
+        record = CheckpointRecord(state.step, relative, state.step)
+        self.checkpoints.append(record)
+        return record
 
-    def finish(self, manifest: dict, *, shared: LabeledImages, batches: np.ndarray) -> Path:
-        """Write shared data, batches and the manifest (``files`` and array hashes filled in)."""
-        save_npy(self.work / SHARED_X_FILE, shared.images.astype(_X_DTYPE, copy=False))
-        save_npy(self.work / SHARED_Y_FILE, shared.labels.astype(_INT_DTYPE, copy=False))
-        save_npy(self.work / BATCHES_FILE, batches.astype(_INT_DTYPE, copy=False))
-        manifest = dict(manifest)
-        manifest["checkpoints"] = self.checkpoints
-        if self.last_weights is not None:
-            manifest["final_weights_sha256"] = weights_sha256(self.last_weights)
-        write_json(self.work / MANIFEST_FILE, manifest)
-        reseal_bundle(self.work)
+    def write_array(self, relative: str, array: np.ndarray, dtype: np.dtype | str) -> ArrayRecord:
+        """Write ``array`` as ``dtype`` to ``relative`` (``shared/x.npy``, ``batches.npy``, ...)."""
+        stored = np.ascontiguousarray(array.astype(dtype, copy=False))
+        save_npy(self.work / relative, stored)
+        return ArrayRecord.of(relative, stored)
+
+    def write_shared(self, shared: LabeledImages) -> tuple[ArrayRecord, ArrayRecord]:
+        """Write O(T): images as float32, labels as int64."""
+        return (self.write_array(SHARED_X_FILE, shared.images, _X_DTYPE),
+                self.write_array(SHARED_Y_FILE, shared.labels, _INT_DTYPE))
+
+    def write_batches(self, batches: np.ndarray) -> ArrayRecord:
+        """Write the sample positions of every step as int64 (num_steps, batch_size)."""
+        return self.write_array(BATCHES_FILE, batches, _INT_DTYPE)
+
+    def finish(self, manifest: Manifest) -> Path:
+        """Write ``manifest`` with its ``files`` table filled in, and move the bundle into place."""
+        write_json(self.work / MANIFEST_FILE, replace(manifest, files=file_records(self.work)).to_dict())
         if self.path.exists():
             shutil.rmtree(self.path)
         os.replace(self.work, self.path)
@@ -718,12 +408,19 @@ def bundle_files(root: Path) -> Iterator[str]:
             yield path.relative_to(root).as_posix()
 
 
+def file_records(root: Path) -> dict[str, FileRecord]:
+    """The ``files`` table of the bundle at ``root``, from the files as they are now."""
+    return {name: FileRecord(sha256_file(root / name), (root / name).stat().st_size) for name in bundle_files(root)}
+
+
 def reseal_bundle(path: str | os.PathLike) -> dict:
     """Recompute every commitment in ``manifest.json`` from the files as they are now.
 
-    The prover's last step; also what a forger does after editing files (the manifest carries no
-    signature: integrity checks catch accidents and careless edits, replay catches forgeries).
-    Trusts the files (it is not a loader). Returns the new manifest.
+    What a forger does after editing files (the manifest carries no signature: integrity checks
+    catch accidents and careless edits, replay catches forgeries), and what :func:`~pudlab.pol.prover.reshare`
+    does. Trusts the files (it is not a loader) and edits the JSON as it is, not through
+    :meth:`Manifest.from_dict`: a forged manifest need not validate, and everything but the
+    commitments must stay as the forger left it. Returns the new manifest.
     """
     root = Path(path)
     manifest = json.loads((root / MANIFEST_FILE).read_text())
@@ -731,35 +428,27 @@ def reseal_bundle(path: str | os.PathLike) -> dict:
     y = np.load(root / SHARED_Y_FILE, allow_pickle=False)
     batches = np.load(root / BATCHES_FILE, allow_pickle=False)
     manifest["shared"]["num_samples"] = len(y)
-    manifest["shared"]["x"] = {"file": SHARED_X_FILE, "dtype": x.dtype.str, "shape": list(x.shape), "sha256": fingerprint_arrays(x)}
-    manifest["shared"]["y"] = {"file": SHARED_Y_FILE, "dtype": y.dtype.str, "shape": list(y.shape), "sha256": fingerprint_arrays(y)}
-    manifest["schedule"]["batches"] = {"file": BATCHES_FILE, "dtype": batches.dtype.str, "shape": list(batches.shape),
-                                       "sha256": fingerprint_arrays(batches)}
-    from ..storage import load_weights
-
+    manifest["shared"]["x"] = ArrayRecord.of(SHARED_X_FILE, x).to_dict()
+    manifest["shared"]["y"] = ArrayRecord.of(SHARED_Y_FILE, y).to_dict()
+    manifest["schedule"]["batches"] = ArrayRecord.of(BATCHES_FILE, batches).to_dict()
     manifest["init"]["weights_sha256"] = weights_sha256(load_weights(root / manifest["init"]["file"]))
     if manifest.get("checkpoints"):
         last = load_weights(root / manifest["checkpoints"][-1]["file"])
         manifest["final_weights_sha256"] = weights_sha256(
             {name[len("weights."):]: t for name, t in last.items() if name.startswith("weights.")})
-    manifest["files"] = {name: {"sha256": sha256_file(root / name), "bytes": (root / name).stat().st_size}
-                         for name in bundle_files(root)}
-    write_bytes_atomic(root / MANIFEST_FILE, (to_json(manifest) + "\n").encode())
+    manifest["files"] = {name: record.to_dict() for name, record in file_records(root).items()}
+    write_json(root / MANIFEST_FILE, manifest)
     return manifest
 
 
 __all__ = [
-    "BundleLimits",
     "BundleWriter",
-    "DEFAULT_LIMITS",
-    "FORMAT",
-    "Manifest",
-    "NoiseClaim",
-    "OPTIMIZER_RECORD",
     "ProofBundle",
     "TrainingState",
-    "checkpoint_steps",
+    "check_batches",
+    "checkpoint_shapes",
     "open_bundle",
-    "parse_manifest",
+    "read_manifest",
     "reseal_bundle",
+    "save_npy",
 ]

@@ -3,12 +3,13 @@ IEEE S&P 2021).
 
 The prover trains on its private data T, logs a checkpoint (weights and Adam state) every K steps
 and the sample positions of every step, and shares O(T) -- never T -- in a bundle
-(:mod:`pudlab.pol.bundle`). Every step is :meth:`pudlab.training.Trainer.step`, the same call the
-verifier replays.
+(:mod:`pudlab.pol.bundle`, manifest :class:`pudlab.pol.manifest.Manifest`). Every step is
+:meth:`pudlab.train.trainer.Trainer.step`, the same call the verifier replays.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -19,29 +20,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import LabeledImages
-from ..errors import PudlabError
-from ..model import ModelConfig
-from ..pipeline import weights_sha256
-from ..storage import read_json, write_json
-from ..training import TrainConfig, Trainer, environment, epoch_batches, torch_threads
-from .bundle import (
-    FORMAT,
-    INITIAL_FILE,
+from pudlab.data.dataset import LabeledImages
+from pudlab.errors import PudlabError
+from pudlab.io import read_json, weights_sha256, write_json
+from pudlab.model import ModelConfig
+from pudlab.pol.bundle import BundleWriter, reseal_bundle, save_npy
+from pudlab.pol.manifest import (
     MANIFEST_FILE,
-    OPTIMIZER_RECORD,
     PADDING,
     SHARED_X_FILE,
     SHARED_Y_FILE,
-    WITHHELD,
-    BundleWriter,
+    Manifest,
     NoiseClaim,
-    TrainingState,
-    reseal_bundle,
-    save_npy,
+    ScheduleRecord,
+    SharedRecord,
     schedule_shape,
 )
-from .replay import capture_state
+from pudlab.pol.replay import capture_state
+from pudlab.train.trainer import TrainConfig, Trainer, environment, epoch_batches, torch_threads
 
 
 @dataclass
@@ -95,41 +91,24 @@ def prove(
         raise PudlabError("a proof needs at least one epoch")
     _check_shared(private_set, shared_set)
     started = time.perf_counter()
-    num_samples, batch_size = len(private_set), train_config.batch_size
-    steps_per_epoch, num_steps = schedule_shape(num_samples, batch_size, train_config.epochs)
-    batches = np.full((num_steps, batch_size), PADDING, dtype=np.int64)
+    num_samples = len(private_set)
+    steps_per_epoch, num_steps = schedule_shape(num_samples, train_config.batch_size, train_config.epochs)
     writer = BundleWriter(out, overwrite=overwrite)
     try:
         with torch_threads(threads):
             trainer = Trainer(model_config, initial_weights, private_set, train_config, device=device)
             env = environment(trainer.device)
-            writer.write_initial(initial_weights)
-            step = 0
-            bar = tqdm(total=num_steps, desc="prove", unit="step", disable=not progress, leave=False)
-            for epoch in range(train_config.epochs):
-                for positions in epoch_batches(num_samples, batch_size, shuffle_seed=train_config.shuffle_seed, epoch=epoch):
-                    trainer.step(positions)
-                    batches[step, :len(positions)] = positions
-                    step += 1
-                    bar.update()
-                    if step % checkpoint_every == 0 or step == num_steps:
-                        writer.add_checkpoint(capture_state(trainer, step))
-            bar.close()
+            init = writer.write_initial(initial_weights, seed=init_seed)
+            batches = _train_logged(trainer, writer, num_samples, train_config, checkpoint_every, progress)
         final = trainer.weights()
-        manifest = {
-            "format": FORMAT,
-            "model": model_config.to_dict(),
-            "training": train_config.to_dict(),
-            "optimizer": OPTIMIZER_RECORD,
-            "init": {"file": INITIAL_FILE, "seed": init_seed, "weights_sha256": weights_sha256(initial_weights)},
-            "obfuscation": {"sigma": noise.sigma, "fraction": noise.fraction, "clip": noise.clip, "noise_seed": WITHHELD},
-            "shared": {"num_samples": num_samples, "num_classes": model_config.num_classes},
-            "schedule": {"num_steps": num_steps, "steps_per_epoch": steps_per_epoch,
-                         "checkpoint_every": checkpoint_every, "padding": PADDING},
-            "environment": env,
-            "provenance": provenance or {},
-        }
-        path = writer.finish(manifest, shared=shared_set, batches=batches)
+        shared_x, shared_y = writer.write_shared(shared_set)
+        manifest = Manifest(
+            model=model_config, training=train_config, init=init, noise=noise,
+            shared=SharedRecord(num_samples, model_config.num_classes, shared_x, shared_y),
+            schedule=ScheduleRecord(num_steps, steps_per_epoch, checkpoint_every, writer.write_batches(batches)),
+            checkpoints=tuple(writer.checkpoints), final_weights_sha256=weights_sha256(final),
+            environment=env, provenance=provenance or {})
+        path = writer.finish(manifest)
     except BaseException:
         writer.abort()
         raise
@@ -137,9 +116,27 @@ def prove(
                        weights_sha256(final), time.perf_counter() - started)
 
 
-def _manifest_sha(path: Path) -> str:
-    import hashlib
+def _train_logged(trainer: Trainer, writer: BundleWriter, num_samples: int, train_config: TrainConfig,
+                  checkpoint_every: int, progress: bool) -> np.ndarray:
+    """Run every step, checkpointing every K steps and after the last; return the -1 padded batch positions."""
+    batch_size = train_config.batch_size
+    _, num_steps = schedule_shape(num_samples, batch_size, train_config.epochs)
+    batches = np.full((num_steps, batch_size), PADDING, dtype=np.int64)
+    step = 0
+    bar = tqdm(total=num_steps, desc="prove", unit="step", disable=not progress, leave=False)
+    for epoch in range(train_config.epochs):
+        for positions in epoch_batches(num_samples, batch_size, shuffle_seed=train_config.shuffle_seed, epoch=epoch):
+            trainer.step(positions)
+            batches[step, :len(positions)] = positions
+            step += 1
+            bar.update()
+            if step % checkpoint_every == 0 or step == num_steps:
+                writer.add_checkpoint(capture_state(trainer, step))
+    bar.close()
+    return batches
 
+
+def _manifest_sha(path: Path) -> str:
     return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
 
 
@@ -158,10 +155,10 @@ def reshare(bundle: str | os.PathLike, out: str | os.PathLike, shared_set: Label
         raise PudlabError(f"reshare: {len(shared_set)} samples, the bundle trained on {manifest['shared']['num_samples']}")
     save_npy(target / SHARED_X_FILE, shared_set.images.astype(np.float32, copy=False))
     save_npy(target / SHARED_Y_FILE, shared_set.labels.astype(np.int64, copy=False))
-    manifest["obfuscation"] = {"sigma": noise.sigma, "fraction": noise.fraction, "clip": noise.clip, "noise_seed": WITHHELD}
+    manifest["obfuscation"] = noise.to_dict()
     write_json(target / MANIFEST_FILE, manifest)
     reseal_bundle(target)
     return target
 
 
-__all__ = ["ProofResult", "TrainingState", "prove", "reshare"]
+__all__ = ["ProofResult", "prove", "reshare"]

@@ -1,10 +1,10 @@
-"""Exact replay of a training segment: the state a :class:`~pudlab.training.Trainer` is in, saved and
+"""Exact replay of a training segment: the state a :class:`~pudlab.train.trainer.Trainer` is in, saved and
 restored tensor for tensor, and the Adam steps re-run on given data.
 
 On CPU, with the same thread count, the same torch build and the same data, a replay is
 bit-identical to the training it replays (every step is :meth:`Trainer.step`). The thread count
 matters: oneDNN splits convolution reductions by thread, so 1, 2 and 4 threads give different
-float sums. :func:`pudlab.training.torch_threads` pins it for the duration of a replay.
+float sums. :func:`pudlab.train.trainer.torch_threads` pins it for the duration of a replay.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..data.dataset import LabeledImages
-from ..errors import PudlabError
-from ..model import ModelConfig
-from ..training import TrainConfig, Trainer
-from .bundle import TrainingState
+from pudlab.data.dataset import LabeledImages
+from pudlab.errors import PudlabError
+from pudlab.model import ModelConfig
+from pudlab.train.trainer import TrainConfig, Trainer
+from pudlab.pol.bundle import TrainingState
 
 
 def _scalar_dtype() -> torch.dtype:

@@ -6,7 +6,7 @@ Order of the checks:
    :class:`~pudlab.errors.BundleError` -- a malformed or tampered bundle, exit status 2.
 2. **Claims** (reject, exit 1): the initial weights are the ones the declared ``init.seed`` draws;
    the batch positions are the permutations the declared ``shuffle_seed`` gives
-   (:func:`pudlab.training.epoch_batches`); optionally the claimed sigma is within policy and
+   (:func:`pudlab.train.trainer.epoch_batches`); optionally the claimed sigma is within policy and
    the final weights are a given model.
 3. **Replay** (reject, exit 1): for each epoch, the ``top_q`` segments with the largest update
    ``||W_{i+1} - W_i||`` (all segments when ``top_q == 0``) are replayed from checkpoint i on the
@@ -41,16 +41,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import LabeledImages
-from ..errors import PudlabError
-from ..metrics import model_distance
-from ..model import initial_state
-from ..obfuscation import obfuscate
-from ..pipeline import weights_sha256
-from ..seeding import derive_seed
-from ..training import epoch_batches, torch_threads
-from .bundle import DEFAULT_LIMITS, BundleLimits, ProofBundle, open_bundle
-from .replay import replay_segment
+from pudlab.data.dataset import LabeledImages
+from pudlab.errors import BundleError, PudlabError
+from pudlab.metrics import model_distance
+from pudlab.model import initial_state
+from pudlab.obfuscation import obfuscate
+from pudlab.io import weights_sha256
+from pudlab.seeding import derive_seed
+from pudlab.train.trainer import epoch_batches, torch_threads
+from pudlab.pol.bundle import ProofBundle, open_bundle
+from pudlab.pol.manifest import DEFAULT_LIMITS, BundleLimits
+from pudlab.pol.replay import replay_segment
 
 EXIT_ACCEPT, EXIT_REJECT, EXIT_MALFORMED = 0, 1, 2
 
@@ -81,7 +82,7 @@ class VerifyOptions:
     max_sigma: float | None = None
     """Policy: reject bundles claiming a larger sigma (a larger sigma buys a larger ``auto`` threshold)."""
     expected_model_sha256: str | None = None
-    """Require the final checkpoint to be this model (:func:`pudlab.pipeline.weights_sha256`)."""
+    """Require the final checkpoint to be this model (:func:`pudlab.train.run.weights_sha256`)."""
     device: str = "cpu"
     """Device of the replay (bit-exactness is established on CPU)."""
 
@@ -235,18 +236,18 @@ def reobfuscations(shared: LabeledImages, *, sigma: float, fraction: float, clip
 def _claim_checks(bundle: ProofBundle, options: VerifyOptions) -> list[Check]:
     manifest = bundle.manifest
     checks = []
-    if manifest.init_seed is not None:
-        drawn = weights_sha256(initial_state(manifest.model, init_seed=manifest.init_seed))
-        ok = drawn == manifest.init_sha256
+    if manifest.init.seed is not None:
+        drawn = weights_sha256(initial_state(manifest.model, init_seed=manifest.init.seed))
+        ok = drawn == manifest.init.weights_sha256
         checks.append(Check("init", ok, f"initial weights {'are' if ok else 'are NOT'} the ones init seed "
-                                        f"{manifest.init_seed} draws"))
+                                        f"{manifest.init.seed} draws"))
     else:
         checks.append(Check("init", True, "initial weights from a file (hash checked; not redrawn)"))
     if options.check_schedule:
         mismatched = None
         step = 0
         for epoch in range(manifest.training.epochs):
-            for positions in epoch_batches(manifest.num_samples, manifest.training.batch_size,
+            for positions in epoch_batches(manifest.shared.num_samples, manifest.training.batch_size,
                                            shuffle_seed=manifest.training.shuffle_seed, epoch=epoch):
                 if not np.array_equal(bundle.batch(step), positions):
                     mismatched = step
@@ -257,7 +258,7 @@ def _claim_checks(bundle: ProofBundle, options: VerifyOptions) -> list[Check]:
         checks.append(Check("schedule", mismatched is None,
                             f"batch positions are shuffle seed {manifest.training.shuffle_seed}'s permutations"
                             if mismatched is None else
-                            f"batch positions of step {mismatched} (epoch {mismatched // manifest.steps_per_epoch}) "
+                            f"batch positions of step {mismatched} (epoch {mismatched // manifest.schedule.steps_per_epoch}) "
                             f"are not what shuffle seed {manifest.training.shuffle_seed} gives"))
     if options.max_sigma is not None:
         ok = manifest.noise.sigma <= options.max_sigma
@@ -326,6 +327,15 @@ def verify_bundle(
                    len(bundle.update_norms), threads, time.perf_counter() - started)
 
 
+def verify_status(path: str | os.PathLike, options: VerifyOptions | None = None) -> tuple[int, str, Verdict | None]:
+    """(exit status, one-line reason, verdict or None) as ``pudlab pol verify`` would report them."""
+    try:
+        verdict = verify_bundle(path, options)
+    except BundleError as exc:
+        return EXIT_MALFORMED, str(exc), None
+    return verdict.exit_code, verdict.reason, verdict
+
+
 def _reason(accepted: bool, failed: list[Check], segments: list[SegmentResult], total: int,
             options: VerifyOptions, exact: bool) -> str:
     scope = "every segment" if options.top_q == 0 else f"top {options.top_q} per epoch"
@@ -359,4 +369,5 @@ __all__ = [
     "reobfuscations",
     "select_segments",
     "verify_bundle",
+    "verify_status",
 ]

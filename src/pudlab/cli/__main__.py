@@ -1,0 +1,6 @@
+"""``python -m pudlab.cli``."""
+
+from pudlab.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""``pudlab fl``: federated-learning simulations with attacks and defences (registered in pudlab.cli)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+DEFENCE_CHOICES = ("none", "multikrum", "pol", "both", "all")
+
+
+def _data_dir(ctx: click.Context) -> str | None:
+    state = ctx.find_root().obj
+    return getattr(state, "data_dir", None)
+
+
+@click.group("fl", context_settings={"help_option_names": ["-h", "--help"]})
+def fl_group() -> None:
+    """Federated learning among edge devices: Multi-Krum, PoL challenges on obfuscated data, attacks."""
+
+
+@fl_group.command("specs")
+def specs_command() -> None:
+    """List the simulation specs shipped with pudlab (usable by name)."""
+    from pudlab.config import resolve_spec, shipped_names
+
+    for name in shipped_names("fl"):
+        click.echo(f"{name:24} {resolve_spec('fl', name)}")
+
+
+@fl_group.command("simulate")
+@click.argument("spec_path", metavar="SPEC.toml")
+@click.option("--store", type=click.Path(file_okay=False), required=True,
+              help="Directory of the simulation state (resumable per round) and report.")
+@click.option("--rounds", type=click.IntRange(min=0), default=None, help="Rounds [default: the spec's].")
+@click.option("--defence", type=click.Choice(DEFENCE_CHOICES), default=None,
+              help="Defence(s) against the spec's attack [default: the spec's]; all = none, multikrum, pol, both.")
+@click.option("--clients", type=click.IntRange(min=1), default=None, help="Override [simulation] clients.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override [simulation] seed.")
+@click.option("--local-epochs", type=click.IntRange(min=1), default=None, help="Override [training] local_epochs.")
+@click.option("--lr", type=float, default=None, help="Override [training] lr (Adam, per step).")
+@click.option("--sigma", type=float, default=None, help="Override [pol] sigma (every client's obfuscation sigma).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Override [simulation] threads.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Override [simulation] workers (defences run in parallel processes).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any spec field, value in TOML syntax (repeatable), e.g. --set aggregation.f=2.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write STORE/report.md and figures.")
+@click.option("--quiet", is_flag=True, help="Only the summary, no per-round lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int | None, defence: str | None,
+                     clients: int | None, seed: int | None, local_epochs: int | None, lr: float | None,
+                     sigma: float | None, threads: int | None, workers: int | None, overrides: tuple[str, ...],
+                     report: bool, quiet: bool, as_json: bool) -> None:
+    """Run (or resume) the simulation SPEC.toml (a path, or a shipped spec's name) into --store.
+
+    A killed run continues from the last finished round with identical results; the spec may
+    change only in rounds, defence and workers between runs into the same store.
+    """
+    from pudlab.fl.report import write_fl_report
+    from pudlab.fl.simulation import run_simulation
+    from pudlab.fl.spec_reader import load_spec
+    from pudlab.fl.summary import detection_summary
+    from pudlab.io import to_json
+
+    named = [("simulation", "rounds", rounds), ("simulation", "defence", defence),
+             ("simulation", "clients", clients), ("simulation", "seed", seed),
+             ("training", "local_epochs", local_epochs), ("training", "lr", lr), ("pol", "sigma", sigma),
+             ("simulation", "threads", threads), ("simulation", "workers", workers)]
+    spec = load_spec(spec_path, [*overrides, *((s, k, v) for s, k, v in named if v is not None)])
+    log = None if quiet or as_json else (lambda message: click.echo(message, err=True))
+    started = time.perf_counter()
+    results = run_simulation(spec, store, data_dir=_data_dir(ctx), log=log)
+    seconds = time.perf_counter() - started
+    summary: dict = {"spec": spec.source, "store": store, "seconds": seconds, "defences": {}}
+    for name, records in results.items():
+        last = records[-1]
+        summary["defences"][name] = {"rounds": last.round, "final_accuracy": last.accuracy,
+                                     "detection": detection_summary(records).to_dict(),
+                                     "utility": None if last.utility is None else last.utility.to_dict()}
+    if report:
+        summary["report"] = str(write_fl_report(store))
+    if as_json:
+        click.echo(to_json(summary))
+        return
+    click.echo(f"{spec.name}: {spec.simulation.clients} clients, {len(results)} defence(s), {seconds:.1f} s")
+    for name, row in summary["defences"].items():
+        line = f"  {name:10} rounds {row['rounds']:3d}  final accuracy {row['final_accuracy']:.4f}"
+        pol = row["detection"].get("pol")
+        if pol:
+            line += (f"  PoL caught {pol['cheaters_caught']}/{pol['cheaters_challenged']} cheaters, "
+                     f"wrongly rejected {pol['honest_wrongly_rejected']}/{pol['honest_challenged']} honest")
+        utility = row["utility"]
+        if utility and "gain" in utility:
+            line += f"  challenger utility {utility['accuracy_obfuscated']:.3f} (gain {utility['gain']:+.3f})"
+        click.echo(line)
+    if report:
+        click.echo(f"report: {summary['report']}")
+
+
+@fl_group.command("report")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+def report_command(store: str) -> None:
+    """(Re)write STORE/report.md and its figures from the stored rounds."""
+    from pudlab.fl.report import write_fl_report
+
+    click.echo(str(write_fl_report(store)))
+
+
+__all__ = ["fl_group"]

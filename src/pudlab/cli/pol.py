@@ -1,0 +1,256 @@
+"""``pudlab pol``: prove, verify, evaluate. Heavy modules are imported inside the commands.
+
+Exit status of ``pol verify``: 0 accept, 1 reject, 2 malformed or tampered bundle (also 2 for
+click usage errors). Other failures (a missing dataset, a bad option value) exit 1 with one line.
+"""
+
+from __future__ import annotations
+
+import click
+
+from pudlab.cli._common import parse_floats, parse_widths, print_json, training_options
+from pudlab.errors import BundleError, PudlabError
+
+EXIT_REJECT, EXIT_MALFORMED = 1, 2
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().params.get("debug"))
+
+
+class PolGroup(click.Group):
+    """Turns a :class:`BundleError` into one line and exit 2, other pudlab errors into exit 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BundleError as exc:
+            if _debug(ctx):
+                raise
+            click.echo(f"error: malformed or tampered bundle: {exc}", err=True)
+            ctx.exit(EXIT_MALFORMED)
+        except (PudlabError, OSError) as exc:
+            if _debug(ctx):
+                raise
+            message = str(exc) if isinstance(exc, PudlabError) else f"{type(exc).__name__}: {exc}"
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(1)
+
+
+def _data_dir(ctx: click.Context) -> str | None:
+    return getattr(ctx.find_root().obj, "data_dir", None)
+
+
+@click.group("pol", cls=PolGroup)
+def pol_group() -> None:
+    """Privacy-preserving Proof-of-Learning: prove on T, share O(T), verify by replay (paper 5.3)."""
+
+
+# ---------------------------------------------------------------------------------------- prove
+@pol_group.command("prove")
+@click.argument("dataset")
+@training_options
+@click.option("--checkpoint-every", "checkpoint_every", type=int, default=10, show_default=True,
+              help="K: optimizer steps between checkpoints (one more after the last step).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Intra-op CPU threads; recorded, the verifier replays with the same count (float sums depend on it).")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Bundle directory to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--model-out", type=click.Path(dir_okay=False), default=None, help="Also save the final weights (.safetensors).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.pass_context
+def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | None, sigma: float, fraction: float,
+                  clip: bool, epochs: int, batch_size: int | None, lr: float, widths: str, hidden: int, seed: int,
+                  noise_seed: int | None, shuffle_seed: int | None, split_seed: int, init_path: str | None,
+                  init_seed: int, device: str, checkpoint_every: int, threads: int, out: str, overwrite: bool,
+                  model_out: str | None, as_json: bool, progress: bool) -> None:
+    """Train on a private sample T of DATASET and write a proof bundle that shares O(T) at --sigma.
+
+    --sigma 0 shares T itself. The bundle records the shuffle seed, the init seed and the thread
+    count; the noise seed (--noise-seed) is never written to it. --device cpu gives a bit-exact
+    replay.
+    """
+    from pudlab.data.dataset import split_train_eval
+    from pudlab.data.sources import load_source
+    from pudlab.model import ModelConfig, build_model
+    from pudlab.obfuscation import ObfuscationParams
+    from pudlab.train.run import make_recipe, resolve_initial_weights, training_set
+    from pudlab.sampling import SamplingSetting, parse_labels
+    from pudlab.io import save_weights
+    from pudlab.train.trainer import TrainConfig, default_batch_size, evaluate, resolve_device
+    from pudlab.pol.manifest import NoiseClaim
+    from pudlab.pol.prover import prove
+
+    source = load_source(dataset, _data_dir(ctx))
+    split = split_train_eval(source, seed=split_seed)
+    parsed = SamplingSetting.parse(setting)
+    explicit = parse_labels(labels, source.num_classes) if labels else None
+    recipe = make_recipe(parsed, source.num_classes, seed=seed, labels=explicit)
+    params = ObfuscationParams(sigma, fraction, seed if noise_seed is None else noise_seed, clip)
+    private, shared = training_set(split, recipe, params)
+    model_config = ModelConfig(source.sample_shape, parse_widths(widths), hidden, source.num_classes)
+    train_config = TrainConfig(epochs=epochs, batch_size=batch_size or default_batch_size(source.sample_shape), lr=lr,
+                               shuffle_seed=seed if shuffle_seed is None else shuffle_seed)
+    initial = resolve_initial_weights(model_config, init_seed=init_seed, init_path=init_path)
+    result = prove(private, shared, model_config, train_config, initial_weights=initial,
+                   init_seed=None if init_path else init_seed, noise=NoiseClaim(sigma, fraction, clip),
+                   checkpoint_every=checkpoint_every, out=out, device=str(resolve_device(device)), threads=threads,
+                   overwrite=overwrite, progress=progress,
+                   provenance={"dataset": source.name, "description": source.description, "setting": str(parsed),
+                               "labels": list(recipe.labels), "samples": len(private)})
+    _, accuracy = evaluate(build_model(model_config, result.final_weights), split.eval)
+    if model_out:
+        save_weights(model_out, result.final_weights, {"format": "pudlab.weights/1"})
+    summary = {"bundle": str(result.path), "bundle_sha256": result.manifest_sha256, "samples": len(private),
+               "sigma": sigma, "steps": result.num_steps, "checkpoints": result.num_checkpoints,
+               "final_weights_sha256": result.final_weights_sha256, "eval_accuracy": accuracy,
+               "seconds": result.seconds}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"{result.path}: proof of {result.num_steps} steps on {len(private)} samples, "
+                   f"{result.num_checkpoints} checkpoints, shares O(T) at sigma {sigma:g}; accuracy on T_e "
+                   f"{accuracy:.4f}; bundle sha256 {result.manifest_sha256[:16]}; {result.seconds:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------- verify
+def _threshold(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"--threshold: expected 'auto' or a number, got {text!r}") from exc
+
+
+@pol_group.command("verify")
+@click.argument("bundle", type=click.Path())
+@click.option("--top-q", "top_q", type=int, default=1, show_default=True,
+              help="Segments replayed per epoch, those with the largest updates; 0 = every segment.")
+@click.option("--threshold", "threshold_text", default="auto", show_default=True,
+              help="auto (0 at sigma 0, else re-obfuscation spread x --multiplier) or a fixed F-norm.")
+@click.option("--multiplier", type=float, default=None, help="auto at sigma > 0: multiplier of the spread [default: 2.5].")
+@click.option("--calibration-replays", type=int, default=None,
+              help="auto at sigma > 0: fresh re-obfuscations replayed per segment [default: 2].")
+@click.option("--calibration-seed", type=int, default=0, show_default=True, help="Seed of the verifier's fresh noise.")
+@click.option("--threads", type=int, default=None, help="Replay threads [default: the prover's recorded count].")
+@click.option("--no-schedule-check", is_flag=True, help="Do not require the batches to follow the declared shuffle seed.")
+@click.option("--max-sigma", type=float, default=None, help="Reject bundles that claim a larger sigma.")
+@click.option("--model", "model_path", type=click.Path(exists=True), default=None,
+              help="Also require the final checkpoint to be this model (.safetensors or run dir).")
+@click.option("--device", default="cpu", show_default=True, help="Replay device.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.option("--progress/--no-progress", default=False, help="Show a progress bar.")
+@click.pass_context
+def verify_command(ctx: click.Context, bundle: str, top_q: int, threshold_text: str, multiplier: float | None,
+                   calibration_replays: int | None, calibration_seed: int, threads: int | None,
+                   no_schedule_check: bool, max_sigma: float | None, model_path: str | None, device: str,
+                   as_json: bool, progress: bool) -> None:
+    """Verify a proof BUNDLE: exit 0 accept, 1 reject, 2 malformed or tampered."""
+    from pudlab.pol.verifier import (
+        DEFAULT_CALIBRATION_REPLAYS,
+        DEFAULT_MULTIPLIER,
+        VerifyOptions,
+        verify_bundle,
+    )
+
+    expected = None
+    if model_path:
+        from pudlab.io import load_weights, weights_sha256
+
+        expected = weights_sha256(load_weights(model_path))
+    options = VerifyOptions(
+        top_q=top_q, threshold=_threshold(threshold_text),
+        multiplier=DEFAULT_MULTIPLIER if multiplier is None else multiplier,
+        calibration_replays=DEFAULT_CALIBRATION_REPLAYS if calibration_replays is None else calibration_replays,
+        calibration_seed=calibration_seed, threads=threads, check_schedule=not no_schedule_check,
+        max_sigma=max_sigma, expected_model_sha256=expected, device=device)
+    try:
+        verdict = verify_bundle(bundle, options, progress=progress)
+    except BundleError as exc:
+        if as_json:
+            print_json({"kind": "pudlab.pol_verdict", "verdict": "malformed", "exit_code": EXIT_MALFORMED,
+                        "reason": str(exc), "bundle": bundle})
+        raise
+    if as_json:
+        print_json(verdict.to_dict())
+    else:
+        click.echo(f"bundle {bundle} (sha256 {verdict.bundle_sha256[:16]}), sigma {verdict.sigma:g}, "
+                   f"threshold {verdict.threshold_method}, replay threads {verdict.replay_threads}")
+        for check in verdict.checks:
+            click.echo(f"  check {check.name:12} {'ok  ' if check.passed else 'FAIL'} {check.detail}")
+        if verdict.segments:
+            click.echo(f"  {'segment':>7} {'epoch':>5} {'steps':>11} {'update':>10} {'distance':>12} {'threshold':>12}")
+        for seg in verdict.segments:
+            click.echo(f"  {seg.index:>7} {seg.epoch:>5} {f'{seg.start_step}-{seg.end_step}':>11} {seg.update_norm:>10.4g} "
+                       f"{seg.distance:>12.6g} {seg.threshold:>12.6g} {'ok' if seg.passed else 'FAIL'}")
+        click.echo(f"{'ACCEPT' if verdict.accepted else 'REJECT'}: {verdict.reason}")
+    ctx.exit(verdict.exit_code)
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+@pol_group.command("evaluate")
+@click.argument("dataset", required=False, default="mnist-5k")
+@click.option("--sigmas", default="0,0.05,0.1,0.3,0.6,1.0", show_default=True, help="Comma-separated sigmas.")
+@click.option("--trials", type=int, default=3, show_default=True, help="Independent (T_i, T_j) pairs per sigma.")
+@click.option("--setting", default="S-1-1-0.5", show_default=True, help="S-X-Y-Z of T_i and of the disjoint T_j.")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Training epochs per prover.")
+@click.option("--batch-size", type=int, default=None, help="Batch size [default: 128 one-channel, 64 colour].")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate, per step.")
+@click.option("--widths", default="8,16,32", show_default=True, help="Conv widths of the three blocks.")
+@click.option("--hidden", type=int, default=128, show_default=True, help="Units of the hidden dense layer.")
+@click.option("--checkpoint-every", type=int, default=6, show_default=True, help="K: steps between checkpoints.")
+@click.option("--top-q", type=int, default=1, show_default=True, help="Segments replayed per epoch (0 = all).")
+@click.option("--multiplier", type=float, default=None, help="auto threshold multiplier [default: 2.5].")
+@click.option("--calibration-replays", type=int, default=None, help="Re-obfuscations per segment [default: 2].")
+@click.option("--fraction", type=float, default=1.0, show_default=True, help="R: fraction of samples obfuscated.")
+@click.option("--clip", is_flag=True, help="Clip O(T) to [0, 1].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Root seed of draws, noise and batch orders.")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the 90/10 T_t / T_e split.")
+@click.option("--init-seed", type=int, default=0, show_default=True, help="Seed of the shared initial weights.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Intra-op CPU threads per worker.")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes running jobs side by side [default: min(2, CPU count)]; results do not depend on it.")
+@click.option("--no-attacks", is_flag=True, help="Only honest vs spoof (skip thieves and tampers).")
+@click.option("--out", type=click.Path(file_okay=False), default="pol-evaluation", show_default=True,
+              help="Directory of pol_evaluation.{json,csv,png,svg}.")
+@click.option("--keep-bundles", is_flag=True, help="Keep every bundle under OUT/bundles.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.pass_context
+def evaluate_command(ctx: click.Context, dataset: str, sigmas: str, trials: int, setting: str, epochs: int,
+                     batch_size: int | None, lr: float, widths: str, hidden: int, checkpoint_every: int, top_q: int,
+                     multiplier: float | None, calibration_replays: int | None, fraction: float, clip: bool,
+                     seed: int, split_seed: int, init_seed: int, threads: int, workers: int | None,
+                     no_attacks: bool, out: str,
+                     keep_bundles: bool, as_json: bool, progress: bool) -> None:
+    """Honest provers vs spoofers, thieves and tampered bundles on DATASET [mnist-5k], over sigma."""
+    import os
+
+    from pudlab.data.sources import load_source
+    from pudlab.pol.evaluation import EvaluationConfig, evaluate_detection
+    from pudlab.pol.evaluation_results import format_table
+    from pudlab.pol.verifier import DEFAULT_CALIBRATION_REPLAYS, DEFAULT_MULTIPLIER
+
+    config = EvaluationConfig(
+        sigmas=parse_floats(sigmas, "--sigmas"), trials=trials, setting=setting, epochs=epochs, batch_size=batch_size,
+        lr=lr, widths=parse_widths(widths), hidden=hidden, checkpoint_every=checkpoint_every, top_q=top_q,
+        multiplier=DEFAULT_MULTIPLIER if multiplier is None else multiplier,
+        calibration_replays=DEFAULT_CALIBRATION_REPLAYS if calibration_replays is None else calibration_replays,
+        fraction=fraction, clip=clip, seed=seed, split_seed=split_seed, init_seed=init_seed, threads=threads,
+        attacks=not no_attacks)
+    source = load_source(dataset, _data_dir(ctx))
+    log = None if as_json else click.echo
+    workers = min(2, os.cpu_count() or 1) if workers is None else max(1, workers)
+    report = evaluate_detection(source, config, out, workers=workers, keep_bundles=keep_bundles, progress=progress,
+                                log=log)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    click.echo(format_table(report.rows))
+    for attack in report.unexpected_attacks:
+        click.echo(f"  sigma {attack.sigma:g}: {attack.attack} gave exit {attack.status} "
+                   f"(expected {attack.expected_status}): {attack.reason}")
+    click.echo(f"threshold: {report.threshold_method}")
+    click.echo(f"wrote {out}/pol_evaluation.{{json,csv,png,svg}} in {report.seconds:.0f} s")

@@ -1,0 +1,89 @@
+"""Executors: where units run. ``local`` (this process, or a pool of spawned processes) and ``ray``
+(:mod:`pudlab.experiments.ray_executor`). Each yields the outcomes of a unit as it finishes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Protocol
+
+from pudlab.errors import PudlabError, StoreError
+from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, WorkerContext, execute_unit, init_worker, run_in_worker
+from pudlab.train.trainer import torch_threads
+
+class Executor(Protocol):
+    """Runs units; yields the outcomes of each unit as it finishes (any order)."""
+
+    retried: int
+
+    def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]: ...
+
+
+class LocalExecutor:
+    """This process (``workers <= 1``) or a pool of spawned local processes, restarted when a worker dies."""
+
+    def __init__(self, options: RunOptions, device: str) -> None:
+        self.options, self.device = options, device
+        self.retried = 0
+        """Units run again because their worker process died."""
+
+    def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
+        if self.options.workers <= 1:
+            with torch_threads(self.options.threads_per_worker()):
+                context = WorkerContext(self.options.data_dir, self.device)
+                for unit in units:
+                    yield execute_unit(context, unit)
+            return
+        yield from self._pool(units)
+
+    def _pool(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
+        remaining = {unit.index: unit for unit in units}
+        attempts = dict.fromkeys(remaining, 0)
+        while remaining:
+            pool = ProcessPoolExecutor(
+                max_workers=self.options.workers, mp_context=get_context("spawn"), initializer=init_worker,
+                initargs=(self.options.data_dir, self.device, self.options.threads_per_worker()),
+            )
+            try:
+                futures: dict[Future, int] = {pool.submit(run_in_worker, unit): index
+                                              for index, unit in remaining.items()}
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    broken = False
+                    for future in done:
+                        index = futures.pop(future)
+                        try:
+                            outcomes = future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            attempts[index] += 1
+                            continue
+                        remaining.pop(index)
+                        yield outcomes
+                    if broken:
+                        break
+                for future, index in futures.items():  # the pool broke: whatever finished is kept
+                    if future.done() and future.exception() is None:
+                        remaining.pop(index)
+                        yield future.result()
+                    else:
+                        attempts[index] += 1
+                self.retried += len(remaining)
+                if any(attempts[index] > self.options.max_retries for index in remaining):
+                    raise StoreError(f"a worker process died {self.options.max_retries + 1} times on the same unit; "
+                                     "rerun the same command to resume (finished jobs are kept)")
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_executor(options: RunOptions, device: str) -> Executor:
+    """The executor ``options.executor`` names."""
+    if options.executor == "local":
+        return LocalExecutor(options, device)
+    if options.executor == "ray":
+        from pudlab.experiments.ray_executor import RayExecutor
+
+        return RayExecutor(options, device)
+    raise PudlabError(f"executor must be local or ray, got {options.executor!r}")

@@ -1,0 +1,237 @@
+"""The worker side of a sweep: a unit of jobs in, their outcomes out (weights as safetensors bytes).
+
+A worker (this process, a spawned local process, or a Ray task) loads the datasets itself, verifies
+their fingerprints against the jobs, trains, and returns :class:`JobOutcome` records; it never writes
+to the store (the driver does, see :mod:`pudlab.experiments.runner`).
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+import torch
+from safetensors.torch import load as st_load
+
+from pudlab.data.dataset import SourceDataset, Split
+from pudlab.errors import PudlabError
+from pudlab.experiments.jobs import Job, job_training_set, make_split
+from pudlab.io import weights_sha256, weights_to_bytes
+from pudlab.model import parameter_names
+from pudlab.train.trainer import TrainResult, train_model
+
+MAX_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (never part of a job's key)."""
+
+    workers: int = 1
+    """Local worker processes (1 = in this process)."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+    threads: int = 0
+    """torch threads per worker (0 = CPU cores / workers). Bit-exact repeats need the same value."""
+    ensemble_size: int = 1
+    """Most jobs trained together in one lockstep ensemble (1 = one at a time); capped by memory."""
+    ensemble_mode: str | None = None
+    """``exact`` (bit-identical to separate trainings) or ``fused`` (grouped convs, fast on GPU);
+    None: fused on CUDA, exact on CPU."""
+    data_dir: str | None = None
+    """Data directory of named datasets."""
+    progress: bool = True
+    """Show a progress bar."""
+    max_retries: int = MAX_RETRIES
+    """Retries of a unit whose worker process died."""
+    executor: str = "local"
+    """local (this process or local processes) or ray."""
+    ray_address: str | None = None
+    """Ray cluster address (``auto``, ``HOST:PORT``); None starts a local Ray instance."""
+    ray_ship_data: bool = False
+    """Send datasets to Ray workers through the object store (data dir not shared)."""
+
+    def threads_per_worker(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a worker returns for one job: its trained weights (safetensors bytes) and records, or an error."""
+
+    key: str
+    error: str | None = None
+    """One line: why the job failed (None when it trained)."""
+    weights: bytes = b""
+    weights_sha256: str = ""
+    snapshots: dict[int, bytes] = field(default_factory=dict)
+    """Epoch -> weights at the end of that epoch (safetensors bytes)."""
+    snapshot_sha256: dict[int, str] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    """Per-epoch records (:meth:`pudlab.train.trainer.EpochRecord.to_dict`)."""
+    final_accuracy: float = float("nan")
+    wall_seconds: float = 0.0
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def failed(cls, key: str, exc: BaseException | str) -> JobOutcome:
+        """The outcome of a job that raised ``exc`` (its one-line message)."""
+        message = exc if isinstance(exc, str) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return cls(key=key, error=message)
+
+    def to_dict(self) -> dict:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobOutcome:
+        known = {item.name for item in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in known})
+
+
+@dataclass
+class WorkerContext:
+    """What a worker keeps between units: loaded sources and splits (process-local)."""
+
+    data_dir: str | None
+    device: str
+    sources: dict[str, SourceDataset] = field(default_factory=dict)
+    splits: dict[tuple, Split] = field(default_factory=dict)
+
+    def source(self, job: Job) -> SourceDataset:
+        from pudlab.data.sources import load_source
+
+        source = self.sources.get(job.source_name)
+        if source is None:
+            source = load_source(job.source_name, self.data_dir)
+            self.sources[job.source_name] = source
+        if source.fingerprint != job.source_fingerprint:
+            raise PudlabError(
+                f"dataset {job.source_name}: content fingerprint {source.fingerprint[:16]}... differs from the job's "
+                f"{job.source_fingerprint[:16]}... (the files changed since the sweep was planned)"
+            )
+        return source
+
+    def split(self, job: Job) -> Split:
+        cache_key = (job.source_fingerprint, job.split.seed, job.split.eval_fraction, job.split.max_train_size)
+        if cache_key not in self.splits:
+            self.splits[cache_key] = make_split(self.source(job), job.split)
+        return self.splits[cache_key]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: jobs trained together (one, or a lockstep ensemble), and their initial weights."""
+
+    index: int
+    jobs: tuple[Job, ...]
+    initial_weights: bytes
+    """The shared initial weight set as safetensors bytes (verified against the jobs' init hash)."""
+    mode: str
+    """Ensemble mode (exact | fused)."""
+
+
+def _outcome(job: Job, result: TrainResult, snapshots: dict[int, dict]) -> JobOutcome:
+    """What the driver stores: weights and snapshots as safetensors bytes, history, environment."""
+    meta = {"format": "pudlab.weights/1", "job": job.key}
+    return JobOutcome(
+        key=job.key,
+        weights=weights_to_bytes(result.weights, {**meta, "parameter_order": ",".join(result.weights)}),
+        weights_sha256=weights_sha256(result.weights),
+        snapshots={epoch: weights_to_bytes(w, {**meta, "parameter_order": ",".join(w)})
+                   for epoch, w in snapshots.items()},
+        snapshot_sha256={epoch: weights_sha256(w) for epoch, w in snapshots.items()},
+        history=[record.to_dict() for record in result.history],
+        final_accuracy=result.final_accuracy,
+        wall_seconds=result.wall_seconds,
+        environment=result.environment,
+    )
+
+
+def _initial_weights(unit: Unit) -> dict[str, torch.Tensor]:
+    first = unit.jobs[0]
+    weights = {name: tensor.clone() for name, tensor in st_load(unit.initial_weights).items()}
+    ordered = {name: weights[name] for name in parameter_names(first.model)}
+    if weights_sha256(ordered) != first.init_sha256:
+        raise PudlabError(f"initial weights sent with unit {unit.index} do not match the jobs' hash "
+                          f"{first.init_sha256[:16]}...")
+    return ordered
+
+
+def train_single(context: WorkerContext, job: Job, initial: dict[str, torch.Tensor]) -> JobOutcome:
+    """Train one job; return its outcome."""
+    split = context.split(job)
+    _, obfuscated = job_training_set(split, job)
+    wanted = set(job.snapshot_epochs)
+    snapshots: dict[int, dict] = {}
+
+    def keep_snapshot(epoch: int, trainer, record) -> None:  # noqa: ANN001
+        if epoch in wanted:
+            snapshots[epoch] = trainer.weights()
+
+    result = train_model(obfuscated, split.eval, job.model, initial, job.train, device=context.device,
+                         on_epoch=keep_snapshot)
+    return _outcome(job, result, snapshots)
+
+
+def train_ensemble_unit(context: WorkerContext, jobs: Sequence[Job], initial: dict[str, torch.Tensor],
+                        mode: str | None) -> list[JobOutcome]:
+    """Train jobs of one group signature in one lockstep ensemble; return their outcomes."""
+    from pudlab.train.ensemble import train_ensemble
+
+    split = context.split(jobs[0])
+    train_sets = [job_training_set(context.split(job), job)[1] for job in jobs]
+    snapshots: list[dict[int, dict]] = [{} for _ in jobs]
+
+    def keep_snapshot(member: int, epoch: int, trainer, record) -> None:  # noqa: ANN001
+        if epoch in jobs[member].snapshot_epochs:
+            snapshots[member][epoch] = trainer.member_weights(member)
+
+    results = train_ensemble(train_sets, split.eval, jobs[0].model, initial, [job.train for job in jobs],
+                             device=context.device, mode=mode, on_epoch=keep_snapshot)
+    return [_outcome(job, result, snapshots[member])
+            for member, (job, result) in enumerate(zip(jobs, results, strict=True))]
+
+
+def execute_unit(context: WorkerContext, unit: Unit) -> list[JobOutcome]:
+    """Run one unit; every job yields an outcome, a failed one on error (never raises for pudlab errors).
+
+    An ensemble that fails as a whole is retried one job at a time, so one bad job fails alone.
+    """
+    try:
+        initial = _initial_weights(unit)
+    except Exception as exc:  # noqa: BLE001 - every job of the unit fails with it
+        return [JobOutcome.failed(job.key, exc) for job in unit.jobs]
+    if len(unit.jobs) > 1:
+        try:
+            return train_ensemble_unit(context, unit.jobs, initial, unit.mode)
+        except Exception:  # noqa: BLE001 - retried job by job below, where each error is recorded
+            pass
+    outcomes = []
+    for job in unit.jobs:
+        try:
+            outcomes.append(train_single(context, job, initial))
+        except Exception as exc:  # noqa: BLE001 - recorded as the job's failure
+            outcomes.append(JobOutcome.failed(job.key, exc))
+    return outcomes
+
+
+_WORKER: WorkerContext | None = None
+
+
+def init_worker(data_dir: str | None, device: str, threads: int) -> None:
+    """Initializer of a spawned worker process: thread count and a fresh context."""
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = WorkerContext(data_dir, device)
+
+
+def run_in_worker(unit: Unit) -> list[JobOutcome]:
+    """Body of a pool task in a spawned worker process."""
+    if _WORKER is None:
+        raise RuntimeError("worker not initialized")
+    return execute_unit(_WORKER, unit)

@@ -1,0 +1,164 @@
+"""One federated round: collect the submissions, challenge clients, aggregate, evaluate.
+
+Round r depends only on the global model of round r - 1 and the spec: every random choice derives
+from the spec's seeds with a key naming its round (``("challenge", round)``, ...).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pudlab.fl.aggregation import AggregationResult, fedavg, krum, multi_krum, pairwise_squared_distances
+from pudlab.fl.clients import ClientPool
+from pudlab.fl.records import (
+    AggregationRecord,
+    ChallengeOutcome,
+    ChallengeRequest,
+    Challenger,
+    ClientRecord,
+    PolSummary,
+    RoundRecord,
+    Submission,
+    Weights,
+)
+from pudlab.fl.spec import SimulationSpec
+from pudlab.metrics import model_distance
+from pudlab.seeding import derive_rng
+
+Evaluate = Callable[[Weights], tuple[float, float]]
+"""(loss, accuracy) of a model on T_e."""
+
+
+def uses_pol(defence: str) -> bool:
+    """Whether ``defence`` challenges clients (pol, both)."""
+    return defence in ("pol", "both")
+
+
+def effective_krum(accepted: int, spec: SimulationSpec) -> tuple[int, int] | None:
+    """(f, m) for Multi-Krum over ``accepted`` updates: f shrunk so that n > 2f + 2, m <= n - f.
+
+    None when fewer than 3 updates are left (Krum is undefined; the server falls back to FedAvg).
+    """
+    if accepted < 3:
+        return None
+    f = min(spec.aggregation.f, (accepted - 3) // 2)
+    wanted = spec.aggregation.m if spec.aggregation.m is not None else spec.simulation.clients - spec.aggregation.f
+    return f, max(1, min(wanted, accepted - f))
+
+
+def aggregate_round(spec: SimulationSpec, defence: str, submissions: Sequence[Submission],
+                    accepted: Sequence[int]) -> tuple[AggregationResult | None, AggregationRecord]:
+    """The server's aggregation over the accepted submissions (indices into ``submissions``)."""
+    if not accepted:
+        return None, AggregationRecord("none", reason="every update was rejected: the global model is kept")
+    updates = [submissions[i].weights for i in accepted]
+    counts = [submissions[i].claimed_samples for i in accepted]
+    rule = "multikrum" if defence in ("multikrum", "both") else spec.aggregation.rule
+    reason = f = m = None
+    if rule == "fedavg":
+        result = fedavg(updates, counts)
+    elif (params := effective_krum(len(updates), spec)) is None:
+        rule, reason = "fedavg", f"only {len(updates)} updates left: Krum needs n > 2f + 2, FedAvg used"
+        result = fedavg(updates, counts)
+    else:
+        f, m = params
+        if rule == "krum":
+            result = krum(updates, f=f)
+        else:
+            result = multi_krum(updates, f=f, m=m, sample_counts=counts if spec.aggregation.weighted else None)
+    record = AggregationRecord(
+        rule, reason, f, m,
+        selected_clients=tuple(submissions[accepted[i]].client for i in result.selected),
+        scores={submissions[accepted[i]].client: float(score) for i, score in enumerate(result.scores)},
+    )
+    return result, record
+
+
+def challenged(spec: SimulationSpec, round_index: int) -> list[int]:
+    """Clients the server challenges in this round (all, or a fraction drawn from ``("challenge", round)``)."""
+    count = spec.simulation.clients
+    if spec.pol.challenge == "all":
+        return list(range(count))
+    wanted = max(1, int(round(spec.pol.challenge_fraction * count)))
+    order = derive_rng(spec.simulation.seed, "challenge", round_index).permutation(count)
+    return sorted(int(c) for c in order[:wanted])
+
+
+def challenge_clients(pool: ClientPool, round_index: int, global_weights: Weights,
+                      submissions: Sequence[Submission], challenger: Challenger) -> list[ChallengeOutcome]:
+    """Challenge this round's clients, in client order; the outcomes (without roles)."""
+    outcomes = []
+    for client in challenged(pool.spec, round_index):
+        request = ChallengeRequest(pool.spec, pool.model_config, round_index, global_weights, pool.members[client],
+                                   submissions[client], pool.shared_data(client), pool.spec.pol.sigma_of(client),
+                                   pool.noise_seed(client))
+        outcomes.append(challenger(request))
+    return outcomes
+
+
+def run_round(pool: ClientPool, defence: str, round_index: int, global_weights: Weights, work_dir: Path, *,
+              challenger: Challenger, evaluate: Evaluate) -> tuple[Weights, RoundRecord]:
+    """One round of ``defence``: returns the new global model and the round's record.
+
+    Proof bundles live under ``work_dir`` during the round only.
+    """
+    started = time.perf_counter()
+    proof_dir = work_dir / f"round_{round_index:04d}" if uses_pol(defence) else None
+    if proof_dir is not None and proof_dir.exists():
+        shutil.rmtree(proof_dir)  # left by an interrupted run
+    submissions = pool.submissions(round_index, global_weights, proof_dir=proof_dir)
+    challenges: list[ChallengeOutcome] = []
+    if uses_pol(defence):
+        challenges = challenge_clients(pool, round_index, global_weights, submissions, challenger)
+    rejected = {outcome.client for outcome in challenges if not outcome.accepted}
+    accepted = [index for index in range(len(submissions)) if index not in rejected]
+    if proof_dir is not None:
+        shutil.rmtree(proof_dir, ignore_errors=True)
+    result, aggregation = aggregate_round(pool.spec, defence, submissions, accepted)
+    new_global = global_weights if result is None else result.aggregate
+    loss, accuracy = evaluate(new_global)  # type: ignore[arg-type]
+    distances = pairwise_squared_distances([s.weights for s in submissions])
+    accepted_clients = {submissions[i].client for i in accepted}
+    record = RoundRecord(
+        round=round_index, defence=defence, accuracy=accuracy, loss=loss,
+        clients=tuple(
+            ClientRecord(s.client, s.role, s.claimed_samples, s.claimed_steps, s.real_steps,
+                         model_distance(s.weights, global_weights), s.client in accepted_clients,
+                         s.client in (aggregation.selected_clients or ()))
+            for s in submissions
+        ),
+        aggregation=aggregation,
+        pairwise_distances=tuple(tuple(row) for row in np.sqrt(distances).tolist()),
+        pol=PolSummary.of(submissions, challenges) if uses_pol(defence) else None,
+        seconds=time.perf_counter() - started,
+    )
+    return {name: value.clone() for name, value in new_global.items()}, record  # type: ignore[union-attr]
+
+
+def round_line(record: RoundRecord) -> str:
+    """The one-line log of a finished round."""
+    line = f"[{record.defence}] round {record.round}: accuracy {record.accuracy:.4f}"
+    pol = record.pol
+    if pol:
+        line += (f", PoL caught {pol.cheaters_caught}/{pol.cheaters_challenged} cheaters, "
+                 f"rejected {pol.honest_wrongly_rejected}/{pol.honest_challenged} honest")
+    selected = record.aggregation.selected_clients if record.aggregation else None
+    if selected is not None:
+        line += f", aggregated {list(selected)}"
+    return line + f" ({record.seconds:.1f} s)"
+
+
+__all__ = [
+    "aggregate_round",
+    "challenge_clients",
+    "challenged",
+    "effective_krum",
+    "round_line",
+    "run_round",
+    "uses_pol",
+]

@@ -1,0 +1,302 @@
+"""What a detection evaluation (:func:`pudlab.pol.evaluation.evaluate_detection`) measured, as
+typed records, and the per-sigma summary as a table, a CSV and a figure.
+
+Statistics of detection (higher = more suspicious): the mean replay distance of a verdict and its
+max distance/threshold score; positives are the spoofed bundles, negatives the honest ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pudlab.metrics import roc_auc, tpr_at_fpr
+from pudlab.model import ModelConfig
+from pudlab.pol.verifier import SegmentResult, Verdict
+
+if TYPE_CHECKING:
+    from pudlab.pol.evaluation import EvaluationConfig
+
+
+@dataclass(frozen=True)
+class VerdictSummary:
+    """What the evaluation keeps of one :class:`~pudlab.pol.verifier.Verdict`."""
+
+    accepted: bool
+    reason: str
+    mean_distance: float
+    max_distance: float
+    max_score: float | None
+    """max distance/threshold over the replayed segments; None when infinite (JSON has no infinity)."""
+    segments: tuple[SegmentResult, ...]
+    seconds: float
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> VerdictSummary:
+        score = verdict.max_score
+        return cls(verdict.accepted, verdict.reason, verdict.mean_distance, verdict.max_distance,
+                   score if math.isfinite(score) else None, tuple(verdict.segments), verdict.seconds)
+
+    @property
+    def score(self) -> float:
+        """``max_score`` with None read as infinity (the detection statistic)."""
+        return math.inf if self.max_score is None else self.max_score
+
+    def to_dict(self) -> dict:
+        return {"accepted": self.accepted, "reason": self.reason, "mean_distance": self.mean_distance,
+                "max_distance": self.max_distance, "max_score": self.max_score,
+                "segments": [segment.to_dict() for segment in self.segments], "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """The honest and the spoofed bundle of one (trial, sigma), verified."""
+
+    trial: int
+    sigma: float
+    honest: VerdictSummary
+    spoof: VerdictSummary
+    delta: float
+    """Delta (Eq. 4) = |D_honest - D_spoof| of the mean replay distances."""
+
+    def to_dict(self) -> dict:
+        return {"trial": self.trial, "sigma": self.sigma, "honest": self.honest.to_dict(),
+                "spoof": self.spoof.to_dict(), "delta": self.delta}
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """One thief or tampered bundle, verified."""
+
+    sigma: float
+    attack: str
+    """One of :data:`pudlab.pol.evaluation.ATTACK_NAMES`."""
+    expected_status: int
+    status: int
+    """Exit status of ``pudlab pol verify``: 0 accept, 1 reject, 2 malformed."""
+    reason: str
+    max_distance: float | None
+    """None when the bundle was malformed (nothing replayed)."""
+
+    @property
+    def caught(self) -> bool:
+        return self.status != 0
+
+    @property
+    def is_thief(self) -> bool:
+        return self.attack.startswith("thief")
+
+    def to_dict(self) -> dict:
+        return {"sigma": self.sigma, "attack": self.attack, "expected_status": self.expected_status,
+                "status": self.status, "caught": self.caught, "reason": self.reason, "max_distance": self.max_distance}
+
+
+@dataclass(frozen=True)
+class SigmaRow:
+    """Detection at one sigma, over every trial (one row of the table, the CSV and the figure)."""
+
+    sigma: float
+    trials: int
+    honest_acceptance: float
+    false_reject_rate: float
+    segment_false_reject_rate: float
+    spoof_rejection: float
+    auc: float
+    """ROC AUC of the mean replay distance, spoofed (positives) vs honest (negatives)."""
+    tpr_at_1pct_fpr: float
+    auc_score: float
+    """ROC AUC of the max distance/threshold score."""
+    delta_mean: float
+    delta_std: float
+    honest_distance_mean: float
+    honest_distance_std: float
+    spoof_distance_mean: float
+    spoof_distance_std: float
+    threshold_mean: float
+    honest_max_score: float | None
+    spoof_min_score: float | None
+    thief_rejection: float | None
+    tamper_rejection: float | None
+    attacks_as_expected: bool | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def _finite_or_none(values: Sequence[float], pick: Callable) -> float | None:
+    """``pick`` (max or min) of scores; None when that is infinite (JSON has no infinity)."""
+    chosen = pick(values, default=0.0)
+    return chosen if math.isfinite(chosen) else None
+
+
+def _rate(flags: Sequence[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
+
+
+def summarise_sigma(sigma: float, outcomes: Sequence[TrialOutcome], attacks: Sequence[AttackOutcome]) -> SigmaRow:
+    """The row of one sigma from its trials and (trial 0's) attacks."""
+    honest = [outcome.honest for outcome in outcomes]
+    spoof = [outcome.spoof for outcome in outcomes]
+    honest_distances = [h.mean_distance for h in honest]
+    spoof_distances = [s.mean_distance for s in spoof]
+    honest_segments = [segment for h in honest for segment in h.segments]
+    thresholds = [segment.threshold for segment in honest_segments]
+    delta_mean, delta_std = _mean_std([outcome.delta for outcome in outcomes])
+    honest_mean, honest_std = _mean_std(honest_distances)
+    spoof_mean, spoof_std = _mean_std(spoof_distances)
+    return SigmaRow(
+        sigma=sigma,
+        trials=len(outcomes),
+        honest_acceptance=float(np.mean([h.accepted for h in honest])),
+        false_reject_rate=float(np.mean([not h.accepted for h in honest])),
+        segment_false_reject_rate=(float(np.mean([not segment.passed for segment in honest_segments]))
+                                   if honest_segments else 0.0),
+        spoof_rejection=float(np.mean([not s.accepted for s in spoof])),
+        auc=roc_auc(positives=spoof_distances, negatives=honest_distances),
+        tpr_at_1pct_fpr=tpr_at_fpr(positives=spoof_distances, negatives=honest_distances, max_fpr=0.01),
+        auc_score=roc_auc(positives=[s.score for s in spoof], negatives=[h.score for h in honest]),
+        delta_mean=delta_mean, delta_std=delta_std,
+        honest_distance_mean=honest_mean, honest_distance_std=honest_std,
+        spoof_distance_mean=spoof_mean, spoof_distance_std=spoof_std,
+        threshold_mean=float(np.mean(thresholds)) if thresholds else 0.0,
+        honest_max_score=_finite_or_none([h.score for h in honest], max),
+        spoof_min_score=_finite_or_none([s.score for s in spoof], min),
+        thief_rejection=_rate([a.caught for a in attacks if a.is_thief]),
+        tamper_rejection=_rate([a.caught for a in attacks if not a.is_thief]),
+        attacks_as_expected=all(a.status == a.expected_status for a in attacks) if attacks else None,
+    )
+
+
+@dataclass(frozen=True)
+class DetectionReport:
+    """Everything one evaluation measured; :meth:`to_dict` is ``pol_evaluation.json``."""
+
+    dataset: dict
+    """name, description, fingerprint of the source, split_seed."""
+    config: EvaluationConfig
+    model: ModelConfig
+    batch_size: int
+    threshold_method: str
+    rows: tuple[SigmaRow, ...]
+    trials: tuple[TrialOutcome, ...]
+    attacks: tuple[AttackOutcome, ...]
+    workers: int
+    environment: dict
+    seconds: float
+
+    @property
+    def unexpected_attacks(self) -> list[AttackOutcome]:
+        """Attacks whose exit status was not the expected one."""
+        return [attack for attack in self.attacks if attack.status != attack.expected_status]
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "pudlab.pol_evaluation",
+            "dataset": self.dataset,
+            "config": self.config.to_dict(),
+            "model": self.model.to_dict(),
+            "batch_size": self.batch_size,
+            "threshold_method": self.threshold_method,
+            "rows": [row.to_dict() for row in self.rows],
+            "trials": [trial.to_dict() for trial in self.trials],
+            "attacks": [attack.to_dict() for attack in self.attacks],
+            "workers": self.workers,
+            "environment": self.environment,
+            "seconds": self.seconds,
+        }
+
+
+# ----------------------------------------------------------------------------------- outputs
+CSV_COLUMNS = ("sigma", "trials", "honest_acceptance", "false_reject_rate", "segment_false_reject_rate",
+               "spoof_rejection", "auc", "tpr_at_1pct_fpr", "auc_score", "delta_mean", "delta_std",
+               "honest_distance_mean", "honest_distance_std", "spoof_distance_mean", "spoof_distance_std",
+               "threshold_mean", "honest_max_score", "spoof_min_score", "thief_rejection", "tamper_rejection")
+
+
+def rows_csv(rows: Sequence[SigmaRow]) -> str:
+    """The rows as CSV text (:data:`CSV_COLUMNS`; floats with 6 significant digits, None empty)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        data = row.to_dict()
+        writer.writerow({k: ("" if data[k] is None else f"{data[k]:.6g}" if isinstance(data[k], float) else data[k])
+                         for k in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def plot_evaluation(rows: Sequence[SigmaRow], path: str | Path, *, title: str | None = None) -> Path:
+    """Two panels vs sigma: detection rates (honest acceptance, spoof rejection, AUC, TPR at 1 %
+    FPR, thief rejection) and the replay distances (honest, spoof, threshold, Delta)."""
+    from pudlab.report.figures import plt, save_figure
+
+    sigmas = [r.sigma for r in rows]
+    figure, (rates, distances) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, label, style in (("honest_acceptance", "honest acceptance (1 - FRR)", "o-"),
+                              ("spoof_rejection", "spoof rejection", "s-"), ("auc", "ROC AUC honest vs spoof", "^--"),
+                              ("tpr_at_1pct_fpr", "TPR at 1% FPR", "v:"), ("thief_rejection", "thief rejection", "x-.")):
+        values = [getattr(r, key) for r in rows]
+        if all(v is None for v in values):
+            continue
+        rates.plot(sigmas, [np.nan if v is None else v for v in values], style, label=label)
+    rates.set_xlabel("sigma (noise std, [0, 1] pixel units)")
+    rates.set_ylabel("rate")
+    rates.set_ylim(-0.05, 1.05)
+    rates.legend(fontsize=8)
+    rates.grid(alpha=0.3)
+    for prefix, label in (("honest_distance", "honest replay D"), ("spoof_distance", "spoof replay D"),
+                          ("delta", "Delta (Eq. 4)")):
+        means = np.array([getattr(r, f"{prefix}_mean") for r in rows])
+        stds = np.array([getattr(r, f"{prefix}_std") for r in rows])
+        distances.errorbar(sigmas, means, yerr=stds, marker="o", capsize=3, label=f"{label} (mean ± std)")
+    distances.plot(sigmas, [r.threshold_mean for r in rows], "k--", label="auto threshold (mean)")
+    distances.set_xlabel("sigma (noise std, [0, 1] pixel units)")
+    distances.set_ylabel("F-norm distance per replayed segment")
+    distances.legend(fontsize=8)
+    distances.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, path)
+
+
+def format_table(rows: Sequence[SigmaRow]) -> str:
+    """The per-sigma table as fixed-width text."""
+
+    def fmt(value: float | None, spec: str = ".2f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    lines = [f"{'sigma':>6} {'honest acc':>10} {'spoof rej':>9} {'AUC':>5} {'TPR@1%':>6} {'Delta':>17} "
+             f"{'D honest':>9} {'D spoof':>9} {'thresh':>8} {'thief rej':>9} {'tamper rej':>10}"]
+    for r in rows:
+        lines.append(f"{r.sigma:>6g} {fmt(r.honest_acceptance):>10} {fmt(r.spoof_rejection):>9} "
+                     f"{fmt(r.auc):>5} {fmt(r.tpr_at_1pct_fpr):>6} "
+                     f"{r.delta_mean:>8.4f} ± {r.delta_std:<6.4f} {r.honest_distance_mean:>9.4f} "
+                     f"{r.spoof_distance_mean:>9.4f} {r.threshold_mean:>8.4f} {fmt(r.thief_rejection):>9} "
+                     f"{fmt(r.tamper_rejection):>10}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "AttackOutcome",
+    "DetectionReport",
+    "SigmaRow",
+    "TrialOutcome",
+    "VerdictSummary",
+    "format_table",
+    "plot_evaluation",
+    "rows_csv",
+    "summarise_sigma",
+]

@@ -1,0 +1,111 @@
+"""Membership inference: the loss-threshold attack (Yeom et al. 2018) against a trained model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from pudlab.data.dataset import LabeledImages
+from pudlab.errors import PudlabError
+from pudlab.privacy._records import record_from_dict, require_mapping
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    """A loss-threshold membership-inference attack's scores."""
+
+    auc: float
+    """Area under the ROC curve (0.5: no better than a coin)."""
+    auc_stderr: float
+    """Standard error of the AUC (Hanley & McNeil 1982)."""
+    tpr_at_fpr: float
+    """Highest true-positive rate with false-positive rate <= ``fpr``."""
+    fpr: float
+    """The false-positive budget of ``tpr_at_fpr``."""
+    members: int
+    nonmembers: int
+    member_loss: float
+    """Mean cross-entropy on the members."""
+    nonmember_loss: float
+    """Mean cross-entropy on the non-members."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "membership") -> MembershipResult:
+        return record_from_dict(cls, data, where)
+
+
+def loss_threshold_attack(member_losses: np.ndarray, nonmember_losses: np.ndarray, *,
+                          fpr: float = 0.01) -> MembershipResult:
+    """Yeom et al. (2018): guess "member" when the loss is low (score = -loss; members are the positives)."""
+    # pudlab.metrics imports torch: imported here to keep it out of ``import pudlab.privacy``
+    from pudlab.metrics import roc_auc, tpr_at_fpr
+
+    members, nonmembers = np.asarray(member_losses, float), np.asarray(nonmember_losses, float)
+    if len(members) == 0 or len(nonmembers) == 0:
+        raise PudlabError("AUC needs at least one positive and one negative score")
+    auc = roc_auc(positives=-members, negatives=-nonmembers)
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    n_p, n_n = len(members), len(nonmembers)
+    variance = (auc * (1 - auc) + (n_p - 1) * (q1 - auc * auc) + (n_n - 1) * (q2 - auc * auc)) / (n_p * n_n)
+    tpr = tpr_at_fpr(positives=-members, negatives=-nonmembers, max_fpr=fpr)
+    return MembershipResult(auc, math.sqrt(max(variance, 0.0)), tpr, fpr, n_p, n_n, float(members.mean()),
+                            float(nonmembers.mean()))
+
+
+def per_sample_losses(model: Any, data: LabeledImages, *, device: str = "cpu", batch_size: int = 1000) -> np.ndarray:
+    """Cross-entropy of each sample under ``model`` (a torch module), float64."""
+    import torch
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    losses = np.empty(len(data), dtype=np.float64)
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            images = torch.from_numpy(data.images[start:start + batch_size]).to(device)
+            labels = torch.from_numpy(data.labels[start:start + batch_size]).to(device)
+            logits = model(images).float()
+            losses[start:start + len(labels)] = F.cross_entropy(logits, labels, reduction="none").cpu().numpy()
+    model.train(was_training)
+    return losses
+
+
+def membership_inference(model: Any, members: LabeledImages, nonmembers: LabeledImages, *, fpr: float = 0.01,
+                         device: str = "cpu") -> MembershipResult:
+    """Loss-threshold attack on ``model``: can it tell ``members`` from ``nonmembers``?"""
+    return loss_threshold_attack(per_sample_losses(model, members, device=device),
+                                 per_sample_losses(model, nonmembers, device=device), fpr=fpr)
+
+
+@dataclass(frozen=True)
+class MembershipAudit:
+    """The membership attack on a model trained on a release, with that model's own numbers."""
+
+    attack: MembershipResult
+    eval_accuracy: float
+    """The attacked model's accuracy on T_e."""
+    train_seconds: float
+    members_seen_as: str
+    """How the members reached the model and how they were attacked."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.attack.to_dict(), "eval_accuracy": self.eval_accuracy, "train_seconds": self.train_seconds,
+                "members_seen_as": self.members_seen_as}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "membership") -> MembershipAudit:
+        data = require_mapping(data, where)
+        attack_keys = {item.name for item in fields(MembershipResult)}
+        attack = MembershipResult.from_dict({k: v for k, v in data.items() if k in attack_keys}, where=where)
+        rest = {k: v for k, v in data.items() if k not in attack_keys}
+        return record_from_dict(cls, {**rest, "attack": attack}, where)
+
+
+__all__ = ["MembershipAudit", "MembershipResult", "loss_threshold_attack", "membership_inference",
+           "per_sample_losses"]

@@ -1,0 +1,400 @@
+"""``pudlab privacy``: every attack on one dataset at each sigma, as a typed :class:`PrivacyReport`.
+
+The released data is O(T_t; sigma) with keyed noise (``PrivacyConfig.noise_seed``) as ``pudlab
+obfuscate`` writes it; T_e serves as the membership attack's non-members. ``PrivacyReport.to_dict``
+is the JSON written to disk (``privacy.json``, ``<store>/privacy/<dataset>.json``) and
+``PrivacyReport.from_dict`` reads it back; with the file's non-finite numbers stored as null, an
+infinite epsilon (sigma = 0) reads back as None.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
+from pudlab.errors import PudlabError, SpecError
+from pudlab.privacy._records import (
+    list_of,
+    map_of,
+    optional,
+    plain_dict,
+    record_from_dict,
+    require_mapping,
+)
+from pudlab.privacy.accounting import DpAccounting, dp_accounting
+from pudlab.privacy.decline import DECLINE_SCHEMES, DeclineRow, averaging_attack
+from pudlab.privacy.denoising import DenoiseGrid, DenoisingResult, denoising_attack
+from pudlab.privacy.linkage import LinkageSummary, linkage_rate
+from pudlab.privacy.membership import MembershipAudit, membership_inference
+from pudlab.privacy.similarity import SimilaritySummary
+from pudlab.seeding import derive_rng, derive_seed
+
+REPORT_KIND = "pudlab.privacy_report"
+"""The ``kind`` of a privacy report's JSON."""
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """What ``pudlab privacy`` measures and how much of it (defaults fit ~1 min on 2 CPU cores)."""
+
+    queries: int = 500
+    """Released samples attacked: a seeded subsample of T_t (stream (seed, "privacy-queries"))."""
+    pool_size: int = 5000
+    """Candidate pool of the linkage attacker: the queries' sources plus seeded other raw samples of
+    the source's training set, this many in all (capped by its size)."""
+    denoise_samples: int = 200
+    """Queries the denoising attack runs on (the first of the seeded query order)."""
+    disclosures: int = 10
+    """N of the privacy-decline attack: n = 1..N disclosures."""
+    denoise: DenoiseGrid = field(default_factory=DenoiseGrid)
+    """Parameter grid of the denoising attack."""
+    membership: bool = True
+    """Run the membership-inference attack (trains one small model per sigma)."""
+    mia_members: int = 1000
+    """Training samples of the attacked model (seeded subsample of T_t, stream (seed, "mia-members"))."""
+    mia_nonmembers: int = 500
+    """Non-members: a seeded subsample of T_e (capped by its size)."""
+    mia_epochs: int = 20
+    """Epochs of the attacked model (more epochs: more overfitting, a stronger attack)."""
+    mia_lr: float = 1e-3
+    """Adam learning rate of the attacked model, per step."""
+    mia_batch_size: int = 128
+    """Batch size of the attacked model."""
+    mia_widths: tuple[int, int, int] = (8, 16, 32)
+    """Conv widths of the attacked M_cnn."""
+    mia_hidden: int = 32
+    """Hidden dense units of the attacked M_cnn."""
+    mia_fpr: float = 0.01
+    """False-positive budget of the reported TPR."""
+    delta: float = 1e-5
+    """delta of the (epsilon, delta) accounting."""
+    seed: int = 0
+    """Root seed of every subsample, partition and model init of the attacks."""
+    noise_seed: int = 0
+    """Obfuscation noise key of the release (pudlab's keyed noise)."""
+    split_seed: int = 0
+    """Seed of the paper's 90/10 T_t / T_e split."""
+    eval_fraction: float = 0.1
+    """T_e share of the official training set."""
+    clip: bool = False
+    """Release clipped to [0, 1] (pudlab's default: not clipped)."""
+    data_range: float = 1.0
+    """Raw pixel range, used by PSNR, SSIM and the sensitivities."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mia_widths", tuple(int(v) for v in self.mia_widths))
+        for name in ("queries", "pool_size", "denoise_samples", "disclosures", "mia_members", "mia_nonmembers",
+                     "mia_epochs", "mia_batch_size", "mia_hidden"):
+            if getattr(self, name) < 1:
+                raise PudlabError(f"privacy config: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.delta < 1:
+            raise PudlabError(f"privacy config: delta must be in (0, 1), got {self.delta}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["denoise"] = self.denoise.to_dict()
+        data["mia_widths"] = list(self.mia_widths)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "config") -> PrivacyConfig:
+        return record_from_dict(cls, data, where, denoise=DenoiseGrid.from_dict)
+
+
+@dataclass(frozen=True)
+class PudPrivacyInputs:
+    """The attack results :func:`pudlab.pud.scores.privacy_score` turns into Privacy (the P axis)."""
+
+    linkage: float
+    """Worst-case linkage rate: the release's or the best denoiser's, whichever is higher."""
+    linkage_chance: float
+    best_ssim: float
+    """Best mean SSIM an attacker gets (release or denoised)."""
+    mia_auc: float | None
+    """Membership-attack AUC (None when it did not run)."""
+
+    @classmethod
+    def from_attacks(cls, similarity: SimilaritySummary, linkage: LinkageSummary, denoising: DenoisingResult,
+                     membership: MembershipAudit | None) -> PudPrivacyInputs:
+        denoised_linkage = denoising.best.linkage if denoising.best.linkage is not None else 0.0
+        return cls(max(linkage.rate, denoised_linkage), linkage.chance,
+                   max(similarity.ssim_mean, denoising.best.ssim),
+                   membership.attack.auc if membership is not None else None)
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "pud_privacy") -> PudPrivacyInputs:
+        return record_from_dict(cls, data, where)
+
+
+@dataclass(frozen=True)
+class SigmaPrivacy:
+    """Every attack's result at one sigma."""
+
+    sigma: float
+    similarity: SimilaritySummary
+    linkage: LinkageSummary
+    denoising: DenoisingResult
+    decline: dict[str, list[DeclineRow]]
+    """Disclosure scheme (:data:`pudlab.privacy.decline.DECLINE_SCHEMES`) -> one row per n = 1..N."""
+    dp: DpAccounting
+    pud_privacy: PudPrivacyInputs
+    seconds: dict[str, float]
+    """Wall time of each stage."""
+    membership: MembershipAudit | None = None
+    """None when the membership attack was off (the JSON then has no ``membership``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "sigma": self.sigma, "similarity": self.similarity.to_dict(), "linkage": self.linkage.to_dict(),
+            "denoising": self.denoising.to_dict(),
+            "decline": {scheme: [row.to_dict() for row in rows] for scheme, rows in self.decline.items()},
+            "dp": self.dp.to_dict(),
+        }
+        if self.membership is not None:
+            data["membership"] = self.membership.to_dict()
+        data["pud_privacy"] = self.pud_privacy.to_dict()
+        data["seconds"] = dict(self.seconds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "entry") -> SigmaPrivacy:
+        return record_from_dict(
+            cls, data, where, similarity=SimilaritySummary.from_dict, linkage=LinkageSummary.from_dict,
+            denoising=DenoisingResult.from_dict, decline=map_of(list_of(DeclineRow.from_dict)),
+            dp=DpAccounting.from_dict, membership=optional(MembershipAudit.from_dict),
+            pud_privacy=PudPrivacyInputs.from_dict, seconds=plain_dict)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """The attacked dataset, as the report names it."""
+
+    name: str
+    description: str
+    fingerprint: str
+    sample_shape: list[int]
+    train_size: int
+    """Size of T_t (the released split)."""
+    eval_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "sample_shape": list(self.sample_shape)}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "dataset") -> DatasetSummary:
+        return record_from_dict(cls, data, where)
+
+
+@dataclass(frozen=True)
+class PrivacyReport:
+    """What :func:`privacy_report` returns: the configuration, the environment, one entry per sigma."""
+
+    version: str
+    """The pudlab version that measured it."""
+    dataset: DatasetSummary
+    config: PrivacyConfig
+    environment: dict[str, Any]
+    entries: list[SigmaPrivacy]
+    """One per sigma, in the order asked for (``sigmas`` in the JSON)."""
+    wall_seconds: float
+    command_wall_seconds: float | None = None
+    """Set by ``pudlab privacy``: the whole command, dataset loading included."""
+    torch_threads: int | None = None
+    """Set by ``pudlab privacy``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"kind": REPORT_KIND, "version": self.version, "dataset": self.dataset.to_dict(),
+                "config": self.config.to_dict(), "environment": dict(self.environment),
+                "sigmas": [entry.to_dict() for entry in self.entries], "wall_seconds": self.wall_seconds}
+        for key in ("command_wall_seconds", "torch_threads"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "privacy report") -> PrivacyReport:
+        """Read :meth:`to_dict`'s output (e.g. a ``privacy.json``) back; errors name ``source`` and the key."""
+        data = check_report_kind(data, source)
+
+        def read_entries(entries: list, *, where: str) -> list[SigmaPrivacy]:
+            return [SigmaPrivacy.from_dict(entry, where=f"{source}: sigmas[{index}]")
+                    for index, entry in enumerate(entries)]
+
+        fields = {key: value for key, value in data.items() if key not in ("kind", "sigmas")}
+        return record_from_dict(cls, {**fields, "entries": data["sigmas"]}, source, prefix=f"{source}: ",
+                                entries=read_entries, dataset=DatasetSummary.from_dict,
+                                config=PrivacyConfig.from_dict, environment=plain_dict)
+
+
+def check_report_kind(data: Any, source: str) -> Mapping[str, Any]:
+    """``data`` if it is a privacy report's JSON (right ``kind``, a ``sigmas`` list), else a SpecError."""
+    if not isinstance(data, Mapping) or data.get("kind") != REPORT_KIND or not isinstance(data.get("sigmas"), list):
+        raise SpecError(f"{source}: not a pudlab privacy report (expected kind '{REPORT_KIND}')")
+    return data
+
+
+def pud_privacy_by_sigma(report: PrivacyReport | Mapping[str, Any], *,
+                         source: str = "privacy report") -> dict[float, PudPrivacyInputs]:
+    """sigma -> the P-axis inputs, from a report or its JSON form.
+
+    Of the JSON only ``kind`` and each entry's ``sigma`` and ``pud_privacy`` are read, so a report
+    trimmed to those serves as well as a whole one.
+    """
+    if isinstance(report, PrivacyReport):
+        return {entry.sigma: entry.pud_privacy for entry in report.entries}
+    data = check_report_kind(report, source)
+    result = {}
+    for index, entry in enumerate(data["sigmas"]):
+        where = f"{source}: sigmas[{index}]"
+        entry = require_mapping(entry, where)
+        if "sigma" not in entry:
+            raise PudlabError(f"{where}: missing key(s) ['sigma']")
+        result[float(entry["sigma"])] = PudPrivacyInputs.from_dict(entry.get("pud_privacy"),
+                                                                   where=f"{where}.pud_privacy")
+    return result
+
+
+# ---------------------------------------------------------------------------------------- orchestration
+@dataclass(frozen=True)
+class _AttackSets:
+    """The seeded samples every sigma's attacks use."""
+
+    split: Split
+    queries: LabeledImages
+    """Released samples attacked (seeded subsample of T_t)."""
+    pool: np.ndarray
+    """Raw candidates of the linkage attacker (the queries' sources included)."""
+    pool_ids: np.ndarray
+    denoise_set: LabeledImages
+    members: LabeledImages
+    nonmembers: LabeledImages
+
+
+def _subsample(count: int, size: int, seed: int, key: str) -> np.ndarray:
+    return np.sort(derive_rng(seed, key).permutation(count)[: min(size, count)])
+
+
+def _attack_sets(source: SourceDataset, config: PrivacyConfig) -> _AttackSets:
+    split = split_train_eval(source, eval_fraction=config.eval_fraction, seed=config.split_seed)
+    queries = split.train.take(derive_rng(config.seed, "privacy-queries").permutation(len(split.train))[: config.queries])
+    # Pool: every query's source plus seeded others from the source's training set.
+    all_raw = source.train
+    others = np.flatnonzero(~np.isin(all_raw.ids, queries.ids))
+    extra = max(0, min(config.pool_size, len(all_raw)) - len(queries))
+    chosen = np.sort(np.concatenate([np.flatnonzero(np.isin(all_raw.ids, queries.ids)),
+                                     others[_subsample(len(others), extra, config.seed, "privacy-pool")]]))
+    denoise_set = queries.take(np.arange(min(config.denoise_samples, len(queries))))
+    members = split.train.take(_subsample(len(split.train), config.mia_members, config.seed, "mia-members"))
+    nonmembers = split.eval.take(_subsample(len(split.eval), config.mia_nonmembers, config.seed, "mia-nonmembers"))
+    return _AttackSets(split, queries, all_raw.images[chosen], all_raw.ids[chosen], denoise_set, members, nonmembers)
+
+
+def privacy_report(
+    source: SourceDataset,
+    sigmas: Sequence[float],
+    config: PrivacyConfig | None = None,
+    *,
+    device: str = "cpu",
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> PrivacyReport:
+    """Run every attack on ``source`` at each sigma (see docs/privacy.md)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from pudlab import __version__
+    from pudlab.train.trainer import environment
+
+    config = config or PrivacyConfig()
+    if not sigmas:
+        raise PudlabError("privacy: give at least one sigma")
+    started = time.perf_counter()
+    sets = _attack_sets(source, config)
+    entries = []
+    bar = tqdm(total=len(sigmas) * 4, desc="privacy", unit="step", disable=not progress, leave=False)
+    for sigma in sigmas:
+        entry = _attacks_at(float(sigma), sets, config, device, source.num_classes, bar)
+        entries.append(entry)
+        if log is not None:
+            log(f"sigma {entry.sigma:g}: done in {sum(entry.seconds.values()):.1f} s")
+    bar.close()
+    shape = sets.split.train.sample_shape
+    dataset = DatasetSummary(source.name, source.description, source.fingerprint, list(shape), len(sets.split.train),
+                             len(sets.split.eval))
+    return PrivacyReport(__version__, dataset, config, environment(torch.device(device)), entries,
+                         time.perf_counter() - started)
+
+
+def _attacks_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, device: str, num_classes: int,
+                bar: Any) -> SigmaPrivacy:
+    """Every attack at one sigma, stage by stage (``bar``: a tqdm bar, one step per stage)."""
+    from pudlab.obfuscation import obfuscate
+
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+    released = obfuscate(sets.queries, sigma=sigma, seed=config.noise_seed, clip=config.clip)
+    similarity = SimilaritySummary.of(sets.queries.images, released.images, data_range=config.data_range)
+    linkage = LinkageSummary(linkage_rate(released.images, sets.queries.ids, sets.pool, sets.pool_ids),
+                             1.0 / len(sets.pool), len(sets.pool), len(sets.queries))
+    timings["similarity_linkage"] = time.perf_counter() - tick
+    bar.set_postfix(sigma=f"{sigma:g}", stage="denoise")
+    bar.update()
+
+    tick = time.perf_counter()
+    denoising = denoising_attack(sets.denoise_set.images, released.images[: len(sets.denoise_set)], sigma=sigma,
+                                 data_range=config.data_range, query_ids=sets.denoise_set.ids, pool=sets.pool,
+                                 pool_ids=sets.pool_ids, grid=config.denoise)
+    timings["denoising"] = time.perf_counter() - tick
+    bar.set_postfix(sigma=f"{sigma:g}", stage="decline")
+    bar.update()
+
+    tick = time.perf_counter()
+    decline = {scheme: averaging_attack(sets.queries, sigma=sigma, disclosures=config.disclosures, scheme=scheme,
+                                        noise_seed=config.noise_seed, partition_seed=config.seed, clip=config.clip,
+                                        data_range=config.data_range, pool=sets.pool, pool_ids=sets.pool_ids)
+               for scheme in DECLINE_SCHEMES}
+    dp = dp_accounting(sigma, sets.split.train.sample_shape, delta=config.delta, releases=config.disclosures,
+                       data_range=config.data_range)
+    timings["decline_dp"] = time.perf_counter() - tick
+    bar.set_postfix(sigma=f"{sigma:g}", stage="membership")
+    bar.update()
+
+    tick = time.perf_counter()
+    membership = _membership_at(sigma, sets, config, device, num_classes) if config.membership else None
+    timings["membership"] = time.perf_counter() - tick
+    bar.update()
+    return SigmaPrivacy(sigma, similarity, linkage, denoising, decline, dp,
+                        PudPrivacyInputs.from_attacks(similarity, linkage, denoising, membership), timings, membership)
+
+
+def _membership_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, device: str,
+                   num_classes: int) -> MembershipAudit:
+    """Train M_cnn on O(members; sigma) and attack it with the members' raw images vs T_e."""
+    from pudlab.model import ModelConfig, build_model, initial_state
+    from pudlab.obfuscation import obfuscate
+    from pudlab.train.trainer import TrainConfig, evaluate, train_model
+
+    members = sets.members
+    model_config = ModelConfig(members.sample_shape, config.mia_widths, config.mia_hidden, num_classes)
+    train_config = TrainConfig(epochs=config.mia_epochs, batch_size=config.mia_batch_size, lr=config.mia_lr,
+                               shuffle_seed=derive_seed(config.seed, "mia-shuffle"))
+    initial = initial_state(model_config, init_seed=derive_seed(config.seed, "mia-init"))
+    released = obfuscate(members, sigma=sigma, seed=config.noise_seed, clip=config.clip)
+    result = train_model(released, None, model_config, initial, train_config, device=device)
+    model = build_model(model_config, result.weights).to(device)
+    attack = membership_inference(model, members, sets.nonmembers, fpr=config.mia_fpr, device=device)
+    _, accuracy = evaluate(model, sets.split.eval, device=device)
+    return MembershipAudit(attack, accuracy, result.wall_seconds,
+                           "obfuscated (trained on O(members)); attacked with their raw images")
+
+
+__all__ = ["REPORT_KIND", "DatasetSummary", "PrivacyConfig", "PrivacyReport", "PudPrivacyInputs", "SigmaPrivacy",
+           "check_report_kind", "privacy_report", "pud_privacy_by_sigma"]

@@ -1,0 +1,126 @@
+"""One training run end to end: source -> split -> S-X-Y-Z sample -> O(T) -> M_cnn -> F -> artifacts.
+
+This is what ``pudlab train`` does, and what every experiment job does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
+from pudlab.model import ModelConfig, check_state, initial_state
+from pudlab.obfuscation import ObfuscationParams, obfuscate
+from pudlab.sampling import SampleRecipe, SamplingSetting, draw_recipe, label_window
+from pudlab.io import (
+    RUN_FILE,
+    WEIGHTS_FILE,
+    load_weights,
+    save_weights,
+    weights_sha256,
+    write_json,
+)
+from pudlab.train.trainer import TrainConfig, TrainResult, train_model
+
+
+def make_recipe(
+    setting: SamplingSetting,
+    num_classes: int,
+    *,
+    seed: int,
+    labels: Sequence[int] | None = None,
+    reference_labels: Sequence[int] | None = None,
+) -> SampleRecipe:
+    """A sample recipe: explicit ``labels``, or the window rule of :func:`label_window`."""
+    if labels is None:
+        labels = label_window(setting, num_classes, reference_labels=reference_labels)
+    return SampleRecipe(setting, tuple(int(label) for label in labels), seed)
+
+
+def training_set(split: Split, recipe: SampleRecipe, params: ObfuscationParams) -> tuple[LabeledImages, LabeledImages]:
+    """(raw sample T, obfuscated O(T)) drawn from T_t = ``split.train``."""
+    sample = split.train.take(draw_recipe(split.train.labels, recipe))
+    return sample, obfuscate(sample, sigma=params.sigma, fraction=params.fraction, seed=params.seed, clip=params.clip)
+
+
+def resolve_initial_weights(model_config: ModelConfig, *, init_seed: int = 0,
+                            init_path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The initial weights: from ``init_path`` when given (checked against the model), else seeded."""
+    if init_path is None:
+        return initial_state(model_config, init_seed=init_seed)
+    weights = load_weights(init_path)
+    check_state(model_config, weights)
+    return {name: tensor.to(torch.float32) for name, tensor in weights.items()}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything that determines one training run."""
+
+    source: SourceDataset
+    split_seed: int
+    eval_fraction: float
+    recipe: SampleRecipe
+    obfuscation: ObfuscationParams
+    model: ModelConfig
+    train: TrainConfig
+    init_seed: int = 0
+    init_path: str | None = None
+
+    def describe(self) -> dict:
+        return {
+            "dataset": {
+                "name": self.source.name,
+                "description": self.source.description,
+                "origin": self.source.origin,
+                "fingerprint": self.source.fingerprint,
+                "split_seed": self.split_seed,
+                "eval_fraction": self.eval_fraction,
+            },
+            "sampling": self.recipe.to_dict(),
+            "obfuscation": self.obfuscation.to_dict(),
+            "model": self.model.to_dict(),
+            "training": self.train.to_dict(),
+            "init": {"seed": self.init_seed, "path": self.init_path},
+        }
+
+
+def execute_plan(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, device: str = "cpu",
+                 progress: bool = False) -> tuple[TrainResult, dict]:
+    """Train the run ``plan`` describes; write ``weights.safetensors`` + ``run.json`` to ``out_dir``."""
+    started = time.time()
+    split = split_train_eval(plan.source, eval_fraction=plan.eval_fraction, seed=plan.split_seed)
+    sample, obfuscated = training_set(split, plan.recipe, plan.obfuscation)
+    initial = resolve_initial_weights(plan.model, init_seed=plan.init_seed, init_path=plan.init_path)
+    result = train_model(obfuscated, split.eval, plan.model, initial, plan.train, device=device, progress=progress)
+    record = plan.describe()
+    record.update(
+        kind="pudlab.run",
+        sample={
+            "size": len(sample),
+            "labels": sorted(int(label) for label in np.unique(sample.labels)),
+            "fingerprint": sample.fingerprint(),
+            "obfuscated_fingerprint": obfuscated.fingerprint(),
+        },
+        eval_set={"size": len(split.eval), "fingerprint": split.eval.fingerprint()},
+        init_sha256=weights_sha256(initial),
+        weights_sha256=weights_sha256(result.weights),
+        final_accuracy=result.final_accuracy,
+        history=[entry.to_dict() for entry in result.history],
+        environment=result.environment,
+        wall_seconds=result.wall_seconds,
+        started_unix=started,
+    )
+    if out_dir is not None:
+        out = Path(out_dir)
+        save_weights(out / WEIGHTS_FILE, result.weights, {"format": "pudlab.weights/1"})
+        if plan.init_path is None:
+            save_weights(out / "initial.safetensors", initial, {"format": "pudlab.weights/1"})
+        write_json(out / RUN_FILE, record)
+    return result, record
