@@ -16,7 +16,7 @@ TRAIN = ["--epochs", "2", "--widths", "2,2,4", "--hidden", "8", "--lr", "3e-3", 
 
 def test_obfuscate_train_distance(tmp_path, npz_dataset):
     out = tmp_path / "release.npz"
-    result = pudlab("obfuscate", npz_dataset, "--sigma", "0.3", "--sigma", "1", "--seed", "4", "--out", str(out),
+    result = pudlab("obfuscate", npz_dataset, "--sigma", "0.3", "--sigma", "1", "--out", str(out),
                     "--preview", str(tmp_path / "preview.png"), "--json")
     assert result.returncode == 0, result.stderr
     manifests = json.loads(result.stdout)
@@ -61,3 +61,55 @@ def test_datasets_json(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)["sources"]}
     assert rows["mnist-5k"]["present"] and not rows["mnist"]["present"]
+
+
+def test_distance_matches_parameters_by_name(tmp_path):
+    """A weight file with the same parameters in another order has distance 0 to the original."""
+    import torch
+
+    from pudlab.io import save_weights
+
+    weights = {"conv1.weight": torch.ones(2, 3), "conv1.bias": torch.zeros(2), "dense.weight": torch.full((4,), 2.0)}
+    save_weights(tmp_path / "a.safetensors", weights)
+    save_weights(tmp_path / "b.safetensors", dict(reversed(list(weights.items()))))
+    other = {**weights, "dense.weight": torch.full((4,), 3.0)}
+    save_weights(tmp_path / "c.safetensors", dict(reversed(list(other.items()))))
+    same = pudlab("distance", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["distance"] == 0.0
+    moved = json.loads(pudlab("distance", str(tmp_path / "a.safetensors"), str(tmp_path / "c.safetensors"),
+                              "--per-layer", "--json").stdout)
+    assert moved["distance"] == 2.0 and moved["per_layer"]["dense"] == 2.0 and moved["per_layer"]["conv1"] == 0.0
+    save_weights(tmp_path / "d.safetensors", {"conv1.weight": torch.ones(2, 3)})
+    missing = pudlab("distance", str(tmp_path / "a.safetensors"), str(tmp_path / "d.safetensors"))
+    assert missing.returncode == 1 and "only in the first ['conv1.bias', 'dense.weight']" in missing.stderr
+
+
+def test_fl_specs_json_and_status_wording(tmp_path):
+    specs = pudlab("fl", "specs", "--json")
+    assert specs.returncode == 0, specs.stderr
+    assert "mnist5k_noniid" in {row["name"] for row in json.loads(specs.stdout)}
+    import sqlite3
+
+    from pudlab.experiments.store import Store
+
+    with Store(tmp_path / "s"):
+        pass
+    with sqlite3.connect(tmp_path / "s" / "pudlab.sqlite") as db:
+        db.execute("INSERT INTO jobs (key, spec, status, created) VALUES ('k', '{}', 'running', 0)")
+    text = pudlab("status", str(tmp_path / "s")).stdout
+    counts = json.loads(pudlab("status", str(tmp_path / "s"), "--json").stdout)["counts"]
+    assert counts["running"] == 1 and "1 running" in text and "interrupted" not in text
+
+
+def test_sigma_lists_repeated_or_comma_separated():
+    from pudlab.cli.experiments import OVERRIDES, _preset_from
+
+    def preset(sigmas):
+        kwargs = {key: None for key in OVERRIDES}
+        kwargs.update(preset="quick", sigmas=sigmas)
+        return _preset_from(kwargs)
+
+    assert preset(("0", "0.5", "1")).sigmas == preset(("0,0.5,1",)).sigmas == preset(("0,0.5", "1")).sigmas \
+        == (0.0, 0.5, 1.0)
+    assert preset(()).sigmas == preset(None).sigmas  # not given: the preset's grid

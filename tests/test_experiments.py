@@ -1,6 +1,7 @@
 """Experiment engine: specs, presets, jobs, store, resume, series, report."""
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -24,7 +25,8 @@ from pudlab.experiments.jobs import Job
 from pudlab.experiments.series import series_table
 from pudlab.experiments.spec import SHIPPED_EXPERIMENTS, parse_experiment, parse_preset
 
-TINY = {"epochs": 1, "widths": (2, 2, 4), "hidden": 8, "sigmas": (0.0, 1.0), "lr": 3e-3, "batch_size": 32}
+TINY = {"epochs": 1, "widths": (2, 2, 4), "hidden": 8, "sigmas": (0.0, 1.0), "lr": 3e-3, "batch_size": 32,
+        "repeats": 1}
 
 
 def tiny_preset(**extra):
@@ -83,7 +85,7 @@ def test_preset_validation_and_overrides(tmp_path):
     preset = load_preset("paper")
     assert preset.epochs == 180 and preset.lr == 1e-4 and preset.widths == (32, 64, 128) and len(preset.sigmas) == 10
     quick = load_preset("quick").with_overrides(epochs=3, sigmas=(1.0, 0.0, 0.5), repeats=None)
-    assert quick.epochs == 3 and quick.sigmas == (0.0, 0.5, 1.0) and quick.repeats == 1
+    assert quick.epochs == 3 and quick.sigmas == (0.0, 0.5, 1.0) and quick.repeats == 3
     with pytest.raises(SpecError, match="epochs = 0; expected an integer >= 1"):
         load_preset("quick").with_overrides(epochs=0)
     with pytest.raises(SpecError, match="p.toml: lr"):
@@ -132,6 +134,43 @@ def test_redraws_are_disjoint_and_nested_subsets_nest(tmp_path, npz_dataset):
     assert draw[("exp2", "W23")] <= draw[("exp2", "W22")] <= draw[("exp2", "W21")]
 
 
+def test_exp4_exp5_sets_are_own_draws_and_compared_models_train_independently(tmp_path, npz_dataset):
+    from pudlab.data.sources import load_source
+    from pudlab.experiments.jobs import SplitSpec, make_split
+    from pudlab.sampling import draw_recipe
+
+    preset = tiny_preset(repeats=2)
+    with Store(tmp_path / "s") as store:
+        planned = plan_sweep(store, ["exp4", "exp5"], [npz_dataset], preset)
+    split = make_split(load_source(npz_dataset), SplitSpec())
+    roles = planned.expansion.roles
+    job = {(r.model, r.sigma, r.repeat, r.stream): planned.expansion.jobs[r.job] for r in roles}
+    draw = {model: set(draw_recipe(split.train.labels, job[(model, 1.0, 0, "model")].recipe))
+            for model in ("Wo41", "Wo42", "Wo43", "Wo51", "Wo52", "Wo53")}
+    for other in ("Wo42", "Wo43"):
+        assert not draw["Wo41"] & draw[other]
+    assert not draw["Wo51"] & draw["Wo52"] and not draw["Wo51"] & draw["Wo53"]
+    assert not draw["Wo53"] <= draw["Wo52"]
+    # W_o(sigma = 0) is its own training, not the reference job; repeats and floor pairs are distinct jobs
+    assert job[("Wo41", 0.0, 0, "model")].key != job[("Wr41", 0.0, 0, "model")].key
+    keys = {job[("Wr41", 0.0, r, s)].key for r in (0, 1) for s in ("model", "floor")}
+    assert len(keys) == 4
+    first, second = job[("Wo41", 1.0, 0, "model")], job[("Wo41", 1.0, 1, "model")]
+    assert first.train.shuffle_seed != second.train.shuffle_seed and first.obfuscation.seed != second.obfuscation.seed
+    assert first.init_sha256 == second.init_sha256  # one shared initial weight set
+
+
+def test_fig2_prefers_cifar_when_in_the_run():
+    from pudlab.experiments.spec import runs_on
+
+    fig2, exp1 = load_experiment("fig2"), load_experiment("exp1")
+    assert runs_on(fig2, "cifar10", ["mnist", "cifar10"]) and not runs_on(fig2, "mnist", ["mnist", "cifar10"])
+    assert runs_on(fig2, "mnist-5k", ["mnist-5k"])
+    assert runs_on(exp1, "mnist", ["mnist", "cifar10"])
+    with pytest.raises(SpecError, match="prefer_datasets"):
+        parse_experiment({**fig2.raw, "prefer_datasets": [""]}, "f.toml")
+
+
 # ---------------------------------------------------------------------------------------------- run + store
 def _weights_by_key(root):
     with sqlite3.connect(Path(root) / "pudlab.sqlite") as db:
@@ -147,10 +186,17 @@ def test_run_resume_and_series(tmp_path, npz_dataset):
         again = run_sweep(store, ["exp4"], [npz_dataset], preset, options)
         assert again.trained == 0 and again.skipped == summary.trained
         table = series_table(store, f"exp4@{npz_dataset}")
-    assert table["D_4,1"]["mean"][0] == 0.0  # sigma 0 of W_o,4,1 is W_r,4,1 itself
+    assert table["D_4,1"]["mean"][0] > 0  # sigma 0 of W_o,4,1 is an independent training (own shuffle stream)
     assert table["D_4,1"]["mean"][1] > 0
     assert table["floor[Wr41]"]["mean"][0] > 0
-    assert set(table) == {"D_4,1", "D_4,2", "D_4,3", "floor[Wr41]"}
+    main = {name for name, entry in table.items() if entry["kind"] in ("distance", "floor", "delta")}
+    assert main == {"D_4,1", "D_4,2", "D_4,3", "floor[Wr41]", "Delta(D_4,1,D_4,2)", "Delta(D_4,1,D_4,3)"}
+    delta = table["Delta(D_4,1,D_4,2)"]
+    assert delta["mean"] == pytest.approx([abs(b - a) for a, b in zip(table["D_4,1"]["mean"], table["D_4,2"]["mean"])])
+    layers = {name for name, entry in table.items() if entry["kind"] == "layer_distance" and name.startswith("D_4,1[")}
+    assert len(layers) == 8  # six convolutions, two dense layers (weights and bias together)
+    squares = sum(table[name]["mean"][1] ** 2 for name in layers)
+    assert math.sqrt(squares) == pytest.approx(table["D_4,1"]["mean"][1], rel=1e-9)
 
 
 def test_half_written_job_is_redone(tmp_path, npz_dataset):
@@ -244,8 +290,9 @@ def test_figures_and_report_from_store(tmp_path, npz_dataset):
         assert f"{stem}.png" in figures and f"{stem}.svg" in figures
     markdown = (tmp_path / "s" / "report.md").read_text()
     html = (tmp_path / "s" / "report.html").read_text()
-    assert "Claims on" in markdown and markdown.count("| reproduced |") + markdown.count("| not reproduced |") + \
-        markdown.count("| not evaluated |") == 9
+    claims = markdown.split("## Claims on")[1].split("\n## ")[0]  # the summary's claims table
+    assert claims.count("| reproduced |") + claims.count("| not reproduced |") + \
+        claims.count("| inconclusive |") + claims.count("| not evaluated |") == 9
     assert "data:image/png;base64," in html and "<img" in html
     status = subprocess.run(_pudlab("status", str(tmp_path / "s"), "--json"), capture_output=True, text=True)
     counts = json.loads(status.stdout)["counts"]

@@ -18,6 +18,7 @@ from pudlab.io import replace_non_finite
 from pudlab.metrics import roc_auc, tpr_at_fpr
 from pudlab.model import ModelConfig, build_model, initial_state
 from pudlab.obfuscation import obfuscate
+from pudlab.privacy.learned import LearnedDenoiserConfig
 from pudlab.privacy import (
     PSNR_CAP_DB,
     DenoiseGrid,
@@ -237,7 +238,9 @@ def test_epsilon_trends_and_edge_cases():
 # ---------------------------------------------------------------------------------------- end to end
 TINY = PrivacyConfig(queries=60, pool_size=200, denoise_samples=12, disclosures=3, mia_members=120,
                      mia_nonmembers=40, mia_epochs=2, mia_widths=(4, 4, 8), mia_hidden=16,
-                     denoise=DenoiseGrid(gaussian_widths=(1.0,), tv_weights=(1.0,), nlm_strengths=(0.8,)))
+                     denoise=DenoiseGrid(gaussian_widths=(1.0,), tv_weights=(1.0,), nlm_strengths=(0.8,)),
+                     learned_denoiser=LearnedDenoiserConfig(depth=3, channels=8, steps=60, batch_size=16),
+                     label_epochs=2, lira_shadows=2)
 
 
 def test_privacy_report_structure():
@@ -261,8 +264,12 @@ def test_privacy_report_structure():
     assert data["kind"] == "pudlab.privacy_report"
     assert list(data) == ["kind", "version", "dataset", "config", "environment", "sigmas", "wall_seconds"]
     assert list(data["sigmas"][1]) == ["sigma", "similarity", "linkage", "denoising", "decline", "dp", "membership",
-                                       "pud_privacy", "seconds"]
-    assert list(data["sigmas"][1]["pud_privacy"]) == ["linkage", "linkage_chance", "best_ssim", "mia_auc"]
+                                       "learned", "lira", "threat_models", "pud_privacy", "seconds"]
+    assert list(data["sigmas"][1]["pud_privacy"]) == ["linkage", "linkage_chance", "best_ssim", "mia_auc",
+                                                      "release_ssim", "label_accuracy", "label_chance", "lira_auc"]
+    assert data["sigmas"][1]["threat_models"]["attacks"]["membership_lira"] == "model"
+    assert half.pud_privacy.lira_auc == half.lira.auc and half.lira.shadows == 2
+    assert half.pud_privacy.best_ssim >= half.pud_privacy.release_ssim
     assert list(data["sigmas"][1]["denoising"]["best"]) == ["psnr", "psnr_by", "ssim", "ssim_by", "linkage",
                                                            "linkage_by"]
     assert list(data["sigmas"][1]["decline"]["fresh"][0]) == ["n", "psnr", "rmse", "exposed_fraction", "linkage",

@@ -16,7 +16,7 @@ from pudlab.sampling import (
     subsample,
 )
 
-# Every setting of SPEC.md's tables with its label window (reference 0-4 where a counterpart).
+# Every setting of the paper's Tables 1-6 with its label window (reference 0-4 where a counterpart).
 TABLE_SETTINGS = [
     ("S-1-1-0.5", None, tuple(range(10))),
     ("S-0.8-1-0.625", None, tuple(range(8))),
@@ -116,6 +116,30 @@ def test_nested_subsets(fraction, seed):
 def test_recipe_round_trip():
     recipe = SampleRecipe(SamplingSetting(0.5, 0.4, 0.5), (3, 4, 5, 6, 7), 4, (1, 2), 0.5, 7)
     assert SampleRecipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_own_draws_avoid_the_reference_and_do_not_nest():
+    """Exp-4 / Exp-5: each set is its own draw; on shared labels it avoids the reference's entries."""
+    reference = SampleRecipe(SamplingSetting(0.5, 1, 0.5), (0, 1, 2, 3, 4), 0)
+    shifted = SampleRecipe(SamplingSetting(0.5, 0.4, 0.5), (3, 4, 5, 6, 7), 11, disjoint_from=(reference,))
+    ref, other = set(draw_recipe(POOL_LABELS, reference)), set(draw_recipe(POOL_LABELS, shifted))
+    assert not ref & other
+    assert {int(POOL_LABELS[i]) for i in other} == {3, 4, 5, 6, 7}
+    full = SampleRecipe(SamplingSetting(1, 1, 0.5), tuple(range(10)), 0)
+    quarter = SampleRecipe(SamplingSetting(1, 1, 0.25), tuple(range(10)), 21, disjoint_from=(full,))
+    twentieth = SampleRecipe(SamplingSetting(1, 1, 0.05), tuple(range(10)), 22, disjoint_from=(full,))
+    a, b, c = (set(draw_recipe(POOL_LABELS, r)) for r in (full, quarter, twentieth))
+    assert not a & b and not a & c
+    assert not c <= b  # own seeds: the small draw is not a prefix of the larger one
+    same_seed = SampleRecipe(SamplingSetting(1, 1, 0.05), tuple(range(10)), 21, disjoint_from=(full,))
+    assert set(draw_recipe(POOL_LABELS, same_seed)) <= b  # what one shared seed would have given
+
+
+def test_disjoint_from_round_trip_and_old_keys_unchanged():
+    reference = SampleRecipe(SamplingSetting(1, 1, 0.5), tuple(range(10)), 0)
+    recipe = SampleRecipe(SamplingSetting(1, 1, 0.25), tuple(range(10)), 5, disjoint_from=(reference,))
+    assert SampleRecipe.from_dict(recipe.to_dict()) == recipe
+    assert "disjoint_from" not in reference.to_dict()  # recipes without it hash as before
 
 
 @pytest.mark.parametrize("text,expected", [("0,1,2", (0, 1, 2)), ("3-7", (3, 4, 5, 6, 7))])

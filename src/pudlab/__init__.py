@@ -31,6 +31,8 @@ _API: dict[str, str] = {
     "label_window": "pudlab.sampling",
     "draw_sample": "pudlab.sampling",
     "obfuscate": "pudlab.obfuscation",
+    "release": "pudlab.obfuscation",
+    "ReleaseKey": "pudlab.obfuscation",
     # model and training
     "ModelConfig": "pudlab.model",
     "initial_state": "pudlab.model",
@@ -46,7 +48,7 @@ _API: dict[str, str] = {
     # files and experiments
     "load_weights": "pudlab.io",
     "save_weights": "pudlab.io",
-    "open_store": "pudlab.experiments.store",
+    "open_store": "pudlab.experiments.export",
     "load_experiment": "pudlab.experiments.spec",
     "load_preset": "pudlab.experiments.spec",
     "run_sweep": "pudlab.experiments.engine",
@@ -74,10 +76,10 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from pudlab.data.sources import load_source
     from pudlab.experiments.engine import run_sweep
     from pudlab.experiments.spec import load_experiment, load_preset
-    from pudlab.experiments.store import open_store
+    from pudlab.experiments.export import open_store
     from pudlab.io import load_weights, save_weights
     from pudlab.metrics import distinguishability, model_distance, per_layer_distance, roc_auc
     from pudlab.model import ModelConfig, build_model, initial_state
-    from pudlab.obfuscation import obfuscate
+    from pudlab.obfuscation import ReleaseKey, obfuscate, release
     from pudlab.sampling import SamplingSetting, draw_sample, label_window
     from pudlab.train.trainer import TrainConfig, evaluate, train_model

@@ -26,17 +26,18 @@ def _as_float64(value: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def _check_same_layout(first: Weights, second: Weights) -> None:
-    if list(first) != list(second):
-        raise ModelError(
-            f"the two weight sets have different parameters: {sorted(set(first) ^ set(second)) or 'same names, other order'}"
-        )
+    """Parameters are matched by name (file order does not matter); names and shapes must agree."""
+    if set(first) != set(second):
+        only_first, only_second = sorted(set(first) - set(second)), sorted(set(second) - set(first))
+        raise ModelError(f"the two weight sets have different parameters: only in the first {only_first}, "
+                         f"only in the second {only_second}")
     for name in first:
         if tuple(first[name].shape) != tuple(second[name].shape):
             raise ModelError(f"parameter {name}: shapes {tuple(first[name].shape)} and {tuple(second[name].shape)} differ")
 
 
 def squared_distances(first: Weights, second: Weights) -> dict[str, float]:
-    """Per-parameter sum of squared differences, in float64."""
+    """Per-parameter sum of squared differences, in float64, matched by name, in ``first``'s order."""
     _check_same_layout(first, second)
     result = {}
     for name in first:
@@ -51,6 +52,8 @@ def model_distance(first: Weights, second: Weights) -> float:
     >>> import torch
     >>> model_distance({"w": torch.tensor([0.0, 3.0])}, {"w": torch.tensor([4.0, 0.0])})
     5.0
+    >>> model_distance({"a": torch.zeros(1), "b": torch.ones(1)}, {"b": torch.ones(1), "a": torch.zeros(1)})
+    0.0
     """
     return math.sqrt(math.fsum(squared_distances(first, second).values()))
 

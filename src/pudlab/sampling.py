@@ -11,7 +11,11 @@ window and continues upward from there: reference 0-4, Y = 0.4 gives 3-7, Y = 0.
 
 Draws are keyed: the entries drawn for label ``l`` come from the stream ``(seed, "sample", l)``,
 so a draw does not depend on which other labels are covered. ``exclude`` removes entries (e.g. an
-earlier draw) before drawing, which gives the ``disjoint`` redraws of Exp-3.
+earlier draw) before drawing. A recipe's ``disjoint_from`` names earlier recipes whose entries it
+must avoid: the ``disjoint`` redraws of Exp-3 and the own draws of Exp-4 / Exp-5, which avoid the
+reference's entries on the labels they share with it. Two draws with different seeds are
+independent; two draws with one seed from one pool are prefixes of one stream (nested), so every
+own draw gets its own seed.
 """
 
 from __future__ import annotations
@@ -172,9 +176,11 @@ class SampleRecipe:
     nested_fraction: float | None = None
     """If set: a random fraction of the sample drawn with ``seed``, using ``nested_seed``."""
     nested_seed: int = 0
+    disjoint_from: tuple[SampleRecipe, ...] = ()
+    """Earlier draws (any setting and labels) whose entries this one avoids."""
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "setting": str(self.setting),
             "labels": list(self.labels),
             "seed": self.seed,
@@ -182,6 +188,9 @@ class SampleRecipe:
             "nested_fraction": self.nested_fraction,
             "nested_seed": self.nested_seed,
         }
+        if self.disjoint_from:  # only when used, so that the keys of recipes without it stay as they were
+            data["disjoint_from"] = [recipe.to_dict() for recipe in self.disjoint_from]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> SampleRecipe:
@@ -192,12 +201,16 @@ class SampleRecipe:
             tuple(int(s) for s in data.get("exclude_seeds", ())),
             data.get("nested_fraction"),
             int(data.get("nested_seed", 0)),
+            tuple(cls.from_dict(item) for item in data.get("disjoint_from", ())),
         )
 
 
 def draw_recipe(pool_labels: np.ndarray, recipe: SampleRecipe) -> np.ndarray:
     """Positions in the pool of the sample a :class:`SampleRecipe` describes."""
     excluded: np.ndarray | None = None
+    for earlier in recipe.disjoint_from:
+        positions = draw_recipe(pool_labels, earlier)
+        excluded = positions if excluded is None else np.concatenate([excluded, positions])
     for earlier_seed in recipe.exclude_seeds:
         earlier = draw_sample(
             pool_labels, recipe.labels, recipe.setting.sampling_ratio, seed=earlier_seed, exclude=excluded

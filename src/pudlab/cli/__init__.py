@@ -11,6 +11,7 @@ from pudlab.cli.experiments import COMMANDS as EXPERIMENT_COMMANDS
 from pudlab.cli.fl import fl_group
 from pudlab.cli.pol import pol_group
 from pudlab.cli.privacy import privacy_command, pud_command
+from pudlab.cli.results import COMMANDS as RESULT_COMMANDS
 from pudlab.cli.train import distance_command, train_command
 
 
@@ -30,7 +31,7 @@ def cli(ctx: click.Context, debug: bool, data_dir: str | None) -> None:
 
 
 for _command in (datasets_group, obfuscate_command, train_command, distance_command, *EXPERIMENT_COMMANDS,
-                 privacy_command, pud_command, pol_group, fl_group):
+                 privacy_command, pud_command, *RESULT_COMMANDS, pol_group, fl_group):
     cli.add_command(_command)
 
 

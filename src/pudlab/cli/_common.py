@@ -11,6 +11,7 @@ from pudlab.errors import PudlabError
 from pudlab.io import to_json
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -28,12 +29,18 @@ class PudlabGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a bad option or argument: one line, not the usage block
+            if ctx.find_root().params.get("debug"):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"error: {where}: {exc.format_message()}".replace("\n", " "), err=True)
+            ctx.exit(EXIT_USAGE)
         except (PudlabError, OSError) as exc:
             if ctx.find_root().params.get("debug"):
                 raise
             message = str(exc) if isinstance(exc, PudlabError) else f"{type(exc).__name__}: {exc}"
             click.echo(f"error: {message}", err=True)
-            ctx.exit(EXIT_ERROR)
+            ctx.exit(getattr(exc, "exit_code", EXIT_ERROR))
 
 
 def print_json(data: object) -> None:
@@ -49,6 +56,16 @@ def parse_floats(text: str, what: str = "value") -> tuple[float, ...]:
         raise click.BadParameter(f"{what}: expected comma-separated numbers, got {text!r}") from exc
     if not values:
         raise click.BadParameter(f"{what}: expected at least one number")
+    return values
+
+
+def parse_finite(text: str, what: str = "value", *, minimum: float | None = None) -> tuple[float, ...]:
+    """Like :func:`parse_floats`, but every value finite (no nan/inf) and >= ``minimum`` when given."""
+    values = parse_floats(text, what)
+    bad = [v for v in values if v != v or v in (float("inf"), float("-inf")) or (minimum is not None and v < minimum)]
+    if bad:
+        bound = f" >= {minimum:g}" if minimum is not None else ""
+        raise click.BadParameter(f"{what}: expected finite numbers{bound}, got {bad[0]!r} in {text!r}")
     return values
 
 

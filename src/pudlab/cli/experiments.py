@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from pudlab.cli._common import parse_floats, parse_widths
+from pudlab.cli._common import parse_finite, parse_widths
 from pudlab.errors import PudlabError
 
 MAX_AUTO_WORKERS = 8
@@ -21,25 +21,35 @@ def sweep_options(command: Callable) -> Callable:
     """Preset choice, preset overrides and run options shared by ``run`` and ``reproduce``."""
     options = [
         click.option("--preset", default="quick", show_default=True,
-                     help="quick (2 CPU cores, minutes), paper (SPEC.md defaults, a GPU job) or a preset TOML file."),
-        click.option("--epochs", type=int, default=None, help="Override: epochs."),
-        click.option("--sigmas", default=None, help="Override: sigma grid, e.g. 0,0.5,1."),
-        click.option("--repeats", type=int, default=None, help="Override: seeds per point (mean +- std)."),
+                     help="quick (2 CPU cores, minutes), paper (the paper's setup, a GPU job) or a preset TOML file."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override: epochs."),
+        click.option("--sigmas", "--sigma", "sigmas", multiple=True,
+                     help="Override: sigma grid, comma-separated or repeated: --sigmas 0,0.5,1 or --sigma 0 --sigma 1."),
+        click.option("--repeats", type=click.IntRange(min=1), default=None,
+                     help="Override: seeds per point (mean +- std)."),
         click.option("--widths", default=None, help="Override: conv widths, e.g. 8,16,32."),
-        click.option("--hidden", type=int, default=None, help="Override: dense width."),
+        click.option("--hidden", type=click.IntRange(min=1), default=None, help="Override: dense width."),
         click.option("--lr", type=float, default=None, help="Override: Adam learning rate."),
-        click.option("--batch-size", type=int, default=None, help="Override: batch size (0 = paper's 128/64)."),
+        click.option("--batch-size", type=click.IntRange(min=0), default=None,
+                     help="Override: batch size (0 = paper's 128/64)."),
         click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16", "auto"]), default=None,
                      help="Override: arithmetic precision (auto: bf16 on CUDA, fp32 on CPU)."),
-        click.option("--max-train-size", type=int, default=None, help="Override: cut T_t to this many samples."),
-        click.option("--snapshot-every", type=int, default=None, help="Override: epochs between Fig. 2 snapshots."),
+        click.option("--max-train-size", type=click.IntRange(min=1), default=None,
+                     help="Override: cut T_t to this many samples."),
+        click.option("--snapshot-every", type=click.IntRange(min=1), default=None,
+                     help="Override: epochs between Fig. 2 snapshots."),
         click.option("--store", type=click.Path(file_okay=False), required=True, help="Result store directory."),
-        click.option("--workers", type=int, default=None,
+        click.option("--wait", is_flag=True,
+                     help="If another run is writing the store, wait for it instead of stopping."),
+        click.option("--checkpoint-seconds", type=click.FloatRange(min=-1), default=None,
+                     help="Least seconds between checkpoints of a unit's training state [default: 10]; "
+                          "0: every step; -1: none."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes [default: CPU: one per core (at most 8), 1 thread each; CUDA: 1].",),
-        click.option("--threads", type=int, default=0,
+        click.option("--threads", type=click.IntRange(min=0), default=0,
                      help="torch threads per worker [default: 1 on CPU with auto workers, else cores / workers]. "
                           "Results are bit-identical only under the same value."),
-        click.option("--ensemble-size", type=int, default=None,
+        click.option("--ensemble-size", type=click.IntRange(min=1), default=None,
                      help="Most jobs trained together in one lockstep ensemble [default: 8 on CPU, 32 on CUDA]."),
         click.option("--ensemble-mode", type=click.Choice(["exact", "fused"]), default=None,
                      help="exact: bit-identical to separate trainings; fused: grouped convs, the GPU fast path "
@@ -63,29 +73,35 @@ def _preset_from(kwargs: dict):  # noqa: ANN202
 
     preset = load_preset(kwargs.pop("preset"))
     overrides = {key: kwargs.pop(key) for key in OVERRIDES}
-    if overrides["sigmas"] is not None:
-        overrides["sigmas"] = parse_floats(overrides["sigmas"], "--sigmas")
+    if overrides["sigmas"]:
+        overrides["sigmas"] = parse_finite(",".join(overrides["sigmas"]), "--sigmas", minimum=0)
+    else:
+        overrides["sigmas"] = None
+    if overrides["lr"] is not None and not (overrides["lr"] > 0 and overrides["lr"] != float("inf")):
+        raise click.BadParameter(f"--lr: expected a finite number > 0, got {overrides['lr']!r}")
     if overrides["widths"] is not None:
         overrides["widths"] = parse_widths(overrides["widths"])
     return preset.with_overrides(**overrides)
 
 
 def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
-    from pudlab.train.trainer import resolve_device
     from pudlab.experiments.runner import RunOptions
+    from pudlab.experiments.worker import CHECKPOINT_SECONDS
+    from pudlab.train.trainer import resolve_device
 
     device = str(resolve_device(kwargs.pop("device")))
     ensemble = kwargs.pop("ensemble_size")
     if ensemble is None:
         ensemble = 32 if device.startswith("cuda") else 8
-    workers, threads = kwargs.pop("workers"), kwargs.pop("threads")
+    workers, threads, seconds = kwargs.pop("workers"), kwargs.pop("threads"), kwargs.pop("checkpoint_seconds")
     if workers is None:  # small convs use one core better than two threads do: one process per core
         workers = 1 if device.startswith("cuda") else max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
         threads = threads or (0 if device.startswith("cuda") else 1)
     return RunOptions(workers=workers, device=device, threads=threads,
                       ensemble_size=ensemble, ensemble_mode=kwargs.pop("ensemble_mode"), data_dir=data_dir,
                       progress=kwargs.pop("progress"), executor=kwargs.pop("executor"),
-                      ray_address=kwargs.pop("ray_address"), ray_ship_data=kwargs.pop("ray_ship_data"))
+                      ray_address=kwargs.pop("ray_address"), ray_ship_data=kwargs.pop("ray_ship_data"),
+                      checkpoint_seconds=CHECKPOINT_SECONDS if seconds is None else seconds)
 
 
 def _echo_summary(summary, store_dir: str) -> None:  # noqa: ANN001
@@ -103,15 +119,20 @@ def _echo_summary(summary, store_dir: str) -> None:  # noqa: ANN001
 @sweep_options
 @click.pass_obj
 def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None:  # noqa: ANN001, ANN003
-    """Run one experiment SPEC (fig2, exp1..exp5, or a TOML file) into --store; resumable."""
-    from pudlab.experiments.engine import run_sweep
+    """Run one experiment SPEC (fig2, exp1..exp5, or a TOML file) into --store; resumable.
+
+    One writer per store (a second run is refused, or waits with --wait); Ctrl-C stops at the next
+    step and keeps everything finished; rerun the same command to resume."""
+    from pudlab.experiments.engine import prepare_sweep, run_sweep
     from pudlab.experiments.store import Store
 
     preset = _preset_from(kwargs)
-    store_dir = kwargs.pop("store")
+    store_dir, wait = kwargs.pop("store"), kwargs.pop("wait")
     options = _options_from(kwargs, state.data_dir)
-    with Store(store_dir) as store:
-        summary = run_sweep(store, [spec], list(datasets) or list(preset.datasets), preset, options, command="run")
+    dataset_list = list(datasets) or list(preset.datasets)
+    prepared = prepare_sweep([spec], dataset_list, preset, data_dir=options.data_dir, device=options.device)
+    with Store(store_dir, wait=wait) as store:
+        summary = run_sweep(store, [spec], dataset_list, preset, options, command="run", prepared=prepared)
     _echo_summary(summary, store_dir)
     if summary.failed:
         raise PudlabError(f"{summary.failed} job(s) failed; see `pudlab status {store_dir}`")
@@ -126,19 +147,23 @@ def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None: 
 @click.pass_obj
 def reproduce_command(state, datasets: str | None, experiments: str, figures: bool, **kwargs) -> None:  # noqa: ANN001, ANN003
     """Reproduce the paper's six setups into --store, then draw the figures and write the report."""
-    from pudlab.experiments.engine import run_sweep
+    from pudlab.experiments.engine import prepare_sweep, run_sweep
     from pudlab.experiments.store import Store
 
     started = time.perf_counter()
     preset = _preset_from(kwargs)
-    store_dir = kwargs.pop("store")
+    store_dir, wait = kwargs.pop("store"), kwargs.pop("wait")
     options = _options_from(kwargs, state.data_dir)
-    dataset_list = [d.strip() for d in datasets.split(",")] if datasets else list(preset.datasets)
+    dataset_list = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else list(preset.datasets)
     experiment_list = [e.strip() for e in experiments.split(",") if e.strip()]
+    if not dataset_list or not experiment_list:
+        raise click.BadParameter("expected at least one dataset and one experiment")
+    prepared = prepare_sweep(experiment_list, dataset_list, preset, data_dir=options.data_dir, device=options.device)
     click.echo(f"reproduce: preset {preset.name}, datasets {', '.join(dataset_list)}, "
                f"experiments {', '.join(experiment_list)}, device {options.device}")
-    with Store(store_dir) as store:
-        summary = run_sweep(store, experiment_list, dataset_list, preset, options, command="reproduce")
+    with Store(store_dir, wait=wait) as store:
+        summary = run_sweep(store, experiment_list, dataset_list, preset, options, command="reproduce",
+                            prepared=prepared)
         _echo_summary(summary, store_dir)
         if figures:
             from pudlab.report.document import write_report
@@ -158,7 +183,7 @@ def status_command(store_dir: str, as_json: bool) -> None:
     from pudlab.cli._common import print_json
     from pudlab.experiments.store import Store
 
-    with Store(store_dir, create=False) as store:
+    with Store(store_dir, create=False, read_only=True) as store:
         counts = store.status_counts()
         failed = [row for row in store.job_rows() if row["status"] == "failed"]
         plans = [{"id": p["id"], "preset": p["preset"]["name"], "source": p["source"]} for p in store.plans()]
@@ -167,7 +192,7 @@ def status_command(store_dir: str, as_json: bool) -> None:
         return
     total = sum(counts.values())
     click.echo(f"{store_dir}: {total} jobs: {counts['done']} done, {counts['pending']} pending, "
-               f"{counts['running']} interrupted, {counts['failed']} failed")
+               f"{counts['running']} running, {counts['failed']} failed")
     for plan in plans:
         click.echo(f"  {plan['id']:24} preset {plan['preset']:8} {plan['source']}")
     for row in failed:
@@ -183,7 +208,7 @@ def plot_command(store_dir: str, out: str | None) -> None:
     from pudlab.experiments.series import refresh_series
     from pudlab.experiments.store import Store
 
-    with Store(store_dir, create=False) as store:
+    with Store(store_dir, create=False, read_only=True) as store:
         refresh_series(store)
         paths = draw_figures(store, out)
     for path in paths:
@@ -198,7 +223,7 @@ def report_command(store_dir: str) -> None:
     from pudlab.experiments.series import refresh_series
     from pudlab.experiments.store import Store
 
-    with Store(store_dir, create=False) as store:
+    with Store(store_dir, create=False, read_only=True) as store:
         refresh_series(store)
         paths = write_report(store)
     click.echo(f"{paths['markdown']}\n{paths['html']}")

@@ -20,12 +20,19 @@ def fl_group() -> None:
 
 
 @fl_group.command("specs")
-def specs_command() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: [{name, path}].")
+def specs_command(as_json: bool) -> None:
     """List the simulation specs shipped with pudlab (usable by name)."""
     from pudlab.config import resolve_spec, shipped_names
 
-    for name in shipped_names("fl"):
-        click.echo(f"{name:24} {resolve_spec('fl', name)}")
+    specs = [{"name": name, "path": str(resolve_spec("fl", name))} for name in shipped_names("fl")]
+    if as_json:
+        from pudlab.io import to_json
+
+        click.echo(to_json(specs))
+        return
+    for spec in specs:
+        click.echo(f"{spec['name']:24} {spec['path']}")
 
 
 @fl_group.command("simulate")

@@ -1,7 +1,7 @@
 """``pudlab pol``: prove, verify, evaluate. Heavy modules are imported inside the commands.
 
-Exit status of ``pol verify``: 0 accept, 1 reject, 2 malformed or tampered bundle (also 2 for
-click usage errors). Other failures (a missing dataset, a bad option value) exit 1 with one line.
+Exit status of every ``pol`` command: 0 success (``verify``: accept), 1 reject, 2 malformed or
+tampered bundle, 3 any other error (a bad option, a missing file or dataset), with one line on stderr.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import click
 from pudlab.cli._common import parse_floats, parse_widths, print_json, training_options
 from pudlab.errors import BundleError, PudlabError
 
-EXIT_REJECT, EXIT_MALFORMED = 1, 2
+EXIT_REJECT, EXIT_MALFORMED, EXIT_ERROR = 1, 2, 3
+EXIT_CODES_HELP = "Exit status: 0 accept, 1 reject, 2 malformed or tampered bundle, 3 any other error (bad option, missing file)."
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -19,11 +20,16 @@ def _debug(ctx: click.Context) -> bool:
 
 
 class PolGroup(click.Group):
-    """Turns a :class:`BundleError` into one line and exit 2, other pudlab errors into exit 1."""
+    """Turns a :class:`BundleError` into one line and exit 2, usage and other errors into exit 3."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException as exc:  # usage errors: bad or missing options, a missing path
+            exc.show()
+            ctx.exit(EXIT_ERROR)
         except BundleError as exc:
             if _debug(ctx):
                 raise
@@ -34,7 +40,7 @@ class PolGroup(click.Group):
                 raise
             message = str(exc) if isinstance(exc, PudlabError) else f"{type(exc).__name__}: {exc}"
             click.echo(f"error: {message}", err=True)
-            ctx.exit(1)
+            ctx.exit(EXIT_ERROR)
 
 
 def _data_dir(ctx: click.Context) -> str | None:
@@ -43,17 +49,26 @@ def _data_dir(ctx: click.Context) -> str | None:
 
 @click.group("pol", cls=PolGroup)
 def pol_group() -> None:
-    """Privacy-preserving Proof-of-Learning: prove on T, share O(T), verify by replay (paper 5.3)."""
+    """Privacy-preserving Proof-of-Learning: prove on T, share O(T), verify by replay (paper 5.3).
+
+    Exit status: 0 accept (or success), 1 reject, 2 malformed or tampered bundle, 3 any other
+    error (bad option, missing file).
+    """
 
 
 # ---------------------------------------------------------------------------------------- prove
-@pol_group.command("prove")
+# long: one option per training, release-key and bundle choice, then one call to prove
+@pol_group.command("prove", epilog="Exit status: 0 written, 3 any error (bad option, missing file).")
 @click.argument("dataset")
 @training_options
 @click.option("--checkpoint-every", "checkpoint_every", type=int, default=10, show_default=True,
               help="K: optimizer steps between checkpoints (one more after the last step).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="Intra-op CPU threads; recorded, the verifier replays with the same count (float sums depend on it).")
+@click.option("--key-out", type=click.Path(dir_okay=False), default=None,
+              help="Keep the fresh secret release key of O(T) in this new file (mode 0600). Never share it.")
+@click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+              help="Share O(T) under an existing release key file (the same sigma reproduces that release exactly).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Bundle directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--model-out", type=click.Path(dir_okay=False), default=None, help="Also save the final weights (.safetensors).")
@@ -63,18 +78,21 @@ def pol_group() -> None:
 def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | None, sigma: float, fraction: float,
                   clip: bool, epochs: int, batch_size: int | None, lr: float, widths: str, hidden: int, seed: int,
                   noise_seed: int | None, shuffle_seed: int | None, split_seed: int, init_path: str | None,
-                  init_seed: int, device: str, checkpoint_every: int, threads: int, out: str, overwrite: bool,
-                  model_out: str | None, as_json: bool, progress: bool) -> None:
+                  init_seed: int, device: str, checkpoint_every: int, threads: int, key_out: str | None,
+                  key_file: str | None, out: str, overwrite: bool, model_out: str | None, as_json: bool,
+                  progress: bool) -> None:
     """Train on a private sample T of DATASET and write a proof bundle that shares O(T) at --sigma.
 
-    --sigma 0 shares T itself. The bundle records the shuffle seed, the init seed and the thread
-    count; the noise seed (--noise-seed) is never written to it. --device cpu gives a bit-exact
-    replay.
+    --sigma 0 shares T itself. O(T) is a keyed release: its noise comes from a secret 256-bit key
+    (fresh unless --key-file is given; kept only in --key-out), the sigma and the sample id; the
+    bundle records the key's identifier, never the key. It records the shuffle seed, the init seed
+    and the thread count. A --checkpoint-every larger than the number of steps is lowered to it.
+    --device cpu gives a bit-exact replay. Exit status: 0 written, 3 error.
     """
     from pudlab.data.dataset import split_train_eval
     from pudlab.data.sources import load_source
     from pudlab.model import ModelConfig, build_model
-    from pudlab.obfuscation import ObfuscationParams
+    from pudlab.obfuscation import ObfuscationParams, record_key_use, release
     from pudlab.train.run import make_recipe, resolve_initial_weights, training_set
     from pudlab.sampling import SamplingSetting, parse_labels
     from pudlab.io import save_weights
@@ -87,23 +105,35 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
     parsed = SamplingSetting.parse(setting)
     explicit = parse_labels(labels, source.num_classes) if labels else None
     recipe = make_recipe(parsed, source.num_classes, seed=seed, labels=explicit)
-    params = ObfuscationParams(sigma, fraction, seed if noise_seed is None else noise_seed, clip)
-    private, shared = training_set(split, recipe, params)
+    if noise_seed is not None:
+        raise PudlabError("--noise-seed does not apply to pol prove: O(T) is keyed by a secret release key "
+                          "(--key-file / --key-out)")
+    key = _release_key(key_file, key_out)
+    private, _ = training_set(split, recipe, ObfuscationParams(0.0))
+    shared = release(private, sigma=sigma, key=key, fraction=fraction, clip=clip)
     model_config = ModelConfig(source.sample_shape, parse_widths(widths), hidden, source.num_classes)
     train_config = TrainConfig(epochs=epochs, batch_size=batch_size or default_batch_size(source.sample_shape), lr=lr,
                                shuffle_seed=seed if shuffle_seed is None else shuffle_seed)
     initial = resolve_initial_weights(model_config, init_seed=init_seed, init_path=init_path)
     result = prove(private, shared, model_config, train_config, initial_weights=initial,
-                   init_seed=None if init_path else init_seed, noise=NoiseClaim(sigma, fraction, clip),
+                   init_seed=None if init_path else init_seed, noise=NoiseClaim(sigma, fraction, clip, key.key_id),
                    checkpoint_every=checkpoint_every, out=out, device=str(resolve_device(device)), threads=threads,
                    overwrite=overwrite, progress=progress,
                    provenance={"dataset": source.name, "description": source.description, "setting": str(parsed),
                                "labels": list(recipe.labels), "samples": len(private)})
+    if key_out:
+        key.write(key_out)
+    if key_out or key_file:
+        record_key_use(key_out or key_file, [sigma])
+    if result.checkpoint_every != checkpoint_every:
+        click.echo(f"notice: --checkpoint-every {checkpoint_every} is more than the {result.num_steps} steps; "
+                   f"checkpointed every {result.checkpoint_every}", err=True)
     _, accuracy = evaluate(build_model(model_config, result.final_weights), split.eval)
     if model_out:
         save_weights(model_out, result.final_weights, {"format": "pudlab.weights/1"})
     summary = {"bundle": str(result.path), "bundle_sha256": result.manifest_sha256, "samples": len(private),
-               "sigma": sigma, "steps": result.num_steps, "checkpoints": result.num_checkpoints,
+               "sigma": sigma, "key_id": key.key_id, "steps": result.num_steps,
+               "checkpoints": result.num_checkpoints, "checkpoint_every": result.checkpoint_every,
                "final_weights_sha256": result.final_weights_sha256, "eval_accuracy": accuracy,
                "seconds": result.seconds}
     if as_json:
@@ -112,6 +142,19 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
         click.echo(f"{result.path}: proof of {result.num_steps} steps on {len(private)} samples, "
                    f"{result.num_checkpoints} checkpoints, shares O(T) at sigma {sigma:g}; accuracy on T_e "
                    f"{accuracy:.4f}; bundle sha256 {result.manifest_sha256[:16]}; {result.seconds:.1f} s")
+
+
+def _release_key(key_file: str | None, key_out: str | None):
+    """The release key of O(T): read from --key-file, else fresh (kept in --key-out when asked)."""
+    from pathlib import Path
+
+    from pudlab.obfuscation import ReleaseKey
+
+    if key_file and key_out:
+        raise PudlabError("--key-out writes a fresh key; with --key-file the key already has a file")
+    if key_out and Path(key_out).exists():
+        raise PudlabError(f"--key-out {key_out}: already exists; a release key file is never overwritten")
+    return ReleaseKey.read(key_file) if key_file else ReleaseKey.generate()
 
 
 # ---------------------------------------------------------------------------------------- verify
@@ -124,8 +167,8 @@ def _threshold(text: str) -> float | None:
         raise click.BadParameter(f"--threshold: expected 'auto' or a number, got {text!r}") from exc
 
 
-@pol_group.command("verify")
-@click.argument("bundle", type=click.Path())
+@pol_group.command("verify", epilog=EXIT_CODES_HELP)
+@click.argument("bundle", type=click.Path(exists=True))
 @click.option("--top-q", "top_q", type=int, default=1, show_default=True,
               help="Segments replayed per epoch, those with the largest updates; 0 = every segment.")
 @click.option("--threshold", "threshold_text", default="auto", show_default=True,
@@ -137,6 +180,15 @@ def _threshold(text: str) -> float | None:
 @click.option("--threads", type=int, default=None, help="Replay threads [default: the prover's recorded count].")
 @click.option("--no-schedule-check", is_flag=True, help="Do not require the batches to follow the declared shuffle seed.")
 @click.option("--max-sigma", type=float, default=None, help="Reject bundles that claim a larger sigma.")
+@click.option("--init-policy", type=click.Choice(["seeded", "seeded-or-ks", "any"]), default="seeded",
+              show_default=True, help="seeded: W_0 must be redrawn from its declared seed; seeded-or-ks: unseeded W_0 "
+                                      "must pass a fresh-draw test (zero biases, Glorot support, KS per kernel); "
+                                      "any: accept unseeded W_0 unchecked (the verdict says so).")
+@click.option("--max-lr", type=float, default=None, help="Policy: largest lr a bundle may claim [default: 0.01].")
+@click.option("--max-update-ratio", type=float, default=None,
+              help="Policy: most a replayed update may exceed the claimed one [default: 1.3].")
+@click.option("--moment-multiplier", type=float, default=None,
+              help="auto at sigma > 0: multiplier of the spread for Adam's moments [default: 10].")
 @click.option("--model", "model_path", type=click.Path(exists=True), default=None,
               help="Also require the final checkpoint to be this model (.safetensors or run dir).")
 @click.option("--device", default="cpu", show_default=True, help="Replay device.")
@@ -145,15 +197,26 @@ def _threshold(text: str) -> float | None:
 @click.pass_context
 def verify_command(ctx: click.Context, bundle: str, top_q: int, threshold_text: str, multiplier: float | None,
                    calibration_replays: int | None, calibration_seed: int, threads: int | None,
-                   no_schedule_check: bool, max_sigma: float | None, model_path: str | None, device: str,
-                   as_json: bool, progress: bool) -> None:
-    """Verify a proof BUNDLE: exit 0 accept, 1 reject, 2 malformed or tampered."""
+                   no_schedule_check: bool, max_sigma: float | None, init_policy: str, max_lr: float | None,
+                   max_update_ratio: float | None, moment_multiplier: float | None, model_path: str | None,
+                   device: str, as_json: bool, progress: bool) -> None:
+    """Verify a proof BUNDLE: exit 0 accept, 1 reject, 2 malformed or tampered, 3 other error."""
+    from dataclasses import replace
+
+    from pudlab.pol.policy import VerifyPolicy
     from pudlab.pol.verifier import (
         DEFAULT_CALIBRATION_REPLAYS,
+        DEFAULT_MOMENT_MULTIPLIER,
         DEFAULT_MULTIPLIER,
         VerifyOptions,
         verify_bundle,
     )
+
+    policy = VerifyPolicy(init=init_policy)
+    if max_lr is not None:
+        policy = replace(policy, max_lr=max_lr)
+    if max_update_ratio is not None:
+        policy = replace(policy, max_update_ratio=max_update_ratio)
 
     expected = None
     if model_path:
@@ -164,8 +227,9 @@ def verify_command(ctx: click.Context, bundle: str, top_q: int, threshold_text: 
         top_q=top_q, threshold=_threshold(threshold_text),
         multiplier=DEFAULT_MULTIPLIER if multiplier is None else multiplier,
         calibration_replays=DEFAULT_CALIBRATION_REPLAYS if calibration_replays is None else calibration_replays,
+        moment_multiplier=DEFAULT_MOMENT_MULTIPLIER if moment_multiplier is None else moment_multiplier,
         calibration_seed=calibration_seed, threads=threads, check_schedule=not no_schedule_check,
-        max_sigma=max_sigma, expected_model_sha256=expected, device=device)
+        max_sigma=max_sigma, expected_model_sha256=expected, policy=policy, device=device)
     try:
         verdict = verify_bundle(bundle, options, progress=progress)
     except BundleError as exc:
@@ -181,16 +245,20 @@ def verify_command(ctx: click.Context, bundle: str, top_q: int, threshold_text: 
         for check in verdict.checks:
             click.echo(f"  check {check.name:12} {'ok  ' if check.passed else 'FAIL'} {check.detail}")
         if verdict.segments:
-            click.echo(f"  {'segment':>7} {'epoch':>5} {'steps':>11} {'update':>10} {'distance':>12} {'threshold':>12}")
+            click.echo(f"  {'segment':>7} {'role':>11} {'epoch':>5} {'steps':>11} {'update':>10} {'distance':>12} "
+                       f"{'threshold':>12} {'m dist/thr':>10} {'v dist/thr':>10} {'ratio':>6}")
         for seg in verdict.segments:
-            click.echo(f"  {seg.index:>7} {seg.epoch:>5} {f'{seg.start_step}-{seg.end_step}':>11} {seg.update_norm:>10.4g} "
-                       f"{seg.distance:>12.6g} {seg.threshold:>12.6g} {'ok' if seg.passed else 'FAIL'}")
+            moments = [f"{d / t:.3g}" if t > 0 else ("0" if d == 0 else "inf")
+                       for d, t in zip(seg.moment_distances, seg.moment_thresholds, strict=True)]
+            click.echo(f"  {seg.index:>7} {seg.role:>11} {seg.epoch:>5} {f'{seg.start_step}-{seg.end_step}':>11} "
+                       f"{seg.update_norm:>10.4g} {seg.distance:>12.6g} {seg.threshold:>12.6g} {moments[0]:>10} "
+                       f"{moments[1]:>10} {seg.update_ratio:>6.3g} {'ok' if seg.passed else 'FAIL: ' + str(seg.failure())}")
         click.echo(f"{'ACCEPT' if verdict.accepted else 'REJECT'}: {verdict.reason}")
     ctx.exit(verdict.exit_code)
 
 
 # ---------------------------------------------------------------------------------------- evaluate
-@pol_group.command("evaluate")
+@pol_group.command("evaluate", epilog="Exit status: 0 done, 3 error.")
 @click.argument("dataset", required=False, default="mnist-5k")
 @click.option("--sigmas", default="0,0.05,0.1,0.3,0.6,1.0", show_default=True, help="Comma-separated sigmas.")
 @click.option("--trials", type=int, default=3, show_default=True, help="Independent (T_i, T_j) pairs per sigma.")
@@ -230,7 +298,7 @@ def evaluate_command(ctx: click.Context, dataset: str, sigmas: str, trials: int,
 
     from pudlab.data.sources import load_source
     from pudlab.pol.evaluation import EvaluationConfig, evaluate_detection
-    from pudlab.pol.evaluation_results import format_table
+    from pudlab.pol.evaluation_results import format_attack_table, format_table
     from pudlab.pol.verifier import DEFAULT_CALIBRATION_REPLAYS, DEFAULT_MULTIPLIER
 
     config = EvaluationConfig(
@@ -249,6 +317,8 @@ def evaluate_command(ctx: click.Context, dataset: str, sigmas: str, trials: int,
         print_json(report.to_dict())
         return
     click.echo(format_table(report.rows))
+    if report.attacks:
+        click.echo(format_attack_table(report.attacks))
     for attack in report.unexpected_attacks:
         click.echo(f"  sigma {attack.sigma:g}: {attack.attack} gave exit {attack.status} "
                    f"(expected {attack.expected_status}): {attack.reason}")

@@ -37,6 +37,7 @@ def _epsilon(value: float | None, spec: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- privacy
+# long: one text table per attack family, in the order the report reads
 def _print_privacy(report: PrivacyReport) -> None:
     """The attack table, the privacy decline and the epsilons, as text."""
     config, entries = report.config, report.entries
@@ -63,6 +64,24 @@ def _print_privacy(report: PrivacyReport) -> None:
             f"{_table_number(membership.eval_accuracy if membership else None):>6} | "
             f"{_epsilon(dp['image'].epsilon, '.4g'):>9} {_epsilon(dp['pixel'].epsilon, '.3g'):>7}"
         )
+    click.echo("")
+    click.echo("stronger attacks, each under the threat model it needs (public: + public data; model: + the "
+               "trained model)")
+    for entry in entries:
+        parts = []
+        if entry.learned is not None:
+            learned = entry.learned
+            parts.append(f"[public] learned denoiser PSNR {learned.psnr:.2f} SSIM {learned.ssim:.3f} link "
+                         f"{_table_number(learned.linkage)} ({learned.train_seconds:.0f} s)")
+            if learned.label_inference is not None:
+                parts.append(f"[public] label inference {learned.label_inference.accuracy:.3f} "
+                             f"(chance {learned.label_inference.chance:.2f})")
+        if entry.lira is not None:
+            lira = entry.lira
+            parts.append(f"[model] LiRA ({lira.shadows} shadows) AUC off/on {lira.offline_auc:.3f}/{lira.online_auc:.3f}"
+                         f", TPR@0.1% {lira.offline_tpr_at_0_1pct:.3f}, TPR@1% {lira.offline_tpr_at_1pct:.3f} "
+                         f"({lira.seconds:.0f} s)")
+        click.echo(f"  sigma {entry.sigma:g}: " + ("; ".join(parts) or "-"))
     click.echo("")
     click.echo(f"privacy decline (averaging attack, n = 1..{config.disclosures} disclosures): "
                "PSNR dB / re-identified fraction")
@@ -100,6 +119,10 @@ def _print_privacy(report: PrivacyReport) -> None:
 @click.option("--mia-epochs", type=int, default=20, show_default=True, help="Epochs of the attacked model.")
 @click.option("--mia-lr", type=float, default=1e-3, show_default=True, help="Adam learning rate of the attacked model, per step.")
 @click.option("--mia-widths", default="8,16,32", show_default=True, help="Conv widths of the attacked model.")
+@click.option("--learned/--no-learned", default=True, show_default=True,
+              help="Run the public-data attacks: a learned denoiser and label inference.")
+@click.option("--lira-shadows", type=int, default=8, show_default=True,
+              help="Shadow models of the LiRA membership attack (even; 0: off).")
 @click.option("--delta", type=float, default=1e-5, show_default=True, help="delta of the (epsilon, delta) accounting.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Root seed of the attacks' subsamples, partitions, models.")
 @click.option("--noise-seed", type=int, default=0, show_default=True, help="Obfuscation noise key of the release.")
@@ -118,7 +141,7 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
                     denoise_samples: int, disclosures: int, membership: bool, mia_members: int, mia_nonmembers: int,
                     mia_epochs: int, mia_lr: float, mia_widths: str, delta: float, seed: int, noise_seed: int,
                     split_seed: int, clip: bool, device: str, threads: int, out: str | None, as_json: bool,
-                    progress: bool) -> None:
+                    progress: bool, learned: bool, lira_shadows: int) -> None:
     """Attack O(T_t) of DATASET at each --sigma: similarity, linkage, denoising, privacy decline,
     membership inference, and the Gaussian-mechanism epsilon. See docs/privacy.md."""
     import dataclasses
@@ -142,7 +165,7 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
                            disclosures=disclosures, membership=membership, mia_members=mia_members,
                            mia_nonmembers=mia_nonmembers, mia_epochs=mia_epochs, mia_lr=mia_lr,
                            mia_widths=parse_widths(mia_widths), delta=delta, seed=seed, noise_seed=noise_seed,
-                           split_seed=split_seed, clip=clip)
+                           split_seed=split_seed, clip=clip, learned=learned, lira_shadows=lira_shadows)
     started = time.perf_counter()
     source = load_source(dataset, state.data_dir)
     measured = privacy_report(source, sigmas, config, device=str(resolve_device(device)), progress=progress)
@@ -162,6 +185,7 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
 
 
 # ---------------------------------------------------------------------------------------- pud
+# long: the command's options, one pass per profile (threat model, PoL detection), then the outputs
 @click.command("pud")
 @click.argument("store", required=False)
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False), default=None,
@@ -176,6 +200,9 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
               help="Delta floor f in D = (Delta - f) / (Delta(0) - f) [default: the file's, else 0].")
 @click.option("--chance-accuracy", type=float, default=None,
               help="a_c in U = (A - a_c) / (A(0) - a_c) [default: the file's, else 1 / num_classes].")
+@click.option("--pol-evaluation", "pol_evaluation", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A `pudlab pol evaluate` JSON: D of profiles with distinguishability = pol_detection "
+                   "(the pol profile) is the verifier's measured detection at each sigma.")
 @click.option("--show-sigma", "shown", type=float, multiple=True,
               help="Draw triangles for these sigmas only (repeatable) [default: all].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -186,7 +213,7 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
 def pud_command(state, store: str | None, from_json: str | None, privacy_json: str | None,  # noqa: ANN001
                 profiles: tuple[str, ...], privacy_combine: str, delta_floor: float | None,
                 chance_accuracy: float | None, shown: tuple[float, ...], out: str | None, dataset: str | None,
-                as_json: bool) -> None:
+                as_json: bool, pol_evaluation: str | None) -> None:
     """The PUD triangle per sigma, and the recommended sigma for application profiles.
 
     STORE: a sweep store with an Exp-3 sweep (Utility = accuracy of W_o,3,1; Distinguishability from
@@ -196,6 +223,7 @@ def pud_command(state, store: str | None, from_json: str | None, privacy_json: s
     from pudlab.cli._common import print_json
     from pudlab.io import read_json, write_json
     from pudlab.pud.json_inputs import points_from_json
+    from pudlab.pud.pol_inputs import with_pol_detection
     from pudlab.pud.profiles import load_profile, recommend
     from pudlab.report.privacy_figures import save_pud_figures
 
@@ -210,14 +238,31 @@ def pud_command(state, store: str | None, from_json: str | None, privacy_json: s
         assert from_json is not None
         data = read_json(from_json)
         source_label, base_dir = from_json, Path(from_json).parent
-    points = points_from_json(data, source=source_label, base_dir=base_dir, privacy_report=privacy_report,
-                              privacy_combine=privacy_combine, delta_floor=delta_floor,
-                              chance_accuracy=chance_accuracy)
+    def points_for(threat: str | None) -> list[PudPoint]:
+        return points_from_json(data, source=source_label, base_dir=base_dir, privacy_report=privacy_report,
+                                privacy_combine=privacy_combine, delta_floor=delta_floor,
+                                chance_accuracy=chance_accuracy, threat_model=threat)
+
+    points = points_for(None)
     loaded = [load_profile(name) for name in profiles]
-    recommendations = [recommend(points, profile) for profile in loaded]
+    pol_report = read_json(pol_evaluation) if pol_evaluation else None
+    recommendations, notes = [], []
+    for profile in loaded:
+        profile_points = points_for(profile.threat_model)
+        if profile.distinguishability == "pol_detection":
+            if pol_report is not None:
+                profile_points = with_pol_detection(profile_points, pol_report, source=str(pol_evaluation))
+            else:
+                notes.append(f"profile '{profile.name}': D from Delta; give --pol-evaluation FILE (a `pudlab pol "
+                             "evaluate` JSON) for the PoL verifier's measured detection")
+        recommendation = recommend(profile_points, profile)
+        recommendations.append(recommendation)
+        notes.extend(_privacy_warnings(recommendation))
     result: dict[str, Any] = {"kind": "pudlab.pud", "source": source_label, "points": [p.to_dict() for p in points],
-                              "recommendations": [r.to_dict() for r in recommendations]}
-    if len(recommendations) == 1:
+                              "recommendations": [r.to_dict() for r in recommendations], "notes": notes}
+    if out is not None:
+        result["recommendations"] = _merged_recommendations(Path(out) / "pud.json", result["recommendations"])
+    if len(result["recommendations"]) == 1:
         result["recommended"] = result["recommendations"][0]["recommended"]
     if out is not None:
         highlight = recommendations[0].recommended.sigma if recommendations and recommendations[0].recommended else None
@@ -228,8 +273,42 @@ def pud_command(state, store: str | None, from_json: str | None, privacy_json: s
         print_json(replace_non_finite(result))
         return
     _print_pud(points, recommendations)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if out is not None:
         click.echo(f"\nwrote {out}/pud.json, pud_triangles.png/.svg, pud_curves.png/.svg")
+
+
+PRIVACY_SECONDS_PER_SIGMA = 120.0
+"""The default privacy attacks' wall time per sigma on MNIST-5k, one CPU thread (measured 65 s on an
+idle and 187 s on a busy 2-core machine; LiRA's 8 shadow models take about half), for the notice."""
+NEGLIGIBLE_PRIVACY = 0.05
+"""A recommended P below this is flagged: the attacker of the profile's threat model recovers nearly everything."""
+
+
+def _privacy_warnings(recommendation: Recommendation) -> list[str]:
+    """A warning when the recommended sigma gives negligible privacy under the profile's threat model."""
+    chosen = recommendation.recommended
+    if chosen is None or chosen.privacy >= NEGLIGIBLE_PRIVACY:
+        return []
+    return [f"warning: profile '{recommendation.profile.name}' recommends sigma {chosen.sigma:g} with P = "
+            f"{chosen.privacy:.3f} under threat model '{recommendation.profile.threat_model}': privacy is "
+            f"negligible there (P < {NEGLIGIBLE_PRIVACY:g}); the constraints leave no sigma with more"]
+
+
+def _merged_recommendations(path: Path, new: list[dict]) -> list[dict]:
+    """The recommendations of an earlier ``pud.json`` at ``path`` with ``new`` added (a profile of
+    the same name is replaced), so that calls with other profiles accumulate."""
+    from pudlab.io import read_json
+
+    earlier: list[dict] = []
+    if path.exists():
+        try:
+            earlier = list(read_json(path).get("recommendations", []))
+        except (PudlabError, OSError, ValueError, AttributeError):
+            earlier = []
+    names = {item["profile"]["name"] for item in new}
+    return [item for item in earlier if item.get("profile", {}).get("name") not in names] + new
 
 
 def _store_inputs(state: Any, store: str, dataset: str | None, privacy_report: Any, *,
@@ -246,6 +325,11 @@ def _store_inputs(state: Any, store: str, dataset: str | None, privacy_report: A
             raise SpecError(f"{store}: no Exp-3 sweep in the store; run `pudlab run exp3 ...` first")
         data = pud_inputs(opened, chosen)
         if privacy_report is None:
+            privacy_report = stored_privacy(opened, chosen, data["sigmas"], data_dir=state.data_dir, compute=False)
+        if privacy_report is None:
+            minutes = PRIVACY_SECONDS_PER_SIGMA * len(data["sigmas"]) / 60
+            click.echo(f"note: computing the privacy attacks on {chosen} at {len(data['sigmas'])} sigmas once (kept in "
+                       f"{store}/privacy/): about {minutes:.0f} minutes on one CPU thread", err=True)
             privacy_report = stored_privacy(opened, chosen, data["sigmas"], data_dir=state.data_dir,
                                             progress=progress)
     return data, privacy_report, chosen
@@ -253,11 +337,18 @@ def _store_inputs(state: Any, store: str, dataset: str | None, privacy_report: A
 
 def _print_pud(points: list[PudPoint], recommendations: list[Recommendation]) -> None:
     """The P, U, D table and each recommendation with its grid neighbours, as text."""
-    click.echo(f"{'sigma':>6} {'P':>6} {'U':>6} {'D':>6}   {'accuracy':>8} {'D from':>12}")
+    from pudlab.privacy.threats import THREAT_MODELS
+
+    threats = "".join(f" {'P|' + name:>9}" for name in THREAT_MODELS)
+    click.echo(f"{'sigma':>6} {'P':>6} {'U':>6} {'D':>6}   {'accuracy':>8} {'D from':>12}{threats}")
     for point in points:
         source = point.raw.get("d_method", "")
+        by_threat = point.raw.get("privacy_by_threat", {})
+        cells = "".join(f" {_table_number(by_threat.get(name)):>9}" for name in THREAT_MODELS)
         click.echo(f"{point.sigma:>6g} {point.privacy:>6.3f} {point.utility:>6.3f} {point.distinguishability:>6.3f}   "
-                   f"{point.raw['accuracy']:>8.4f} {source:>12}")
+                   f"{point.raw['accuracy']:>8.4f} {source:>12}{cells}")
+    click.echo("P: every attack (the strongest attacker); P|name: under that threat model (release, + public "
+               "data, + raw pool, + the trained model)")
     for recommendation in recommendations:
         click.echo("")
         click.echo(recommendation.message)

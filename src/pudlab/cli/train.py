@@ -4,7 +4,31 @@ from __future__ import annotations
 
 import click
 
+import math
+
 from pudlab.cli._common import CliState, parse_widths, print_json, training_options
+
+
+def check_training_values(*, sigma: float, fraction: float, epochs: int, batch_size: int | None, lr: float,
+                          hidden: int, out: str | None = None) -> None:
+    """Every numeric training option in range (before anything is read or written)."""
+    checks = (
+        (math.isfinite(sigma) and sigma >= 0, "--sigma", sigma, "a finite number >= 0"),
+        (math.isfinite(fraction) and 0 <= fraction <= 1, "--fraction", fraction, "a number in [0, 1]"),
+        (epochs >= 1, "--epochs", epochs, "an integer >= 1"),
+        (batch_size is None or batch_size >= 1, "--batch-size", batch_size, "an integer >= 1"),
+        (math.isfinite(lr) and lr > 0, "--lr", lr, "a finite number > 0"),
+        (hidden >= 1, "--hidden", hidden, "an integer >= 1"),
+    )
+    for ok, name, value, expected in checks:
+        if not ok:
+            raise click.BadParameter(f"{name}: expected {expected}, got {value!r}")
+    if out is not None:
+        from pathlib import Path
+
+        target = Path(out)
+        if target.exists() and not target.is_dir():
+            raise click.BadParameter(f"--out: {out} exists and is not a directory")
 
 # ---------------------------------------------------------------------------------------- train
 @click.command("train")
@@ -27,6 +51,10 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
     from pudlab.sampling import SamplingSetting, parse_labels
     from pudlab.train.trainer import TrainConfig, default_batch_size, resolve_device
 
+    check_training_values(sigma=sigma, fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden,
+                          out=out)
+    parse_widths(widths)
+    resolved = str(resolve_device(device))
     source = load_source(dataset, state.data_dir)
     parsed_setting = SamplingSetting.parse(setting)
     explicit = parse_labels(labels, source.num_classes) if labels else None
@@ -47,7 +75,7 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
         init_seed=init_seed,
         init_path=init_path,
     )
-    result, record = execute_plan(plan, out, device=str(resolve_device(device)), progress=progress)
+    result, record = execute_plan(plan, out, device=resolved, progress=progress)
     if as_json:
         print_json(record)
     else:

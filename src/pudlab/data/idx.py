@@ -128,6 +128,27 @@ def read_idx_header(path: PathLike) -> tuple[np.dtype[Any], tuple[int, ...]]:
     return _IDX_TYPES[code].newbyteorder("="), dims
 
 
+def idx_size_problem(path: PathLike) -> str | None:
+    """Why the header of IDX file ``path`` disagrees with its size (None when it fits). Cheap: the
+    header, the file size, or a gzip file's recorded length (ISIZE, the size modulo 2^32)."""
+    path = Path(path)
+    dtype, dims = read_idx_header(path)
+    expected = 4 + 4 * len(dims) + math.prod(dims) * dtype.itemsize
+    shape_text = "x".join(str(d) for d in dims)
+    if is_gzip(path):
+        with open(path, "rb") as handle:
+            handle.seek(-4, 2)
+            actual = int.from_bytes(handle.read(4), "little")
+        if actual != expected % 2**32:
+            return (f"{path}: corrupt header: dims {shape_text} need {expected} bytes uncompressed, "
+                    f"the gzip stream records {actual}")
+        return None
+    actual = path.stat().st_size
+    if actual != expected:
+        return f"{path}: corrupt header: dims {shape_text} need {expected} bytes, the file has {actual}"
+    return None
+
+
 def read_idx_pair(
     images_path: PathLike, labels_path: PathLike, num_classes: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:

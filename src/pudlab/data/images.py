@@ -257,6 +257,15 @@ def _labels(y: np.ndarray, n: int, source: str, key: str) -> np.ndarray:
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz``, loaded without pickle; DatasetError when unreadable."""
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DatasetError(f"{path}: not an .npz file (no zip header); expected arrays saved with numpy.savez")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             contents = {key: npz[key] for key in npz.files}
     except FileNotFoundError as exc:
@@ -300,6 +309,8 @@ def read_npz(path: PathLike) -> ImageArrays:
         and contents["obfuscated"].shape == ()
         and bool(contents["obfuscated"])
     )
+    if contents["x"].ndim == 0 or len(contents["x"]) == 0:
+        raise DatasetError(f"{path}: 'x' holds no samples (shape {contents['x'].shape}); expected at least one image")
     train_images = _normalize_images(contents["x"], source, "x", any_finite=released)
     train_labels = _labels(contents["y"], len(train_images), source, "y")
     test_images = test_labels = None

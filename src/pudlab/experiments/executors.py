@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -11,7 +13,11 @@ from typing import Protocol
 
 from pudlab.errors import PudlabError, StoreError
 from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, WorkerContext, execute_unit, init_worker, run_in_worker
+from pudlab.processes import stop_requested
 from pudlab.train.trainer import torch_threads
+
+POLL_SECONDS = 0.5
+"""How often the pool loop looks for a stop request while waiting for units."""
 
 class Executor(Protocol):
     """Runs units; yields the outcomes of each unit as it finishes (any order)."""
@@ -19,6 +25,9 @@ class Executor(Protocol):
     retried: int
 
     def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]: ...
+
+    def interrupt(self) -> None:
+        """Forward a stop request to running workers (called from a signal handler)."""
 
 
 class LocalExecutor:
@@ -28,6 +37,16 @@ class LocalExecutor:
         self.options, self.device = options, device
         self.retried = 0
         """Units run again because their worker process died."""
+        self._pool_now: ProcessPoolExecutor | None = None
+
+    def interrupt(self) -> None:
+        """Ask every worker of the running pool to stop at its next safe point (SIGINT)."""
+        processes = getattr(self._pool_now, "_processes", None) or {}
+        for pid in list(processes):
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
 
     def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
         if self.options.workers <= 1:
@@ -41,19 +60,25 @@ class LocalExecutor:
     def _pool(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
         remaining = {unit.index: unit for unit in units}
         attempts = dict.fromkeys(remaining, 0)
-        while remaining:
+        while remaining and not stop_requested():
             pool = ProcessPoolExecutor(
                 max_workers=self.options.workers, mp_context=get_context("spawn"), initializer=init_worker,
-                initargs=(self.options.data_dir, self.device, self.options.threads_per_worker()),
+                initargs=(self.options.data_dir, self.device, self.options.threads_per_worker(), os.getpid()),
             )
+            self._pool_now = pool
             try:
                 futures: dict[Future, int] = {pool.submit(run_in_worker, unit): index
                                               for index, unit in remaining.items()}
                 while futures:
-                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    done, _ = wait(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                    if stop_requested():  # units not started yet stay pending; running ones stop soon
+                        for future in futures:
+                            future.cancel()
                     broken = False
                     for future in done:
                         index = futures.pop(future)
+                        if future.cancelled():
+                            continue
                         try:
                             outcomes = future.result()
                         except BrokenProcessPool:
@@ -65,16 +90,19 @@ class LocalExecutor:
                     if broken:
                         break
                 for future, index in futures.items():  # the pool broke: whatever finished is kept
-                    if future.done() and future.exception() is None:
+                    if future.done() and not future.cancelled() and future.exception() is None:
                         remaining.pop(index)
                         yield future.result()
                     else:
                         attempts[index] += 1
+                if stop_requested():
+                    break
                 self.retried += len(remaining)
                 if any(attempts[index] > self.options.max_retries for index in remaining):
                     raise StoreError(f"a worker process died {self.options.max_retries + 1} times on the same unit; "
                                      "rerun the same command to resume (finished jobs are kept)")
             finally:
+                self._pool_now = None
                 pool.shutdown(wait=True, cancel_futures=True)
 
 

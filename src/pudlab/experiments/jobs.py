@@ -21,7 +21,7 @@ from pudlab.model import ModelConfig
 from pudlab.obfuscation import ObfuscationParams
 from pudlab.train.run import training_set
 from pudlab.sampling import SampleRecipe, draw_recipe, label_window
-from pudlab.seeding import derive_rng
+from pudlab.seeding import derive_rng, derive_seed
 from pudlab.train.trainer import TrainConfig, default_batch_size
 from pudlab.experiments.spec import DatasetSpec, ExperimentPlan, Preset
 
@@ -179,8 +179,19 @@ class Expansion:
             self.add(other.jobs[role.job], role)
 
 
+def own_draw_seed(sample_seed: int, dataset_id: str) -> int:
+    """The seed of an own draw (``disjoint_from``): its own stream, so that two own draws do not nest."""
+    return derive_seed(sample_seed, "own-draw", dataset_id)
+
+
 def dataset_recipes(plan: ExperimentPlan, num_classes: int) -> dict[str, SampleRecipe]:
-    """The sampling recipe of every dataset of the plan's spec (window rule, redraws, nesting)."""
+    """The sampling recipe of every dataset of the plan's spec.
+
+    A plain dataset is drawn with the preset's ``sample_seed`` (so equal settings in different
+    experiments are one draw and share their trainings); a redraw uses the parent's seed + n and, if
+    disjoint, avoids the parent's entries; ``disjoint_from`` gives an own draw with its own seed that
+    avoids the named dataset's entries; ``nested_in`` is a random fraction of its parent (Exp-2).
+    """
     spec, preset = plan.spec, plan.preset
     recipes: dict[str, SampleRecipe] = {}
     redraw_counts: dict[str, int] = {}
@@ -194,15 +205,19 @@ def dataset_recipes(plan: ExperimentPlan, num_classes: int) -> dict[str, SampleR
             redraw_counts[dataset.redraw_of] = redraw_counts.get(dataset.redraw_of, 0) + 1
             disjoint = preset.disjoint if dataset.disjoint is None else dataset.disjoint
             seed = parent.seed + redraw_counts[dataset.redraw_of]
-            exclude = parent.exclude_seeds + (parent.seed,) if disjoint else ()
-            recipe = SampleRecipe(parent.setting, parent.labels, seed, exclude)
+            recipe = SampleRecipe(parent.setting, parent.labels, seed, disjoint_from=(parent,) if disjoint else ())
         elif dataset.nested_in is not None:
             parent = resolve(dataset.nested_in)
             recipe = replace(parent, nested_fraction=dataset.fraction, nested_seed=preset.sample_seed)
         else:
             reference = resolve(dataset.counterpart).labels if dataset.counterpart else None
             labels = dataset.labels or label_window(dataset.setting, num_classes, reference_labels=reference)
-            recipe = SampleRecipe(dataset.setting, tuple(labels), preset.sample_seed)
+            if dataset.disjoint_from is not None:
+                avoid = resolve(dataset.disjoint_from)
+                recipe = SampleRecipe(dataset.setting, tuple(labels), own_draw_seed(preset.sample_seed, dataset.id),
+                                      disjoint_from=(avoid,))
+            else:
+                recipe = SampleRecipe(dataset.setting, tuple(labels), preset.sample_seed)
         recipes[dataset_id] = recipe
         return recipe
 

@@ -6,6 +6,12 @@ return the weights as safetensors bytes; the driver writes the files atomically 
 outcome as it arrives. Executors: :mod:`pudlab.experiments.executors`. A worker that dies (killed, out of memory) is
 retried (``max_retries``); a job that raises an error inside pudlab is recorded as failed and the
 sweep goes on.
+
+Progress within a unit is kept by its checkpoint (``STORE/checkpoints/``, every
+``RunOptions.checkpoint_seconds``): a killed or interrupted unit resumes from it. The outcomes of a
+unit are committed in one transaction, then its checkpoint is removed. Ctrl-C stops every unit at
+its next step (checkpoint saved), keeps what finished and says how to resume; a second Ctrl-C exits
+at once (workers follow their driver, see :mod:`pudlab.processes`).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import torch
 from tqdm.auto import tqdm
 
 from pudlab.experiments.executors import make_executor
+from pudlab.errors import StoreError
 from pudlab.experiments.jobs import Job
 from pudlab.experiments.store import Store
-from pudlab.experiments.worker import JobOutcome, RunOptions, Unit
+from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, checkpoint_name
 from pudlab.io import weights_to_bytes, write_bytes_atomic
+from pudlab.processes import InterruptedRun, graceful_interrupt, stop_requested
 from pudlab.train.trainer import resolve_device
 
 def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu", mode: str = "exact", *,
@@ -55,12 +63,32 @@ class RunSummary:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def _write(path, data: bytes) -> None:  # noqa: ANN001
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:  # a write() error carries no file name: name it (disk full, read-only, ...)
+        raise StoreError(f"{path}: {exc.strerror or exc}; the job stays unfinished in the store (finished jobs "
+                         "are kept): free space and rerun the same command") from exc
+
+
+def store_outcomes(store: Store, outcomes: Sequence[JobOutcome]) -> None:
+    """Write finished jobs' files atomically, then commit them all in one transaction."""
+    for outcome in outcomes:
+        _write(store.weights_path(outcome.key), outcome.weights)
+        for epoch, data in outcome.snapshots.items():
+            _write(store.snapshot_path(outcome.key, int(epoch)), data)
+    store.complete_jobs(outcomes)
+
+
 def store_outcome(store: Store, outcome: JobOutcome) -> None:
     """Write a finished job's files atomically, then commit it."""
-    write_bytes_atomic(store.weights_path(outcome.key), outcome.weights)
-    for epoch, data in outcome.snapshots.items():
-        write_bytes_atomic(store.snapshot_path(outcome.key, int(epoch)), data)
-    store.complete_job(outcome)
+    store_outcomes(store, [outcome])
+
+
+def _drop_checkpoints(store: Store, unit: Unit) -> None:
+    names = {checkpoint_name(unit.jobs, unit.mode), *(checkpoint_name((job,), unit.mode) for job in unit.jobs)}
+    for name in names:
+        (store.checkpoint_dir() / name).unlink(missing_ok=True)
 
 
 def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
@@ -92,31 +120,49 @@ def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
         first = members[0]
         if first.init_sha256 not in inits:
             inits[first.init_sha256] = weights_to_bytes(store.load_init(first.init_sha256, first.model))
-        units.append(Unit(len(units), tuple(members), inits[first.init_sha256], mode))
+        checkpoints = None if options.executor == "ray" and options.ray_address else str(store.checkpoint_dir())
+        units.append(Unit(len(units), tuple(members), inits[first.init_sha256], mode, checkpoints,
+                          options.checkpoint_seconds))
     for unit in units:
         store.mark_running([job.key for job in unit.jobs if job.key in pending], f"{options.executor}-{unit.index}")
     bar = tqdm(total=len(keys), initial=summary.skipped, unit="job", desc="training", disable=not options.progress,
                dynamic_ncols=True)
+    by_key = {job.key: unit for unit in units for job in unit.jobs}
     try:
-        for outcomes in executor.run(units):
-            for outcome in outcomes:
-                if outcome.key not in pending:
-                    continue  # a finished member retrained only to keep its unit's grouping
-                if outcome.error is not None:
-                    store.fail_job(outcome.key, outcome.error)
-                    summary.failed += 1
-                    summary.failures[outcome.key] = outcome.error
-                else:
-                    store_outcome(store, outcome)
-                    summary.trained += 1
-                pending.discard(outcome.key)
-                bar.update(1)
-                if on_outcome is not None:
-                    on_outcome(outcome)
+        with graceful_interrupt(getattr(executor, "interrupt", None)):
+            for outcomes in executor.run(units):
+                _commit(store, [o for o in outcomes if o.key in pending], summary, on_outcome)
+                for outcome in outcomes:  # a finished member may be retrained only to keep its unit's grouping
+                    if outcome.key in pending and not outcome.interrupted:
+                        pending.discard(outcome.key)
+                        bar.update(1)
+                if outcomes and all(not o.interrupted for o in outcomes) and outcomes[0].key in by_key:
+                    _drop_checkpoints(store, by_key[outcomes[0].key])
+            interrupted = stop_requested()
     finally:
         bar.close()
         summary.retried = executor.retried
     summary.seconds = time.perf_counter() - started
+    if interrupted and pending:
+        raise InterruptedRun(f"interrupted: {summary.trained} job(s) finished and kept, {len(pending)} to go "
+                             "(progress saved in checkpoints); rerun the same command to resume")
     return summary
 
-__all__ = ["JobOutcome", "RunOptions", "RunSummary", "make_units", "run_jobs", "store_outcome"]
+
+def _commit(store: Store, outcomes: Sequence[JobOutcome], summary: RunSummary,
+            on_outcome: Callable[[JobOutcome], None] | None) -> None:
+    """Record one unit's outcomes: failures, then the finished ones in one transaction."""
+    finished = [outcome for outcome in outcomes if outcome.ok]
+    for outcome in outcomes:
+        if outcome.error is not None:
+            store.fail_job(outcome.key, outcome.error)
+            summary.failed += 1
+            summary.failures[outcome.key] = outcome.error
+    if finished:
+        store_outcomes(store, finished)
+        summary.trained += len(finished)
+    for outcome in outcomes:
+        if on_outcome is not None and not outcome.interrupted:
+            on_outcome(outcome)
+
+__all__ = ["JobOutcome", "RunOptions", "RunSummary", "make_units", "run_jobs", "store_outcome", "store_outcomes"]

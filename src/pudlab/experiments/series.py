@@ -3,18 +3,26 @@
 * ``accuracy``: A(W) on T_e of a model, per sigma (mean +- std over repeats).
 * ``distance``: D(W_a, W_b) per sigma, the two models of the same repeat.
 * ``floor``: D between a distance reference and its shuffle-seed partner (the noise floor):
-  two clean trainings that differ only in batch order.
+  two clean trainings that differ only in batch order, one independent pair per repeat.
+* ``layer_distance``: D per layer (weights and bias together) of every distance series, named
+  ``<series>[<layer>]``.
+* ``delta``: Delta (Eq. 4) per repeat, ``|D(W_r, W_o on another draw) - D(W_r, W_o on the
+  reference's own data)|`` for every pair of distance series that share a reference and where one
+  compares the reference with a model of its own dataset; named ``Delta(<own>,<other>)``.
 * ``epoch_accuracy`` / ``epoch_distance``: the same per epoch (Fig. 2), from snapshots.
+
+``values`` keeps the repeats of a point in repeat order (missing jobs are skipped).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 
 import numpy as np
 
-from pudlab.metrics import model_distance
+from pudlab.metrics import model_distance, per_layer_distance
 from pudlab.experiments.jobs import Role
 from pudlab.experiments.spec import ExperimentSpec, parse_experiment
 from pudlab.experiments.store import Store
@@ -71,12 +79,40 @@ class RoleIndex:
         return min(self.sigmas[model])
 
 
+def _layer_rows(store: Store, series_id: str, sigma: float, pairs: list[tuple[str, str]]) -> list[dict]:
+    per_layer: dict[str, list[float]] = defaultdict(list)
+    for job_a, job_b in pairs:
+        if job_a == job_b:
+            continue
+        for layer, value in per_layer_distance(store.final_weights(job_a), store.final_weights(job_b)).items():
+            per_layer[layer].append(value)
+    return [_row(f"{series_id}[{layer}]", "layer_distance", sigma, values) for layer, values in per_layer.items()]
+
+
+def _delta_rows(spec: ExperimentSpec, by_repeat: dict[str, dict[float, dict[int, float]]]) -> list[dict]:
+    rows = []
+    distance = [s for s in spec.series if s.kind == "distance" and s.id in by_repeat]
+    for own in distance:
+        if spec.models[own.compared or ""].dataset != spec.models[own.reference or ""].dataset:
+            continue
+        for other in distance:
+            if other.reference != own.reference or other.id == own.id:
+                continue
+            for sigma in sorted(set(by_repeat[own.id]) & set(by_repeat[other.id])):
+                a, b = by_repeat[own.id][sigma], by_repeat[other.id][sigma]
+                values = [abs(b[r] - a[r]) for r in sorted(set(a) & set(b))]
+                rows.append(_row(f"Delta({own.id},{other.id})", "delta", sigma, values))
+    return rows
+
+
+# long: one branch per series kind, each a few lines over the same role index
 def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dict]:
     """Every series of ``spec`` for the plan, from finished jobs (missing jobs are skipped)."""
     index = RoleIndex(store.roles(plan_id))
     done = {row["key"] for row in store.job_rows() if row["status"] == "done"}
     rows: list[dict] = []
     floors_done: set[str] = set()
+    by_repeat: dict[str, dict[float, dict[int, float]]] = defaultdict(dict)
     for series in spec.series:
         if series.kind == "accuracy":
             model = series.model or ""
@@ -89,12 +125,16 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
             a_sweeps = spec.models[a].sweep
             for sigma in sorted(index.sigmas[b]):
                 sigma_a = sigma if a_sweeps else index.only_sigma(a)
-                values = []
+                found: dict[int, float] = {}
+                pairs = []
                 for r in range(index.repeats):
                     job_a, job_b = index.get(a, sigma_a, r), index.get(b, sigma, r)
                     if job_a in done and job_b in done:
-                        values.append(distance_between(store, job_a, job_b))
-                rows.append(_row(series.id, "distance", sigma, values))
+                        found[r] = distance_between(store, job_a, job_b)
+                        pairs.append((job_a, job_b))
+                by_repeat[series.id][sigma] = found
+                rows.append(_row(series.id, "distance", sigma, list(found.values())))
+                rows.extend(_layer_rows(store, series.id, sigma, pairs))
             if not a_sweeps and a not in floors_done:
                 floors_done.add(a)
                 sigma_a = index.only_sigma(a)
@@ -127,6 +167,7 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
                 for epoch in common:
                     per_epoch[epoch].append(distance_between(store, job_a, job_b, epoch))
             rows.extend(_row(series.id, "epoch_distance", epoch, values) for epoch, values in sorted(per_epoch.items()))
+    rows.extend(_delta_rows(spec, by_repeat))
     return rows
 
 
@@ -153,3 +194,16 @@ def series_table(store: Store, plan_id: str) -> dict[str, dict]:
         entry["n"].append(row["n"])
         entry["values"].append(row["values"])
     return table
+
+
+def store_tables(store: Store) -> dict[str, tuple[dict[str, dict[str, dict]], bool]]:
+    """Per dataset: ``(tables[experiment][series], mnist_family)``, the input of the claims."""
+    tables: dict[str, dict[str, dict]] = defaultdict(dict)
+    for plan in store.plans():
+        tables[plan["dataset"]][plan["experiment"]] = series_table(store, plan["id"])
+    sources = {row["name"]: row for row in store.sources()}
+    result = {}
+    for dataset, table in sorted(tables.items()):
+        shape = json.loads(sources[dataset]["sample_shape"]) if dataset in sources else [1]
+        result[dataset] = (dict(table), shape[0] == 1 and "cifar" not in dataset.lower())
+    return result

@@ -44,6 +44,8 @@ class DatasetSpec:
     nested_in: str | None = None
     """A random ``fraction`` of that dataset (Exp-2)."""
     fraction: float | None = None
+    disjoint_from: str | None = None
+    """An own draw (own seed) that avoids this dataset's entries on the labels they share (Exp-4, Exp-5)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class ExperimentSpec:
     models: dict[str, ModelSpec]
     series: tuple[SeriesSpec, ...]
     description: str = ""
+    prefer_datasets: tuple[str, ...] = ()
+    """If a dataset of the run has a name containing one of these, the experiment runs on those alone
+    (Fig. 2 is a CIFAR-10 figure in the paper); otherwise on every dataset of the run."""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     """The TOML data it was parsed from (stored with results, re-parsed by the report)."""
 
@@ -112,6 +117,9 @@ def parse_experiment(data: dict, source: str = "<spec>") -> ExperimentSpec:
     title = top.get("title", str, name)
     figure = top.get("figure", str, "")
     description = top.get("description", str, "")
+    prefer = top.get("prefer_datasets", list, [], expected="a list of dataset name parts, e.g. [\"cifar\"]")
+    if any(not isinstance(item, str) or not item for item in prefer):
+        raise SpecError(f"{top.where('prefer_datasets')} = {prefer!r}; expected a list of non-empty strings")
     datasets_table = top.get("datasets", dict, expected="a [datasets.<id>] table")
     models_table = top.get("models", dict, expected="a [models.<id>] table")
     series_list = top.get("series", list, expected="a list of [[series]] tables")
@@ -119,7 +127,7 @@ def parse_experiment(data: dict, source: str = "<spec>") -> ExperimentSpec:
 
     datasets = {key: _parse_dataset(source, key, value) for key, value in datasets_table.items()}
     for dataset in datasets.values():
-        for ref_key in ("counterpart", "redraw_of", "nested_in"):
+        for ref_key in ("counterpart", "redraw_of", "nested_in", "disjoint_from"):
             ref = getattr(dataset, ref_key)
             if ref is not None and ref not in datasets:
                 raise SpecError(f"{source}: datasets.{dataset.id}.{ref_key} = {ref!r}; expected one of {sorted(datasets)}")
@@ -131,7 +139,8 @@ def parse_experiment(data: dict, source: str = "<spec>") -> ExperimentSpec:
     ids = [item.id for item in series]
     if len(set(ids)) != len(ids):
         raise SpecError(f"{source}: series ids repeat: {ids}")
-    return ExperimentSpec(name, title, figure, source, datasets, models, series, description, data)
+    return ExperimentSpec(name, title, figure, source, datasets, models, series, description,
+                          tuple(item.lower() for item in prefer), data)
 
 
 def _parse_dataset(source: str, key: str, data: Any) -> DatasetSpec:
@@ -158,8 +167,9 @@ def _parse_dataset(source: str, key: str, data: Any) -> DatasetSpec:
         raise SpecError(f"{section.where('fraction')} is missing; expected the nested fraction in (0, 1]")
     if fraction is not None and nested_in is None:
         raise SpecError(f"{section.where('fraction')} needs nested_in")
-    if sum(x is not None for x in (redraw_of, nested_in)) > 1:
-        raise SpecError(f"{source}: datasets.{key}: redraw_of and nested_in exclude each other")
+    disjoint_from = section.get("disjoint_from", str, None)
+    if sum(x is not None for x in (redraw_of, nested_in, disjoint_from)) > 1:
+        raise SpecError(f"{source}: datasets.{key}: redraw_of, nested_in and disjoint_from exclude each other")
     spec = DatasetSpec(
         id=key,
         label=label,
@@ -170,6 +180,7 @@ def _parse_dataset(source: str, key: str, data: Any) -> DatasetSpec:
         disjoint=section.get("disjoint", bool, None),
         nested_in=nested_in,
         fraction=fraction,
+        disjoint_from=disjoint_from,
     )
     section.finish()
     return spec
@@ -179,7 +190,7 @@ def _check_acyclic(source: str, datasets: dict[str, DatasetSpec]) -> None:
     for start in datasets:
         seen, current = [start], datasets[start]
         while True:
-            parent = current.redraw_of or current.nested_in or current.counterpart
+            parent = current.redraw_of or current.nested_in or current.disjoint_from or current.counterpart
             if parent is None:
                 break
             if parent in seen:
@@ -255,8 +266,9 @@ class Preset:
     """M_cnn conv widths."""
     hidden: int = 128
     """M_cnn dense width."""
-    repeats: int = 1
-    """Seeds per point (shuffle and noise seeds; the initial weights stay shared)."""
+    repeats: int = 3
+    """Seeds per point: repeat r uses shuffle and noise seeds + r; the initial weights stay shared (the
+    paper trains every model of a dataset from one initial weight set)."""
     precision: str = "fp32"
     """fp32 | tf32 | bf16 | auto (bf16 on CUDA, fp32 on CPU: see docs/performance.md, precision study)."""
     disjoint: bool = True
@@ -373,3 +385,11 @@ class ExperimentPlan:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", f"{self.spec.name}@{self.dataset}")
+
+
+def runs_on(spec: ExperimentSpec, dataset: str, run_datasets: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``spec`` runs on ``dataset`` in a run over ``run_datasets`` (see ``prefer_datasets``)."""
+    if not spec.prefer_datasets:
+        return True
+    preferred = [name for name in run_datasets if any(part in name.lower() for part in spec.prefer_datasets)]
+    return not preferred or dataset in preferred

@@ -7,16 +7,27 @@ Layout::
     STORE/snapshots/<job key>/e<N>.safetensors   per-epoch snapshots (Fig. 2)
     STORE/inits/<sha256>.safetensors         the shared initial weight sets
 
+    STORE/checkpoints/<name>.pt              training state of unfinished units (removed when committed)
+    STORE/pudlab.lock                        the writer lock (PID and start time of its holder)
+
 Crash safety: weight files are written to a temporary name and renamed; a job becomes ``done``
 only in the transaction that also stores its epochs, after its files are complete. A job whose
-process died is still ``pending``/``running`` and is trained again (overwriting its files with
-identical content). Only one process (the driver) writes the database.
+process died is still ``pending``/``running`` and is trained again (from its checkpoint).
+
+One writer per store: a writer holds an exclusive ``flock`` on ``pudlab.lock`` while open (the OS
+releases it when the holder dies, so a killed run never leaves a stale lock); a second writer is
+refused with the holder's PID and start time, or waits (``wait=True``). Readers
+(``read_only=True``) take no lock and never write: they open the database read-only (``mode=ro``,
+or ``immutable=1`` on a read-only medium) and work on an in-memory copy, so derived tables they
+compute (series, distances) never reach the disk.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -37,6 +48,8 @@ if TYPE_CHECKING:
     from pudlab.experiments.worker import JobOutcome
 
 DB_FILE = "pudlab.sqlite"
+LOCK_FILE = "pudlab.lock"
+CHECKPOINT_DIR = "checkpoints"
 SCHEMA_VERSION = "1"
 
 _SCHEMA = """
@@ -73,36 +86,138 @@ CREATE TABLE IF NOT EXISTS timings (
 """
 
 
-def open_store(root: str | os.PathLike, *, create: bool = False) -> Store:
-    """Open the result store at ``root`` (a folder holding ``pudlab.sqlite``); ``create`` makes a new one."""
-    return Store(root, create=create)
+def open_store(root: str | os.PathLike, *, create: bool = False, read_only: bool = False) -> Store:
+    """Open the result store at ``root`` (a folder holding ``pudlab.sqlite``); ``create`` makes a new one,
+    ``read_only`` opens it for reading (no lock, nothing written)."""
+    return Store(root, create=create, read_only=read_only)
+
+
+_HELD: dict[str, list] = {}
+"""Writer locks this process holds: resolved root -> [fd, open Store count]."""
+
+
+def _acquire_lock(root: Path, wait: bool) -> str:
+    """Take the writer lock of ``root`` (re-entrant within this process); return its key."""
+    key = str(root.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return key
+    path = root / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(path)
+        if not wait:
+            os.close(fd)
+            raise StoreError(f"{root}: in use by another writer ({holder}); wait for it to finish, "
+                             "or pass --wait to queue behind it") from None
+        os.write(2, f"{root}: waiting for the writer holding it ({holder})\n".encode())
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": stamp, "host": socket.gethostname()}).encode(), 0)
+    _HELD[key] = [fd, 1]
+    return key
+
+
+def _release_lock(key: str) -> None:
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        os.close(held[0])  # closing the descriptor releases the flock
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+        return f"pid {info['pid']} on {info.get('host', '?')}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    """An in-memory copy of the database, read without writing anything (works on read-only media)."""
+    uri = db_path.resolve().as_uri()
+    errors = []
+    # no WAL file: the last writer closed cleanly, and immutable reading creates no -wal/-shm files;
+    # a WAL file (a writer is open, or died): read-only mode, which reads the WAL too
+    wal = db_path.with_name(db_path.name + "-wal").exists()
+    for query in (("mode=ro", "immutable=1") if wal else ("immutable=1", "mode=ro")):
+        try:
+            source = sqlite3.connect(f"{uri}?{query}", uri=True)
+            try:
+                memory = sqlite3.connect(":memory:", isolation_level=None)
+                source.backup(memory)
+                return memory
+            finally:
+                source.close()
+        except sqlite3.DatabaseError as exc:
+            errors.append(f"{query}: {exc}")
+    raise StoreError(f"{db_path}: cannot read the database ({'; '.join(errors)})")
+
+
+def remove_temp_files(root: Path) -> int:
+    """Delete the temporary files of writes that a killed writer left behind; return how many."""
+    count = 0
+    for folder in (root / "weights", root / "inits", root / "previews", root / CHECKPOINT_DIR):
+        for temp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            temp.unlink(missing_ok=True)
+            count += 1
+    for temp in (root / "snapshots").glob("*/.*.tmp") if (root / "snapshots").is_dir() else ():
+        temp.unlink(missing_ok=True)
+        count += 1
+    return count
 
 
 class Store:
     """A result store directory (see the module docstring). Use as a context manager."""
 
-    def __init__(self, root: str | os.PathLike, *, create: bool = True) -> None:
+    # long: one place decides writer vs reader, lock, open mode and schema check
+    def __init__(self, root: str | os.PathLike, *, create: bool = True, read_only: bool = False,
+                 wait: bool = False) -> None:
         self.root = Path(root)
+        self.read_only = read_only
+        self._lock: str | None = None
         db_path = self.root / DB_FILE
-        if not db_path.exists() and not create:
+        if not db_path.exists() and (not create or read_only):
             raise StoreError(f"{self.root}: not a pudlab store (no {DB_FILE}); run `pudlab run` or `pudlab reproduce` first")
-        self.root.mkdir(parents=True, exist_ok=True)
+        if read_only:
+            self.db = _connect_read_only(db_path)
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = _acquire_lock(self.root, wait)
+            try:
+                self.db = sqlite3.connect(db_path, timeout=60, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                self.close()
+                raise StoreError(f"{db_path}: not a usable SQLite database ({exc})") from exc
+            remove_temp_files(self.root)
         try:
-            self.db = sqlite3.connect(db_path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(_SCHEMA)
+            version = self.meta("schema_version")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{db_path}: not a usable SQLite database ({exc})") from exc
-        version = self.meta("schema_version")
-        if version is None:
+            self.close()
+            raise StoreError(f"{db_path}: not a pudlab store database ({exc})") from exc
+        if version is None and not read_only:
             self.set_meta("schema_version", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
+            self.close()
             raise StoreError(f"{db_path}: store schema {version}, this pudlab reads schema {SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ basics
     def close(self) -> None:
-        self.db.close()
+        if getattr(self, "db", None) is not None:
+            self.db.close()
+            self.db = None  # type: ignore[assignment]
+        if self._lock is not None:
+            _release_lock(self._lock)
+            self._lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -115,10 +230,22 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if "full" in str(exc) or "disk" in str(exc):
+                raise StoreError(f"{self.root / DB_FILE}: {exc}; nothing of this transaction was stored: "
+                                 "free space and rerun the same command") from exc
             raise
-        self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def checkpoint_dir(self) -> Path:
+        """Where units keep their training state until committed."""
+        return self.root / CHECKPOINT_DIR
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -239,23 +366,31 @@ class Store:
 
     def complete_job(self, outcome: JobOutcome) -> None:
         """Record a finished job (its weight/snapshot files must already be in place)."""
-        key = outcome.key
+        self.complete_jobs([outcome])
+
+    def complete_jobs(self, outcomes: Iterable[JobOutcome]) -> None:
+        """Record finished jobs in one transaction (their files must already be in place)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM epochs WHERE job = ?", (key,))
-            db.execute("DELETE FROM snapshots WHERE job = ?", (key,))
-            db.execute("DELETE FROM distances WHERE a = ? OR b = ?", (key, key))
-            for record in outcome.history:
-                db.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?)",
-                           (key, record["epoch"], record["train_loss"], record["eval_loss"],
-                            record["eval_accuracy"], record["seconds"]))
-            for epoch, sha in outcome.snapshot_sha256.items():
-                db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", (key, int(epoch), sha))
-            db.execute(
-                "UPDATE jobs SET status = 'done', error = NULL, final_accuracy = ?, weights_sha256 = ?, "
-                "wall_seconds = ?, environment = ?, finished = ? WHERE key = ?",
-                (outcome.final_accuracy, outcome.weights_sha256, outcome.wall_seconds,
-                 json.dumps(outcome.environment, sort_keys=True), time.time(), key),
-            )
+            for outcome in outcomes:
+                self._complete(db, outcome)
+
+    def _complete(self, db: sqlite3.Connection, outcome: JobOutcome) -> None:
+        key = outcome.key
+        db.execute("DELETE FROM epochs WHERE job = ?", (key,))
+        db.execute("DELETE FROM snapshots WHERE job = ?", (key,))
+        db.execute("DELETE FROM distances WHERE a = ? OR b = ?", (key, key))
+        for record in outcome.history:
+            db.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?)",
+                       (key, record["epoch"], record["train_loss"], record["eval_loss"],
+                        record["eval_accuracy"], record["seconds"]))
+        for epoch, sha in outcome.snapshot_sha256.items():
+            db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", (key, int(epoch), sha))
+        db.execute(
+            "UPDATE jobs SET status = 'done', error = NULL, final_accuracy = ?, weights_sha256 = ?, "
+            "wall_seconds = ?, environment = ?, finished = ? WHERE key = ?",
+            (outcome.final_accuracy, outcome.weights_sha256, outcome.wall_seconds,
+             json.dumps(outcome.environment, sort_keys=True), time.time(), key),
+        )
 
     def fail_job(self, key: str, error: str) -> None:
         self.db.execute("UPDATE jobs SET status = 'failed', error = ? WHERE key = ?", (error, key))

@@ -7,10 +7,12 @@ to the store (the driver does, see :mod:`pudlab.experiments.runner`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import torch
 from safetensors.torch import load as st_load
@@ -20,9 +22,11 @@ from pudlab.errors import PudlabError
 from pudlab.experiments.jobs import Job, job_training_set, make_split
 from pudlab.io import weights_sha256, weights_to_bytes
 from pudlab.model import parameter_names
-from pudlab.train.trainer import TrainResult, train_model
+from pudlab.processes import die_with_parent, stop_requested
+from pudlab.train.trainer import Checkpointing, TrainingInterrupted, TrainResult, train_model
 
 MAX_RETRIES = 2
+CHECKPOINT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class RunOptions:
     """Ray cluster address (``auto``, ``HOST:PORT``); None starts a local Ray instance."""
     ray_ship_data: bool = False
     """Send datasets to Ray workers through the object store (data dir not shared)."""
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
+    """Least seconds between two checkpoints of a unit's full training state (weights, Adam state,
+    epoch and step, running loss), written atomically to ``STORE/checkpoints/``; an interrupted
+    unit resumes from its checkpoint bit-identically (CPU). 0: after every step; negative: never."""
 
     def threads_per_worker(self) -> int:
         return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
@@ -73,10 +81,12 @@ class JobOutcome:
     final_accuracy: float = float("nan")
     wall_seconds: float = 0.0
     environment: dict = field(default_factory=dict)
+    interrupted: bool = False
+    """Stopped on request at a safe point (Ctrl-C); its progress is in the unit's checkpoint."""
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.interrupted
 
     @classmethod
     def failed(cls, key: str, exc: BaseException | str) -> JobOutcome:
@@ -133,6 +143,24 @@ class Unit:
     """The shared initial weight set as safetensors bytes (verified against the jobs' init hash)."""
     mode: str
     """Ensemble mode (exact | fused)."""
+    checkpoint_dir: str | None = None
+    """Where the unit checkpoints its training state (None: no checkpoints)."""
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
+    """Least seconds between two checkpoints (see :attr:`RunOptions.checkpoint_seconds`)."""
+
+
+def checkpoint_name(jobs: Sequence[Job], mode: str) -> str:
+    """File name of the checkpoint of ``jobs`` trained together in ``mode`` (content-keyed)."""
+    digest = hashlib.sha256("\n".join([mode, *(job.key for job in jobs)]).encode()).hexdigest()
+    return f"{digest[:32]}.pt"
+
+
+def _checkpointing(unit: Unit, jobs: Sequence[Job]) -> Checkpointing | None:
+    if unit.checkpoint_dir is None or unit.checkpoint_seconds < 0:
+        return None
+    name = checkpoint_name(jobs, unit.mode)
+    return Checkpointing(Path(unit.checkpoint_dir) / name, unit.checkpoint_seconds, identity=name,
+                         should_stop=stop_requested)
 
 
 def _outcome(job: Job, result: TrainResult, snapshots: dict[int, dict]) -> JobOutcome:
@@ -162,38 +190,40 @@ def _initial_weights(unit: Unit) -> dict[str, torch.Tensor]:
     return ordered
 
 
-def train_single(context: WorkerContext, job: Job, initial: dict[str, torch.Tensor]) -> JobOutcome:
-    """Train one job; return its outcome."""
+def train_single(context: WorkerContext, job: Job, initial: dict[str, torch.Tensor],
+                 checkpoint: Checkpointing | None = None) -> JobOutcome:
+    """Train one job; return its outcome. Snapshots taken so far travel in ``checkpoint.extra``."""
     split = context.split(job)
     _, obfuscated = job_training_set(split, job)
     wanted = set(job.snapshot_epochs)
-    snapshots: dict[int, dict] = {}
+    holder = checkpoint.extra if checkpoint is not None else {}
 
     def keep_snapshot(epoch: int, trainer, record) -> None:  # noqa: ANN001
         if epoch in wanted:
-            snapshots[epoch] = trainer.weights()
+            holder.setdefault("snapshots", {})[epoch] = trainer.weights()
 
     result = train_model(obfuscated, split.eval, job.model, initial, job.train, device=context.device,
-                         on_epoch=keep_snapshot)
-    return _outcome(job, result, snapshots)
+                         on_epoch=keep_snapshot, checkpoint=checkpoint)
+    return _outcome(job, result, holder.get("snapshots", {}))
 
 
 def train_ensemble_unit(context: WorkerContext, jobs: Sequence[Job], initial: dict[str, torch.Tensor],
-                        mode: str | None) -> list[JobOutcome]:
+                        mode: str | None, checkpoint: Checkpointing | None = None) -> list[JobOutcome]:
     """Train jobs of one group signature in one lockstep ensemble; return their outcomes."""
     from pudlab.train.ensemble import train_ensemble
 
     split = context.split(jobs[0])
     train_sets = [job_training_set(context.split(job), job)[1] for job in jobs]
-    snapshots: list[dict[int, dict]] = [{} for _ in jobs]
+    holder = checkpoint.extra if checkpoint is not None else {}
 
     def keep_snapshot(member: int, epoch: int, trainer, record) -> None:  # noqa: ANN001
         if epoch in jobs[member].snapshot_epochs:
-            snapshots[member][epoch] = trainer.member_weights(member)
+            holder.setdefault("snapshots", {}).setdefault(member, {})[epoch] = trainer.member_weights(member)
 
     results = train_ensemble(train_sets, split.eval, jobs[0].model, initial, [job.train for job in jobs],
-                             device=context.device, mode=mode, on_epoch=keep_snapshot)
-    return [_outcome(job, result, snapshots[member])
+                             device=context.device, mode=mode, on_epoch=keep_snapshot, checkpoint=checkpoint)
+    snapshots = holder.get("snapshots", {})
+    return [_outcome(job, result, snapshots.get(member, {}))
             for member, (job, result) in enumerate(zip(jobs, results, strict=True))]
 
 
@@ -201,20 +231,28 @@ def execute_unit(context: WorkerContext, unit: Unit) -> list[JobOutcome]:
     """Run one unit; every job yields an outcome, a failed one on error (never raises for pudlab errors).
 
     An ensemble that fails as a whole is retried one job at a time, so one bad job fails alone.
+    A stop request (Ctrl-C) returns interrupted outcomes, progress kept in the unit's checkpoint.
     """
+    interrupted = [JobOutcome(job.key, interrupted=True) for job in unit.jobs]
+    if stop_requested():
+        return interrupted
     try:
         initial = _initial_weights(unit)
     except Exception as exc:  # noqa: BLE001 - every job of the unit fails with it
         return [JobOutcome.failed(job.key, exc) for job in unit.jobs]
     if len(unit.jobs) > 1:
         try:
-            return train_ensemble_unit(context, unit.jobs, initial, unit.mode)
+            return train_ensemble_unit(context, unit.jobs, initial, unit.mode, _checkpointing(unit, unit.jobs))
+        except TrainingInterrupted:
+            return interrupted
         except Exception:  # noqa: BLE001 - retried job by job below, where each error is recorded
             pass
     outcomes = []
     for job in unit.jobs:
         try:
-            outcomes.append(train_single(context, job, initial))
+            outcomes.append(train_single(context, job, initial, _checkpointing(unit, (job,))))
+        except TrainingInterrupted:
+            return outcomes + interrupted[len(outcomes):]
         except Exception as exc:  # noqa: BLE001 - recorded as the job's failure
             outcomes.append(JobOutcome.failed(job.key, exc))
     return outcomes
@@ -223,9 +261,11 @@ def execute_unit(context: WorkerContext, unit: Unit) -> list[JobOutcome]:
 _WORKER: WorkerContext | None = None
 
 
-def init_worker(data_dir: str | None, device: str, threads: int) -> None:
-    """Initializer of a spawned worker process: thread count and a fresh context."""
+def init_worker(data_dir: str | None, device: str, threads: int, parent_pid: int | None = None) -> None:
+    """Initializer of a spawned worker process: dies with ``parent_pid`` (the driver) and releases its
+    output; thread count and a fresh context."""
     global _WORKER
+    die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     _WORKER = WorkerContext(data_dir, device)
 

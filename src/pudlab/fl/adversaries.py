@@ -8,6 +8,22 @@ model ``g + u'`` where ``g`` is the round's global model and ``u = w - g`` their
 * ``sign_flip``: ``g - scale * u``;
 * ``scaled``: ``g + scale * u`` (a boosted update).
 
+Adaptive Byzantine clients know the aggregation rule and see the round's honest updates (the
+omniscient attacker of the papers, the worst case): they train honestly like the others, and the
+round replaces their models once every client has trained (:func:`adaptive_models`):
+
+* ``alie`` ("A little is enough", Baruch, Baruch, Goldberg, NeurIPS 2019): every colluder submits
+  ``g + mu - z * s`` with mu, s the coordinate-wise mean and std of the honest updates and
+  ``z = Phi^-1((n - k) / n)``, ``k = floor(n / 2 + 1) - f_colluders`` (the paper's z_max), or a given
+  ``z``: small enough to pass median- and distance-based rules, in a consistent harmful direction;
+* ``fang_krum`` (Fang, Cao, Jia, Gong, USENIX Security 2020, the full-knowledge Krum attack):
+  ``g - lambda * sign(mu)``, lambda halved from an upper bound until Krum (with the spec's f) picks
+  one of the crafted models; the colluders all submit it;
+* ``fang_trmean`` (the same paper's trimmed-mean / median attack): per coordinate, pushed past the
+  honest extreme opposite to mu's sign, by a factor drawn in [1, b] (b = 2);
+* ``inflate``: trains honestly, submits the sign-flipped update ``g - scale * u`` and claims
+  ``factor`` times its sample count, so that FedAvg (weighted by claimed counts) follows it.
+
 Free-riders / model thieves (Jia et al. 2021's spoofing adversary) do not train: they submit a
 copy of another client's model of the same round (``copy = "client"``, plus optional
 ``N(0, noise_std^2)``) or the last global model plus noise (``copy = "global"``), and claim the
@@ -32,11 +48,13 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from pudlab.fl.spec import BYZANTINE_KINDS, AdversarySpec
+from pudlab.fl.spec import ADAPTIVE_KINDS, BYZANTINE_KINDS, AdversarySpec
 
 Weights = dict[str, torch.Tensor]
 BYZANTINE_ROLES = BYZANTINE_KINDS
 """Roles that train honestly, then corrupt what they submit."""
+ADAPTIVE_ROLES = ADAPTIVE_KINDS
+"""Roles that train honestly, then submit what the round's honest updates and the rule allow."""
 
 
 def _gaussian_like(weights: Mapping[str, torch.Tensor], std: float, rng: np.random.Generator) -> Weights:
@@ -103,6 +121,89 @@ def corrupt(adversary: AdversarySpec, global_weights: Mapping[str, torch.Tensor]
     raise ValueError(f"{adversary.kind!r} is not a Byzantine kind")
 
 
+# ----------------------------------------------------------------------------------------- adaptive
+def _flat(weights: Mapping[str, torch.Tensor]) -> np.ndarray:
+    return np.concatenate([value.detach().to(torch.float64).numpy().ravel() for value in weights.values()])
+
+
+def _unflat(vector: np.ndarray, template: Mapping[str, torch.Tensor]) -> Weights:
+    result, start = {}, 0
+    for name, value in template.items():
+        size = value.numel()
+        result[name] = torch.from_numpy(vector[start:start + size].reshape(tuple(value.shape)).copy()).to(value.dtype)
+        start += size
+    return result
+
+
+def alie_z(clients: int, colluders: int) -> float:
+    """Baruch et al.'s z_max: ``Phi^-1((n - k) / n)``, ``k = floor(n / 2 + 1) - colluders`` (at least 0).
+
+    >>> round(alie_z(10, 3), 3)  # k = 6 - 3 = 3: Phi^-1(0.7)
+    0.524
+    """
+    from scipy.stats import norm
+
+    supporters = math.floor(clients / 2 + 1) - colluders
+    return float(max(norm.ppf((clients - supporters) / clients), 0.0))
+
+
+def _krum_picks_crafted(candidates: list[np.ndarray], crafted: int, f: int) -> bool:
+    """Whether Krum over ``candidates`` (the crafted ones last, ``crafted`` of them) picks a crafted one."""
+    count = len(candidates)
+    neighbours = max(count - f - 2, 1)
+    stacked = np.stack(candidates)
+    scores = []
+    for i in range(count):
+        diff = stacked - stacked[i]
+        distances = np.sort(np.delete(np.einsum("ij,ij->i", diff, diff), i))
+        scores.append(math.fsum(distances[:neighbours].tolist()))
+    return int(np.argmin(scores)) >= count - crafted
+
+
+def adaptive_models(adversary: AdversarySpec, global_weights: Mapping[str, torch.Tensor],
+                    honest: list[Mapping[str, torch.Tensor]], own: list[Mapping[str, torch.Tensor]], *,
+                    clients: int, f: int, rng: np.random.Generator) -> list[Weights]:
+    """What each of ``adversary``'s colluders submits (one per entry of ``own``, their honest models).
+
+    ``honest``: the models of the round's honest clients (the omniscient attacker's knowledge);
+    ``clients``: n; ``f``: the f the server's rule assumes (``fang_krum``'s search).
+    """
+    g = _flat(global_weights)
+    benign = np.stack([_flat(w) - g for w in (honest or own)])
+    mu = benign.mean(axis=0)
+    if adversary.kind == "alie":
+        z = adversary.z if adversary.z is not None else alie_z(clients, len(own))
+        crafted = g + mu - z * benign.std(axis=0)
+        return [_unflat(crafted, global_weights) for _ in own]
+    if adversary.kind == "fang_krum":
+        direction = np.sign(mu)
+        others = [g + row for row in benign]
+        # the paper's upper bound on lambda, then halving (at least one step stays: a tiny lambda)
+        spread = max(float(np.sqrt(((benign[:, None] - benign[None]) ** 2).sum(-1)).max()), 1e-12) if len(benign) > 1 \
+            else float(np.linalg.norm(mu))
+        lam = spread / math.sqrt(len(g)) * 2.0 + float(np.abs(benign).max())
+        for _ in range(30):
+            crafted = g - lam * direction
+            if _krum_picks_crafted(others + [crafted] * len(own), len(own), f):
+                break
+            lam /= 2.0
+        return [_unflat(g - lam * direction, global_weights) for _ in own]
+    if adversary.kind == "fang_trmean":
+        direction = np.sign(mu)
+        high, low = benign.max(axis=0), benign.min(axis=0)
+        models = []
+        for _ in own:
+            factor = rng.uniform(1.0, 2.0, size=len(g))
+            # push below the minimum where the honest mean rises, above the maximum where it falls
+            below = np.where(low > 0, low / factor, low * factor)
+            above = np.where(high > 0, high * factor, high / factor)
+            models.append(_unflat(g + np.where(direction > 0, below, above), global_weights))
+        return models
+    if adversary.kind == "inflate":
+        return [sign_flip_update(global_weights, w, scale=adversary.scale) for w in own]
+    raise ValueError(f"{adversary.kind!r} is not an adaptive kind")
+
+
 def stretched_step(claimed_step: int, *, real_steps: int, claimed_steps: int) -> int:
     """The real step a lazy client shows at ``claimed_step``: ``floor(claimed_step * real / claimed)``.
 
@@ -113,7 +214,10 @@ def stretched_step(claimed_step: int, *, real_steps: int, claimed_steps: int) ->
 
 
 __all__ = [
+    "ADAPTIVE_ROLES",
     "BYZANTINE_ROLES",
+    "adaptive_models",
+    "alie_z",
     "copied_model",
     "corrupt",
     "gaussian_update",

@@ -7,6 +7,13 @@
   f are Byzantine (n > 2f + 2), the score of update i is the sum of the squared distances to its
   n - f - 2 nearest other updates; Krum keeps the best-scored update, Multi-Krum keeps the m best
   (1 <= m <= n; Blanchard et al. use m = n - f) and averages them.
+* Coordinate-wise median and coordinate-wise trimmed mean (Yin, Chen, Ramchandran, Bartlett,
+  "Byzantine-Robust Distributed Learning", ICML 2018): per parameter, the median of the n values,
+  or the mean after dropping the f largest and f smallest (n > 2f).
+* Bulyan (El Mhamdi, Guerraoui, Rouault, "The Hidden Vulnerability of Distributed Learning in
+  Byzantium", ICML 2018): Krum picks theta = n - 2f updates one at a time (each pick removed from
+  the candidates); per parameter, the beta = theta - 2f of their values closest to the median are
+  averaged (n >= 4f + 3).
 
 An "update" is a weight dict (``{name: tensor}``, all with the same names and shapes, in the same
 order) or a flat vector (a 1-D torch tensor or NumPy array). Because every client starts from the
@@ -53,14 +60,14 @@ class AggregationResult:
     scores: np.ndarray
     """Per-update score (Krum: sum of squared distances to the n - f - 2 nearest; FedAvg: weight)."""
     rule: str
-    """Name of the rule (``fedavg``, ``krum``, ``multikrum``)."""
+    """Name of the rule (``fedavg``, ``krum``, ``multikrum``, ``median``, ``trimmed_mean``, ``bulyan``)."""
     distances: np.ndarray | None = field(default=None, repr=False)
     """(n, n) pairwise squared distances in float64 (Krum rules), else None."""
 
     @property
     def ranking(self) -> tuple[int, ...]:
         """All indices, best score first (Krum rules: lowest score; ties by index)."""
-        if self.rule == "fedavg":
+        if self.rule in ("fedavg", "median", "trimmed_mean"):
             return tuple(range(len(self.scores)))
         return tuple(int(i) for i in np.argsort(self.scores, kind="stable"))
 
@@ -226,6 +233,92 @@ def krum(updates: Sequence[Update], *, f: int) -> AggregationResult:
     return AggregationResult(result.aggregate, result.selected, result.scores, "krum", result.distances)
 
 
+def _coordinate_rule(updates: Sequence[Update], indices: Sequence[int],
+                     reduce: Callable[[np.ndarray], np.ndarray]) -> Update:
+    """``reduce`` over the stacked float64 values of ``updates[indices]`` (axis 0), cast back per tensor."""
+    chosen = [updates[i] for i in indices]
+
+    def combine(values: list[torch.Tensor | np.ndarray]) -> torch.Tensor | np.ndarray:
+        stacked = np.stack([_to_float64(value) for value in values])
+        result = reduce(stacked)
+        template = values[0]
+        if isinstance(template, torch.Tensor):
+            return torch.from_numpy(np.ascontiguousarray(result).reshape(tuple(template.shape))).to(template.dtype)
+        return result.reshape(template.shape).astype(np.asarray(template).dtype)
+
+    first = chosen[0]
+    if isinstance(first, Mapping):
+        return {name: combine([update[name] for update in chosen]) for name in first}  # type: ignore[index]
+    return combine(chosen)  # type: ignore[arg-type]
+
+
+def _trimmed(stacked: np.ndarray, trim: int) -> np.ndarray:
+    """Per column, the mean of the sorted values without the ``trim`` lowest and ``trim`` highest."""
+    ordered = np.sort(stacked, axis=0, kind="stable")
+    return ordered[trim: len(ordered) - trim].mean(axis=0)
+
+
+def coordinate_median(updates: Sequence[Update]) -> AggregationResult:
+    """Per parameter, the median of the n updates' values (the mean of the middle two for even n).
+
+    >>> coordinate_median([np.array([0.0, 5.0]), np.array([1.0, -9.0]), np.array([100.0, 4.0])]).aggregate.tolist()
+    [1.0, 4.0]
+    """
+    _check_updates(updates)
+    indices = tuple(range(len(updates)))
+    aggregate = _coordinate_rule(updates, indices, lambda stacked: np.median(stacked, axis=0))
+    return AggregationResult(aggregate, indices, np.ones(len(updates)), "median")
+
+
+def trimmed_mean(updates: Sequence[Update], *, f: int) -> AggregationResult:
+    """Per parameter, the mean after dropping the ``f`` largest and ``f`` smallest values (n > 2f).
+
+    >>> trimmed_mean([np.array([0.0]), np.array([1.0]), np.array([2.0]), np.array([99.0])], f=1).aggregate.tolist()
+    [1.5]
+    """
+    _check_updates(updates)
+    count = len(updates)
+    if isinstance(f, bool) or not isinstance(f, int | np.integer) or f < 0 or count <= 2 * f:
+        raise KrumParameterError(f"trimmed mean needs an integer f >= 0 with n > 2f, got n={count}, f={f!r}")
+    indices = tuple(range(count))
+    aggregate = _coordinate_rule(updates, indices, lambda stacked: _trimmed(stacked, int(f)))
+    return AggregationResult(aggregate, indices, np.ones(count), "trimmed_mean")
+
+
+def bulyan(updates: Sequence[Update], *, f: int) -> AggregationResult:
+    """Bulyan over Krum: theta = n - 2f updates picked by repeated Krum, then per parameter the mean
+    of the beta = theta - 2f values closest to their median (n >= 4f + 3).
+
+    ``selected`` are the theta picked updates; ``scores`` the Krum scores over all n.
+    """
+    _check_updates(updates)
+    count = len(updates)
+    if isinstance(f, bool) or not isinstance(f, int | np.integer) or f < 0 or count < 4 * f + 3:
+        raise KrumParameterError(f"Bulyan needs n >= 4f + 3 (El Mhamdi et al. 2018), got n={count}, f={f!r}")
+    distances = pairwise_squared_distances(updates)
+    remaining = list(range(count))
+    picked: list[int] = []
+    for _ in range(count - 2 * f):
+        sub = distances[np.ix_(remaining, remaining)]
+        # Krum on the remaining candidates; with fewer than 2f + 3 left every remaining one is as good
+        neighbours = max(len(remaining) - f - 2, 0)
+        scores = [math.fsum(np.sort(np.delete(sub[i], i))[:neighbours].tolist()) for i in range(len(remaining))]
+        best = int(np.argmin(scores))
+        picked.append(remaining.pop(best))
+    theta = len(picked)
+    beta = theta - 2 * f
+
+    def closest_to_median(stacked: np.ndarray) -> np.ndarray:
+        median = np.median(stacked, axis=0)
+        order = np.argsort(np.abs(stacked - median), axis=0, kind="stable")[:beta]
+        return np.take_along_axis(stacked, order, axis=0).mean(axis=0)
+
+    selected = tuple(sorted(picked))
+    aggregate = _coordinate_rule(updates, selected, closest_to_median)
+    return AggregationResult(aggregate, selected, krum_scores(distances, f) if count > 2 * f + 2 else np.zeros(count),
+                             "bulyan", distances)
+
+
 # ------------------------------------------------------------------------------------ registry
 AggregationRule = Callable[..., AggregationResult]
 
@@ -254,13 +347,18 @@ def aggregate(rule: str, updates: Sequence[Update], *, sample_counts: Sequence[f
 register_rule("fedavg", lambda updates, *, sample_counts=None, f=0, m=None: fedavg(updates, sample_counts))
 register_rule("krum", lambda updates, *, sample_counts=None, f=0, m=None: krum(updates, f=f))
 register_rule("multikrum", lambda updates, *, sample_counts=None, f=0, m=None: multi_krum(updates, f=f, m=m))
+register_rule("median", lambda updates, *, sample_counts=None, f=0, m=None: coordinate_median(updates))
+register_rule("trimmed_mean", lambda updates, *, sample_counts=None, f=0, m=None: trimmed_mean(updates, f=f))
+register_rule("bulyan", lambda updates, *, sample_counts=None, f=0, m=None: bulyan(updates, f=f))
 
 __all__ = [
     "AggregationResult",
     "KrumParameterError",
     "Update",
     "aggregate",
+    "bulyan",
     "check_krum_parameters",
+    "coordinate_median",
     "fedavg",
     "flatten_update",
     "krum",
@@ -269,4 +367,5 @@ __all__ = [
     "pairwise_squared_distances",
     "register_rule",
     "rule_names",
+    "trimmed_mean",
 ]

@@ -6,7 +6,8 @@ weights, the shared data is O(T_k) at the client's sigma. A challenged client ha
 the server, which runs :func:`pudlab.pol.verify_bundle` with the round's policy and adds the checks
 only the FL server can make:
 
-* the bundle starts from this round's global model (initial-weights hash);
+* the bundle starts from this round's global model (initial-weights hash; passed to the verifier as
+  ``expected_initial_sha256``, which settles the initialization check whatever the seed);
 * its final checkpoint is the model the client submitted (``expected_model_sha256``);
 * it claims the round's local hyper-parameters (epochs, batch size, lr) and the sample count the
   client claimed for FedAvg weighting;
@@ -112,6 +113,7 @@ def verify_options(request: ChallengeRequest) -> VerifyOptions:
                                      request.client.client) % (2**62),
         max_sigma=request.sigma,
         expected_model_sha256=weights_sha256(request.submission.weights),
+        expected_initial_sha256=weights_sha256(request.global_weights),
     )
 
 

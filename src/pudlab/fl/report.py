@@ -1,7 +1,8 @@
 """The report of a federated-learning simulation: a markdown section and its figures.
 
 Reads a store (:class:`pudlab.fl.store.SimulationStore`: ``spec.json`` and every defence's round
-records) and writes ``STORE/report.md`` and, under ``STORE/figures/``, PNG + SVG of:
+records) and writes ``STORE/report.md``, the same as a self-contained ``STORE/report.html``
+(figures embedded) and, under ``STORE/figures/``, PNG + SVG of:
 
 * ``fl_accuracy``: global accuracy on T_e per round, one line per defence, the same attack;
 * ``fl_detection``: per defence and per client role, the fraction of submissions kept out of the
@@ -262,7 +263,68 @@ def write_fl_report(store: str | Path) -> Path:
     text = "# pudlab federated-learning simulation\n\n" + report_section(meta, results, figures)
     path = store / "report.md"
     write_bytes_atomic(path, text.encode())
+    write_bytes_atomic(store / "report.html", markdown_html(text, store, title=f"pudlab FL: {name}").encode())
     return path
+
+
+def _inline(text: str, base: Path) -> str:
+    """Escape, then render images (embedded as data URIs), bold and code of one markdown line."""
+    import base64
+    import html
+    import re
+
+    def image(match: re.Match) -> str:
+        target = base / match.group(2)
+        if target.exists():
+            data = base64.b64encode(target.read_bytes()).decode()
+            return f'<img alt="{match.group(1)}" src="data:image/png;base64,{data}">'
+        return f"[missing figure {match.group(2)}]"
+
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", image, escaped)
+    escaped = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def markdown_html(text: str, base: Path, *, title: str) -> str:
+    """A self-contained HTML page of the report's markdown (headings, paragraphs, lists, tables,
+    images embedded): no external file, no script."""
+    import html
+
+    out, table, items = [], [], []
+
+    def flush() -> None:
+        if table:
+            rows = [row for row in table if not set(row.replace("|", "").strip()) <= set("-: ")]
+            cells = [[_inline(c.strip(), base) for c in row.strip().strip("|").split("|")] for row in rows]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            table.append(stripped)
+            continue
+        if stripped.startswith(("- ", "* ")):
+            items.append(_inline(stripped[2:], base))
+            continue
+        flush()
+        if stripped.startswith("#"):
+            level = min(len(stripped) - len(stripped.lstrip("#")), 6)
+            out.append(f"<h{level}>{_inline(stripped[level:].strip(), base)}</h{level}>")
+        elif stripped:
+            out.append(f"<p>{_inline(stripped, base)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;"
+             "text-align:right}img{max-width:100%}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(out)}</body></html>\n")
 
 
 __all__ = [
@@ -271,6 +333,7 @@ __all__ = [
     "accuracy_figure",
     "detection_figure",
     "load_store",
+    "markdown_html",
     "pud_figure",
     "report_section",
     "write_fl_report",

@@ -6,6 +6,7 @@ from the spec's seeds with a key naming its round (``("challenge", round)``, ...
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -13,7 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pudlab.fl.aggregation import AggregationResult, fedavg, krum, multi_krum, pairwise_squared_distances
+from pudlab.fl import adversaries as adv
+from pudlab.fl.aggregation import (
+    AggregationResult,
+    bulyan,
+    coordinate_median,
+    fedavg,
+    krum,
+    multi_krum,
+    pairwise_squared_distances,
+    trimmed_mean,
+)
+from pudlab.fl.challenge import forge_byzantine
 from pudlab.fl.clients import ClientPool
 from pudlab.fl.records import (
     AggregationRecord,
@@ -60,7 +72,12 @@ def aggregate_round(spec: SimulationSpec, defence: str, submissions: Sequence[Su
     counts = [submissions[i].claimed_samples for i in accepted]
     rule = "multikrum" if defence in ("multikrum", "both") else spec.aggregation.rule
     reason = f = m = None
-    if rule == "fedavg":
+    coordinate = _coordinate_rule(rule, updates, spec.aggregation.f)
+    if coordinate is not None:
+        result, f = coordinate
+        if result.rule != rule:
+            rule, reason = result.rule, f"only {len(updates)} updates left for {rule}: {result.rule} used"
+    elif rule == "fedavg":
         result = fedavg(updates, counts)
     elif (params := effective_krum(len(updates), spec)) is None:
         rule, reason = "fedavg", f"only {len(updates)} updates left: Krum needs n > 2f + 2, FedAvg used"
@@ -77,6 +94,51 @@ def aggregate_round(spec: SimulationSpec, defence: str, submissions: Sequence[Su
         scores={submissions[accepted[i]].client: float(score) for i, score in enumerate(result.scores)},
     )
     return result, record
+
+
+def _coordinate_rule(rule: str, updates: list, f: int) -> tuple[AggregationResult, int | None] | None:
+    """(result, f used) of the median / trimmed-mean / Bulyan rules, f shrunk to what the accepted
+    updates allow (Bulyan needs n >= 4f + 3, the trimmed mean n > 2f; Bulyan over fewer than 3
+    updates is the median); None for other rules."""
+    count = len(updates)
+    if rule == "bulyan" and count >= 3:
+        used = min(f, (count - 3) // 4)
+        return bulyan(updates, f=used), used
+    if rule == "trimmed_mean":
+        used = min(f, (count - 1) // 2)
+        return trimmed_mean(updates, f=used), used
+    if rule in ("median", "bulyan"):
+        return coordinate_median(updates), None
+    return None
+
+
+def adapt_submissions(pool: ClientPool, round_index: int, global_weights: Weights,
+                      submissions: list[Submission]) -> list[Submission]:
+    """Adaptive adversaries (:data:`pudlab.fl.adversaries.ADAPTIVE_ROLES`) replace their honest models
+    with what the round's honest updates and the rule allow; their PoL answer, if any, is their real
+    checkpoints with the crafted model last (as a Byzantine client's)."""
+    spec = pool.spec
+    honest = [s.weights for s in submissions if s.role == "honest"]
+    result = list(submissions)
+    for adversary in spec.adversaries:
+        if adversary.kind not in adv.ADAPTIVE_ROLES:
+            continue
+        colluders = [i for i, s in enumerate(submissions) if s.client in adversary.clients and s.role == adversary.kind]
+        if not colluders:
+            continue
+        crafted = adv.adaptive_models(adversary, global_weights, honest, [submissions[i].weights for i in colluders],
+                                      clients=spec.simulation.clients, f=spec.aggregation.f,
+                                      rng=derive_rng(spec.simulation.seed, "adversary", round_index, adversary.kind))
+        for index, weights in zip(colluders, crafted, strict=True):
+            old = submissions[index]
+            bundle = old.bundle
+            if bundle is not None:
+                real = bundle.rename(bundle.with_name(bundle.name + "_real"))
+                bundle = forge_byzantine(real, old.bundle, weights)  # type: ignore[arg-type]
+            claimed = int(round(old.claimed_samples * adversary.factor)) if adversary.kind == "inflate" \
+                else old.claimed_samples
+            result[index] = dataclasses.replace(old, weights=weights, claimed_samples=claimed, bundle=bundle)
+    return result
 
 
 def challenged(spec: SimulationSpec, round_index: int) -> list[int]:
@@ -111,7 +173,8 @@ def run_round(pool: ClientPool, defence: str, round_index: int, global_weights: 
     proof_dir = work_dir / f"round_{round_index:04d}" if uses_pol(defence) else None
     if proof_dir is not None and proof_dir.exists():
         shutil.rmtree(proof_dir)  # left by an interrupted run
-    submissions = pool.submissions(round_index, global_weights, proof_dir=proof_dir)
+    submissions = adapt_submissions(pool, round_index, global_weights,
+                                    pool.submissions(round_index, global_weights, proof_dir=proof_dir))
     challenges: list[ChallengeOutcome] = []
     if uses_pol(defence):
         challenges = challenge_clients(pool, round_index, global_weights, submissions, challenger)
@@ -154,6 +217,7 @@ def round_line(record: RoundRecord) -> str:
 
 
 __all__ = [
+    "adapt_submissions",
     "aggregate_round",
     "challenge_clients",
     "challenged",

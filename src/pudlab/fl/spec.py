@@ -27,8 +27,10 @@ from pudlab.sampling import SamplingSetting
 DEFENCES = ("none", "multikrum", "pol", "both")
 """The defences a simulation can run: none, Multi-Krum aggregation, PoL challenges, or both."""
 BYZANTINE_KINDS = ("random_weights", "gaussian", "sign_flip", "scaled")
-ADVERSARY_KINDS = (*BYZANTINE_KINDS, "thief", "lazy")
-BASE_RULES = ("fedavg", "krum", "multikrum")
+ADAPTIVE_KINDS = ("alie", "fang_krum", "fang_trmean", "inflate")
+"""Byzantine kinds that see the round's honest updates and know the rule (:mod:`pudlab.fl.adversaries`)."""
+ADVERSARY_KINDS = (*BYZANTINE_KINDS, *ADAPTIVE_KINDS, "thief", "lazy")
+BASE_RULES = ("fedavg", "krum", "multikrum", "median", "trimmed_mean", "bulyan")
 SECTION_NAMES = ("simulation", "sampling", "model", "training", "aggregation", "pol")
 """The single tables of a spec, in order (``[[adversaries]]`` is the array)."""
 
@@ -107,9 +109,10 @@ class AggregationSection:
     """[aggregation]: how the server combines the accepted updates."""
 
     rule: str = "fedavg"
-    """Rule without Multi-Krum defence (fedavg, krum, multikrum)."""
+    """Rule without Multi-Krum defence (fedavg, krum, multikrum, median, trimmed_mean, bulyan)."""
     f: int = 1
-    """Multi-Krum: assumed number of Byzantine clients (n > 2f + 2)."""
+    """Krum rules, trimmed mean, Bulyan: assumed number of Byzantine clients (Krum: n > 2f + 2;
+    trimmed mean: n > 2f; Bulyan: n >= 4f + 3)."""
     m: int | None = None
     """Multi-Krum: updates kept and averaged (default n - f)."""
     weighted: bool = False
@@ -154,13 +157,18 @@ class AdversarySpec:
     """[[adversaries]]: one kind of misbehaviour, by one or more clients."""
 
     kind: str
-    """random_weights, gaussian, sign_flip, scaled (Byzantine); thief (free-rider); lazy."""
+    """random_weights, gaussian, sign_flip, scaled (Byzantine); alie, fang_krum, fang_trmean, inflate
+    (adaptive); thief (free-rider); lazy."""
     clients: tuple[int, ...]
     """Indices (0-based) of the clients that behave so."""
     std: float = 0.1
     """random_weights: std of the N(0, std^2) weights; gaussian: std of the noise added to the update."""
     scale: float = 5.0
-    """scaled: the update is multiplied by scale; sign_flip: by -scale."""
+    """scaled: the update is multiplied by scale; sign_flip and inflate: by -scale."""
+    z: float | None = None
+    """alie: deviations in honest standard deviations (default: Baruch et al.'s z_max for n and the colluders)."""
+    factor: float = 10.0
+    """inflate: claimed sample count = factor x the real one."""
     copy: str = "client"
     """thief: copy another client's model (client) or the last global model plus noise (global)."""
     victim: int | None = None
@@ -175,7 +183,7 @@ class AdversarySpec:
     @property
     def family(self) -> str:
         """byzantine, thief or lazy."""
-        return "byzantine" if self.kind in BYZANTINE_KINDS else self.kind
+        return "byzantine" if self.kind in BYZANTINE_KINDS or self.kind in ADAPTIVE_KINDS else self.kind
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,7 @@ def _plain(section: object) -> dict:
 
 
 __all__ = [
+    "ADAPTIVE_KINDS",
     "ADVERSARY_KINDS",
     "BASE_RULES",
     "BYZANTINE_KINDS",

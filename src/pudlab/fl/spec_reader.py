@@ -121,12 +121,16 @@ def _read_aggregation(section: Section, clients: int, needs_krum: bool) -> Aggre
         m=section.integer("m", None, low=1),
         weighted=section.boolean("weighted", False),
     )
-    if needs_krum or aggregation.rule != "fedavg":
+    if needs_krum or aggregation.rule in ("krum", "multikrum"):
         try:
             check_krum_parameters(clients, aggregation.f, aggregation.m)
         except KrumParameterError as exc:
             raise SpecError(f"{section.where('f')} = {aggregation.f}, m = {aggregation.m}; expected values that "
                             f"fit simulation.clients = {clients}: {exc}") from exc
+    limits = {"trimmed_mean": (2 * aggregation.f + 1, "n > 2f"), "bulyan": (4 * aggregation.f + 3, "n >= 4f + 3")}
+    if aggregation.rule in limits and clients < limits[aggregation.rule][0]:
+        raise SpecError(f"{section.where('f')} = {aggregation.f}; expected a value that fits simulation.clients = "
+                        f"{clients}: {aggregation.rule} needs {limits[aggregation.rule][1]}")
     return aggregation
 
 
@@ -164,6 +168,10 @@ _KIND_KEYS = {
     "gaussian": ("std",),
     "sign_flip": ("scale",),
     "scaled": ("scale",),
+    "alie": ("z",),
+    "fang_krum": (),
+    "fang_trmean": (),
+    "inflate": ("scale", "factor"),
     "thief": ("copy", "victim", "noise_std"),
     "lazy": ("step_fraction",),
 }
@@ -183,6 +191,8 @@ def _read_adversary(section: Section, clients: int) -> AdversarySpec:
         clients=members,
         std=_real(section, "std", 0.1, low=0.0, low_open=True),
         scale=_real(section, "scale", 5.0, low=0.0, low_open=True),
+        z=None if not section.has("z") else _real(section, "z", 0.0, low=0.0),
+        factor=_real(section, "factor", 10.0, low=1.0),
         copy=section.string("copy", "client", choices=("client", "global")),
         victim=section.integer("victim", None, low=0),
         noise_std=_real(section, "noise_std", 0.0, low=0.0),

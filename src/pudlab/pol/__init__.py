@@ -4,7 +4,9 @@ Definitions and Practice", IEEE S&P 2021).
 The prover trains on its private data T, records checkpoints, batch positions and every
 hyper-parameter, and shares the obfuscated O(T) instead of T (:mod:`.prover`; the files
 :mod:`.bundle`, their manifest :mod:`.manifest`). The verifier replays the segments with the
-largest updates on O(T) and compares by F-norm (:mod:`.verifier`, :mod:`.replay`). :mod:`.forgers`
+largest updates (and the segment before each) on O(T) and compares weights and Adam moments by F-norm
+(:mod:`.verifier`, :mod:`.replay`), after the claims policy (:mod:`.policy`: hyper-parameter bounds,
+initialization) and the whole-history checks of what Adam can do (:mod:`.history`). :mod:`.forgers`
 are cheating provers; :mod:`.evaluation` measures honest acceptance against spoofers, model thieves
 and tampered bundles over sigma (results in :mod:`.evaluation_results`).
 
@@ -31,6 +33,9 @@ _EXPORTS = {
     "capture_state": "replay",
     "replay_segment": "replay",
     "restore_state": "replay",
+    "VerifyPolicy": "policy",
+    "history_checks": "history",
+    "replay_state": "replay",
     "Verdict": "verifier",
     "VerifyOptions": "verifier",
     "select_segments": "verifier",

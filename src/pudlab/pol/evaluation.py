@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
 from pudlab.errors import PudlabError
-from pudlab.io import write_bytes_atomic, write_json
+from pudlab.io import read_json, write_bytes_atomic, write_json
 from pudlab.metrics import distinguishability
 from pudlab.model import ModelConfig, initial_state
-from pudlab.obfuscation import obfuscate
+from pudlab.obfuscation import ReleaseKey, release
 from pudlab.pol.bundle import open_bundle
 from pudlab.pol.evaluation_results import (
     AttackOutcome,
@@ -44,6 +44,8 @@ from pudlab.pol.forgers import (
     align_labels,
     forge_interpolated,
     forge_jump,
+    forge_moments,
+    forge_stolen_init,
     tamper_batch_reorder,
     tamper_batch_swap,
     tamper_checkpoint,
@@ -124,8 +126,16 @@ class EvaluationConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-ATTACK_NAMES = ("thief-jump", "thief-interpolate", "checkpoint-edit", "checkpoint-edit-unsealed", "batch-swap",
-                "batch-swap-replay-only", "batch-reorder", "hyperparameter", "shared-swap", "shared-swap-unsealed")
+TAMPER_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
+"""Sizes of the checkpoint edits, in units of the edited segment's update norm."""
+LR_FACTORS = (2.0, 10.0, 1000.0)
+"""Falsifications of the claimed learning rate."""
+ATTACK_NAMES = ("thief-jump", "thief-interpolate", "moment-forgery", "stolen-init", "stolen-init-careful",
+                "stolen-init-ks", "stolen-init-careful-ks",
+                *(f"checkpoint-edit-x{scale:g}" for scale in TAMPER_SCALES), "checkpoint-edit-unsealed",
+                "batch-swap", "batch-swap-replay-only", "batch-reorder",
+                *(f"lr-x{factor:g}" for factor in LR_FACTORS), "adam-eps-x10", "adam-beta1-0.8",
+                "shared-swap", "shared-swap-unsealed")
 """The thieves and tampers run on trial 0 of each sigma, in order."""
 
 
@@ -157,7 +167,10 @@ class _Context:
         return NoiseClaim(sigma, self.config.fraction, self.config.clip)
 
     def obfuscated(self, data: LabeledImages, sigma: float, seed: int) -> LabeledImages:
-        return obfuscate(data, sigma=sigma, fraction=self.config.fraction, seed=seed, clip=self.config.clip)
+        """A keyed release of ``data`` at ``sigma``: independent noise at every sigma (the key is derived
+        from the evaluation's recorded seed, so the run is reproducible; its bundles never leave it)."""
+        return release(data, sigma=sigma, key=ReleaseKey.from_insecure_seed(seed), fraction=self.config.fraction,
+                       clip=self.config.clip)
 
     def private_sets(self, trial: int) -> tuple[LabeledImages, LabeledImages]:
         """T_i and T_j: two disjoint draws of the same S-X-Y-Z setting."""
@@ -233,6 +246,7 @@ def _run_job(job: tuple[int, float]) -> tuple[TrialOutcome, list[AttackOutcome]]
                                overwrite=True)
         attacks = _run_attacks(sigma, sigma_dir, honest_path, thief_shared, stolen, shared_j, private_i, options,
                                context.config.seed)
+        attacks += _run_thieves(context, trial, sigma, sigma_dir, thief_shared, stolen, private_j, shared_j, options)
     if not context.keep_bundles:
         shutil.rmtree(sigma_dir, ignore_errors=True)
     return outcome, attacks
@@ -250,7 +264,11 @@ def _run_attacks(sigma: float, sigma_dir: Path, honest_path: Path, thief_shared:
 
     record("thief-jump", forge_jump(thief_shared, sigma_dir / "thief-jump", stolen), EXIT_REJECT)
     record("thief-interpolate", forge_interpolated(thief_shared, sigma_dir / "thief-interp", stolen), EXIT_REJECT)
-    record("checkpoint-edit", tamper_checkpoint(honest_path, sigma_dir / "ckpt-edit", seed=seed), EXIT_REJECT)
+    forge_moments(thief_shared, sigma_dir / "moment-forgery", stolen)
+    record("moment-forgery", sigma_dir / "moment-forgery", EXIT_REJECT)
+    for scale in TAMPER_SCALES:
+        record(f"checkpoint-edit-x{scale:g}",
+               tamper_checkpoint(honest_path, sigma_dir / f"ckpt-edit-{scale:g}", scale=scale, seed=seed), EXIT_REJECT)
     record("checkpoint-edit-unsealed", tamper_checkpoint(honest_path, sigma_dir / "ckpt-edit-u", seed=seed, reseal=False),
            EXIT_MALFORMED)
     swapped = tamper_batch_swap(honest_path, sigma_dir / "batch-swap")
@@ -258,10 +276,39 @@ def _run_attacks(sigma: float, sigma_dir: Path, honest_path: Path, thief_shared:
     record("batch-swap-replay-only", swapped, EXIT_REJECT, replace(options, check_schedule=False))
     record("batch-reorder", tamper_batch_reorder(honest_path, sigma_dir / "batch-reorder"), EXIT_REJECT,
            replace(options, check_schedule=False))
-    record("hyperparameter", tamper_hyperparameter(honest_path, sigma_dir / "hyper"), EXIT_REJECT)
+    for factor in LR_FACTORS:
+        record(f"lr-x{factor:g}", tamper_hyperparameter(honest_path, sigma_dir / f"lr-{factor:g}", factor=factor),
+               EXIT_REJECT)
+    record("adam-eps-x10", tamper_hyperparameter(honest_path, sigma_dir / "eps", name="adam_eps", factor=10.0),
+           EXIT_REJECT)
+    beta = tamper_hyperparameter(honest_path, sigma_dir / "beta1", name="adam_eps", factor=1.0)
+    manifest = read_json(beta / "manifest.json")
+    manifest["training"]["adam_betas"] = [0.8, manifest["training"]["adam_betas"][1]]
+    write_json(beta / "manifest.json", manifest)
+    record("adam-beta1-0.8", beta, EXIT_REJECT)
     record("shared-swap", tamper_shared(honest_path, sigma_dir / "shared-swap", shared_j), EXIT_REJECT)
     record("shared-swap-unsealed", tamper_shared(honest_path, sigma_dir / "shared-swap-u",
                                                  align_labels(private_i.labels, shared_j), reseal=False), EXIT_MALFORMED)
+    return outcomes
+
+
+def _run_thieves(context: _Context, trial: int, sigma: float, sigma_dir: Path, thief_shared: Path,
+                 stolen: dict[str, torch.Tensor], private_j: LabeledImages, shared_j: LabeledImages,
+                 options: VerifyOptions) -> list[AttackOutcome]:
+    """The stolen-initialization thieves: one epoch on T_j from the stolen model (plain, and careful: biases
+    zeroed, kernels clipped into the initializer's support), verified under the default policy (a seed is
+    required) and under ``seeded-or-ks`` (the fresh-draw test)."""
+    outcomes = []
+    train = replace(context.train_config(trial, "j"), epochs=1)
+    ks = replace(options, policy=replace(options.policy, init="seeded-or-ks"))
+    for name, careful in (("stolen-init", False), ("stolen-init-careful", True)):
+        proof = forge_stolen_init(private_j, shared_j, stolen, context.model_config, train, noise=context.noise(sigma),
+                                  checkpoint_every=context.config.checkpoint_every, out=sigma_dir / name,
+                                  careful=careful, threads=context.config.threads)
+        for suffix, opts in (("", options), ("-ks", ks)):
+            status, reason, verdict = verify_status(proof.path, opts)
+            outcomes.append(AttackOutcome(sigma, name + suffix, EXIT_REJECT, status, reason,
+                                          verdict.max_distance if verdict else None))
     return outcomes
 
 
@@ -317,7 +364,8 @@ def evaluate_detection(
     write_json(out / "pol_evaluation.json", report.to_dict())
     write_bytes_atomic(out / "pol_evaluation.csv", rows_csv(rows).encode())
     for suffix in ("png", "svg"):
-        plot_evaluation(rows, out / f"pol_evaluation.{suffix}", title=f"PoL on {source.description}")
+        plot_evaluation(rows, out / f"pol_evaluation.{suffix}", title=f"PoL on {source.description}",
+                        attacks=report.attacks)
     return report
 
 
@@ -338,4 +386,4 @@ def _job_runner(context: _Context, workers: int) -> Iterator[Callable]:
         yield pool.map
 
 
-__all__ = ["ATTACK_NAMES", "EvaluationConfig", "evaluate_detection"]
+__all__ = ["ATTACK_NAMES", "LR_FACTORS", "TAMPER_SCALES", "EvaluationConfig", "evaluate_detection"]

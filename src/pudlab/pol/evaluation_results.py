@@ -91,7 +91,8 @@ class AttackOutcome:
 
     @property
     def is_thief(self) -> bool:
-        return self.attack.startswith("thief")
+        """A model thief (claims a model it did not train) rather than a tamper of an honest bundle."""
+        return self.attack.startswith(("thief", "moment-forgery", "stolen-init"))
 
     def to_dict(self) -> dict:
         return {"sigma": self.sigma, "attack": self.attack, "expected_status": self.expected_status,
@@ -237,13 +238,18 @@ def rows_csv(rows: Sequence[SigmaRow]) -> str:
     return buffer.getvalue()
 
 
-def plot_evaluation(rows: Sequence[SigmaRow], path: str | Path, *, title: str | None = None) -> Path:
-    """Two panels vs sigma: detection rates (honest acceptance, spoof rejection, AUC, TPR at 1 %
-    FPR, thief rejection) and the replay distances (honest, spoof, threshold, Delta)."""
+def plot_evaluation(rows: Sequence[SigmaRow], path: str | Path, *, title: str | None = None,
+                    attacks: Sequence[AttackOutcome] = ()) -> Path:
+    """Panels vs sigma: detection rates (honest acceptance, spoof rejection, AUC, TPR at 1 %
+    FPR, thief rejection), the replay distances (honest, spoof, threshold, Delta) and, with
+    ``attacks``, the detection rate of every attack x sigma."""
     from pudlab.report.figures import plt, save_figure
 
     sigmas = [r.sigma for r in rows]
-    figure, (rates, distances) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, axes = plt.subplots(1, 3 if attacks else 2, figsize=(17 if attacks else 11, 4.6))
+    rates, distances = axes[0], axes[1]
+    if attacks:
+        _plot_attacks(axes[2], attacks)
     for key, label, style in (("honest_acceptance", "honest acceptance (1 - FRR)", "o-"),
                               ("spoof_rejection", "spoof rejection", "s-"), ("auc", "ROC AUC honest vs spoof", "^--"),
                               ("tpr_at_1pct_fpr", "TPR at 1% FPR", "v:"), ("thief_rejection", "thief rejection", "x-.")):
@@ -271,6 +277,46 @@ def plot_evaluation(rows: Sequence[SigmaRow], path: str | Path, *, title: str | 
     return save_figure(figure, path)
 
 
+def _plot_attacks(axis, attacks: Sequence[AttackOutcome]) -> None:
+    names, sigmas, rates = attack_matrix(attacks)
+    grid = np.array([[rates.get((n, s), np.nan) for s in sigmas] for n in names])
+    axis.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    axis.set_xticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
+    axis.set_yticks(range(len(names)), names, fontsize=7)
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            axis.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize=6)
+    axis.set_xlabel("sigma")
+    axis.set_title("attacks detected (exit != 0)", fontsize=9)
+
+
+def attack_matrix(attacks: Sequence[AttackOutcome]) -> tuple[list[str], list[float], dict[tuple[str, float], float]]:
+    """(attack names in first-seen order, sigmas, detection rate per (attack, sigma))."""
+    names = list(dict.fromkeys(a.attack for a in attacks))
+    sigmas = sorted({a.sigma for a in attacks})
+    rates = {}
+    for name in names:
+        for sigma in sigmas:
+            flags = [a.caught for a in attacks if a.attack == name and a.sigma == sigma]
+            if flags:
+                rates[(name, sigma)] = float(np.mean(flags))
+    return names, sigmas, rates
+
+
+def format_attack_table(attacks: Sequence[AttackOutcome]) -> str:
+    """Attack x sigma: detected/total per cell (exit status != 0), as fixed-width text."""
+    names, sigmas, _ = attack_matrix(attacks)
+    width = max((len(n) for n in names), default=6) + 1
+    lines = [f"{'attack':<{width}}" + "".join(f"{f'sigma {s:g}':>11}" for s in sigmas)]
+    for name in names:
+        cells = []
+        for sigma in sigmas:
+            found = [a for a in attacks if a.attack == name and a.sigma == sigma]
+            cells.append(f"{sum(a.caught for a in found)}/{len(found)}" if found else "-")
+        lines.append(f"{name:<{width}}" + "".join(f"{c:>11}" for c in cells))
+    return "\n".join(lines)
+
+
 def format_table(rows: Sequence[SigmaRow]) -> str:
     """The per-sigma table as fixed-width text."""
 
@@ -295,6 +341,8 @@ __all__ = [
     "SigmaRow",
     "TrialOutcome",
     "VerdictSummary",
+    "attack_matrix",
+    "format_attack_table",
     "format_table",
     "plot_evaluation",
     "rows_csv",

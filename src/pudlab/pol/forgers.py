@@ -14,6 +14,14 @@ edit ``manifest.json`` as plain JSON (a forged manifest need not validate).
 * **thief-interpolate** (:func:`forge_interpolated`): a model thief fabricates every checkpoint on
   the straight line from the public initial weights to the stolen model (his own Adam moments and
   batches).
+* **moment forgery** (:func:`forge_moments`): a thief trains on his own data, then crafts Adam's
+  moments at the checkpoint before the last segment (a large second moment, a first moment solved for
+  by a few replays) so that replaying the last segment on his own shared data lands on a target
+  model (the stolen one); the last checkpoint is that replay's output, so a verifier that replays
+  the last segment and compares weights only sees an exact match.
+* **stolen initialization** (:func:`forge_stolen_init`): a thief declares the stolen model as his
+  "initial weights from a file" and fine-tunes it briefly on his own data (``careful``: biases set to
+  zero and kernels clipped into the initializer's support first, to look like a fresh draw).
 * **tampers** of an honest bundle: :func:`tamper_checkpoint` (a middle checkpoint moved by one
   update's norm), :func:`tamper_batch_swap` (two steps of an epoch swapped),
   :func:`tamper_batch_reorder` (the steps of the first segment reversed),
@@ -36,9 +44,14 @@ from safetensors.torch import load_file
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
 from pudlab.io import read_json, weights_to_bytes, write_bytes_atomic, write_json
-from pudlab.pol.bundle import open_bundle, reseal_bundle, save_npy
-from pudlab.pol.manifest import BATCHES_FILE, MANIFEST_FILE, SHARED_X_FILE, SHARED_Y_FILE
+from pudlab.model import ModelConfig
+from pudlab.pol.bundle import TrainingState, open_bundle, reseal_bundle, save_npy
+from pudlab.pol.manifest import BATCHES_FILE, MANIFEST_FILE, SHARED_X_FILE, SHARED_Y_FILE, NoiseClaim
+from pudlab.pol.policy import glorot_bound
+from pudlab.pol.prover import ProofResult, prove
+from pudlab.pol.replay import replay_state
 from pudlab.seeding import derive_rng
+from pudlab.train.trainer import TrainConfig, torch_threads
 
 
 def align_labels(reference_labels: np.ndarray, other: LabeledImages) -> LabeledImages:
@@ -168,8 +181,99 @@ def forge_interpolated(thief_bundle: Path, target: Path, stolen: dict[str, torch
     return target
 
 
+def write_state(bundle: str | Path, index: int, state: TrainingState) -> None:
+    """Replace checkpoint ``index`` of a (trusted, own) bundle by ``state`` (weights and Adam moments)."""
+    path = _checkpoint_path(Path(bundle), index)
+    tensors = {name: tensor.to(torch.float32).contiguous() for name, tensor in state.tensors().items()}
+    write_bytes_atomic(path, weights_to_bytes(tensors, {"format": "pudlab.pol_checkpoint/1"}))
+
+
+# long: the forger's solve (a few replays refining the crafted first moment)
+def forge_moments(thief_bundle: Path, target: Path, goal: dict[str, torch.Tensor], *, iterations: int = 8,
+                  second_moment: float | None = 1.0) -> dict[str, torch.Tensor]:
+    """Craft the moments at the checkpoint before the last segment so that replaying the last segment on
+    the bundle's own shared data lands on ``goal``; return the final weights the forged bundle claims
+    (``goal`` to within the solve's residual).
+
+    ``second_moment``: the crafted second moment, the same for every coordinate (large: the gradients
+    barely matter, the first moment steers); None keeps the checkpoint's own second moment and solves
+    for the first moment only (a subtle forgery of a target near the thief's own trajectory).
+    """
+    copy_bundle(thief_bundle, target)
+    bundle = open_bundle(target)
+    manifest = bundle.manifest
+    last = len(manifest.checkpoints) - 1
+    if last < 1:
+        raise PudlabError("forge_moments: the bundle needs at least two checkpoints")
+    start_step, end_step = bundle.segment_bounds[last]
+    batches = [bundle.batch(step) for step in range(start_step, end_step)]
+    start = bundle.checkpoint(last - 1)
+    b1, b2 = manifest.training.adam_betas
+    lr = manifest.training.lr
+    # each step k moves about -lr * b1^k m / (1-b1^t) / sqrt(v_k / (1-b2^t)): linear in the start's m
+    gain = sum(b1**k * math.sqrt(1 - b2 ** (start_step + k)) / ((1 - b1 ** (start_step + k)) * b2 ** (k / 2))
+               for k in range(1, end_step - start_step + 1))
+    if second_moment is None:
+        v = {n: t.clone() for n, t in start.exp_avg_sq.items()}
+        m = {n: t.clone() for n, t in start.exp_avg.items()}
+    else:
+        v = {n: torch.full_like(w, second_moment) for n, w in start.weights.items()}
+        m = {n: -(goal[n] - start.weights[n]) * math.sqrt(second_moment) / (lr * gain) for n in start.weights}
+    with torch_threads(manifest.torch_threads):
+        for _ in range(iterations + 1):
+            crafted = TrainingState(start.step, start.weights, m, v)
+            replayed = replay_state(manifest.model, manifest.training, crafted, bundle.shared, batches)
+            # a damped Newton step on the (nearly linear) map from the start's m to the replayed weights
+            scale = {n: 0.7 * (v[n].sqrt() + 1e-12) / (lr * gain) for n in m}
+            m = {n: m[n] - (goal[n] - replayed.weights[n]) * scale[n] for n in m}
+    write_state(target, last - 1, crafted)
+    write_state(target, last, replayed)
+    reseal_bundle(target)
+    return replayed.weights
+
+
+def forge_state(bundle_path: Path, target: Path, index: int,
+                edit: Callable[[TrainingState], TrainingState]) -> Path:
+    """Edit the state of checkpoint ``index`` (weights and/or Adam moments) and rewrite every later
+    checkpoint as the replay from it, so that each later segment reproduces exactly."""
+    copy_bundle(bundle_path, target)
+    bundle = open_bundle(target)
+    manifest = bundle.manifest
+    state = edit(bundle.checkpoint(index))
+    write_state(target, index, state)
+    with torch_threads(manifest.torch_threads):
+        for later in range(index + 1, len(manifest.checkpoints)):
+            start_step, end_step = bundle.segment_bounds[later]
+            state = replay_state(manifest.model, manifest.training, state, bundle.shared,
+                                 [bundle.batch(step) for step in range(start_step, end_step)])
+            write_state(target, later, state)
+    reseal_bundle(target)
+    return target
+
+
+def careful_init(stolen: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``stolen`` made to look like a fresh draw: zero biases, kernels clipped into the Glorot support."""
+    return {name: torch.zeros_like(t) if name.endswith("bias") else
+            t.clamp(-glorot_bound(tuple(t.shape)), glorot_bound(tuple(t.shape))) for name, t in stolen.items()}
+
+
+def forge_stolen_init(private: LabeledImages, shared: LabeledImages, stolen: dict[str, torch.Tensor],
+                      model_config: ModelConfig, train_config: TrainConfig, *, noise: NoiseClaim,
+                      checkpoint_every: int, out: Path, careful: bool = False, threads: int = 1) -> ProofResult:
+    """A thief's honest-looking proof that starts from the stolen model as unseeded "initial weights"."""
+    initial = careful_init(stolen) if careful else {n: t.clone() for n, t in stolen.items()}
+    return prove(private, shared, model_config, train_config, initial_weights=initial, init_seed=None, noise=noise,
+                 checkpoint_every=checkpoint_every, out=out, threads=threads, overwrite=True,
+                 provenance={"role": "stolen-init thief"})
+
+
 __all__ = [
     "align_labels",
+    "careful_init",
+    "forge_moments",
+    "forge_state",
+    "forge_stolen_init",
+    "write_state",
     "copy_bundle",
     "edit_checkpoint_weights",
     "forge_interpolated",

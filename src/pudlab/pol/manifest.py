@@ -10,7 +10,7 @@ The JSON (key-sorted)::
 
     format, model, training, optimizer
     init          {file, seed, weights_sha256}
-    obfuscation   {sigma, fraction, clip, noise_seed: "withheld"}
+    obfuscation   {sigma, fraction, clip, noise_seed: "withheld", key_id (optional)}
     shared        {num_samples, num_classes, x: array, y: array}
     schedule      {num_steps, steps_per_epoch, checkpoint_every, padding: -1, batches: array}
     checkpoints   [{step, file, adam_step}, ...]
@@ -57,6 +57,7 @@ OPTIMIZER_RECORD = {"name": "adam", "implementation": "torch.optim.Adam", "weigh
 
 _PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_KEY_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _MAX_SEED = 2**63 - 1
 
 
@@ -227,9 +228,16 @@ class NoiseClaim:
     """R: fraction of the samples that got noise."""
     clip: bool
     """Whether O(T) was clipped to [0, 1]."""
+    key_id: str | None = None
+    """Identifier of the secret release key (:attr:`pudlab.obfuscation.ReleaseKey.key_id`: reveals nothing
+    of the key); None when not recorded."""
 
     def to_dict(self) -> dict:
-        return {"sigma": self.sigma, "fraction": self.fraction, "clip": self.clip, "noise_seed": WITHHELD}
+        data: dict[str, Any] = {"sigma": self.sigma, "fraction": self.fraction, "clip": self.clip,
+                                "noise_seed": WITHHELD}
+        if self.key_id is not None:
+            data["key_id"] = self.key_id
+        return data
 
     @classmethod
     def _parse(cls, fields: _Fields) -> NoiseClaim:
@@ -238,7 +246,10 @@ class NoiseClaim:
         clip = fields.boolean("clip")
         if fields.get("noise_seed", object, expected=repr(WITHHELD)) != WITHHELD:
             raise fields.fail("noise_seed", f"{WITHHELD!r} (a bundle never reveals the noise seed)")
-        return cls(float(sigma), float(fraction), clip)
+        key_id = fields.data.get("key_id")
+        if key_id is not None and not (isinstance(key_id, str) and _KEY_ID_RE.fullmatch(key_id)):
+            raise fields.fail("key_id", "absent or 16 lowercase hex digits (a release key identifier)")
+        return cls(float(sigma), float(fraction), clip, key_id)
 
 
 @dataclass(frozen=True)

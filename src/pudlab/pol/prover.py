@@ -48,6 +48,8 @@ class ProofResult:
     manifest_sha256: str
     num_steps: int
     num_checkpoints: int
+    checkpoint_every: int
+    """K as written: the requested K, or the number of steps when that was smaller."""
     final_weights: dict[str, torch.Tensor]
     final_weights_sha256: str
     seconds: float
@@ -80,7 +82,9 @@ def prove(
 ) -> ProofResult:
     """Train on ``private_set`` (T) and write a proof bundle sharing ``shared_set`` (O(T)) to ``out``.
 
-    ``checkpoint_every``: K, optimizer steps between checkpoints (one more after the last step).
+    ``checkpoint_every``: K, optimizer steps between checkpoints (one more after the last step); a K
+    larger than the number of steps is lowered to it (one checkpoint, after the last step), so that
+    every bundle written is one the verifier accepts as well-formed.
     ``init_seed``: the seed ``initial_weights`` were drawn with, so a verifier can redraw them;
     None when they came from a file. ``threads``: intra-op threads to train with (recorded; a
     bit-exact replay needs the same count); None keeps torch's current setting.
@@ -93,6 +97,7 @@ def prove(
     started = time.perf_counter()
     num_samples = len(private_set)
     steps_per_epoch, num_steps = schedule_shape(num_samples, train_config.batch_size, train_config.epochs)
+    checkpoint_every = min(checkpoint_every, num_steps)
     writer = BundleWriter(out, overwrite=overwrite)
     try:
         with torch_threads(threads):
@@ -112,7 +117,7 @@ def prove(
     except BaseException:
         writer.abort()
         raise
-    return ProofResult(path, _manifest_sha(path), num_steps, len(writer.checkpoints), final,
+    return ProofResult(path, _manifest_sha(path), num_steps, len(writer.checkpoints), checkpoint_every, final,
                        weights_sha256(final), time.perf_counter() - started)
 
 
@@ -142,8 +147,14 @@ def _manifest_sha(path: Path) -> str:
 
 def reshare(bundle: str | os.PathLike, out: str | os.PathLike, shared_set: LabeledImages, noise: NoiseClaim,
             *, overwrite: bool = False) -> Path:
-    """Copy ``bundle`` to ``out`` with other shared data (e.g. the same training disclosed at another
-    sigma) and re-seal it. Trusts ``bundle`` (it is the caller's own)."""
+    """Copy ``bundle`` to ``out`` with other shared data and re-seal it. Trusts ``bundle`` (it is the
+    caller's own).
+
+    To disclose the same training at another sigma, pass ``release(T, sigma=..., key=...)``
+    (:func:`pudlab.obfuscation.release`): its noise is drawn from (key, sigma, sample id), so the two
+    bundles carry independent noise and cannot be differenced back to T, even under one key. Never
+    pass a second scaling of the same noise (the obfuscation of the experiment engine, one noise
+    direction per sample over its sigma grid): two such releases give T exactly."""
     source, target = Path(bundle), Path(out)
     if target.exists():
         if not overwrite:

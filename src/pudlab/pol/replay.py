@@ -61,6 +61,25 @@ def restore_state(trainer: Trainer, state: TrainingState) -> None:
                              "optimizer": {"state": optimizer_state, "param_groups": param_groups}})
 
 
+def replay_state(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    start: TrainingState,
+    data: LabeledImages,
+    batches: Sequence[np.ndarray],
+    *,
+    device: str | torch.device = "cpu",
+) -> TrainingState:
+    """Weights, Adam moments and step count after running Adam from ``start`` over ``batches``
+    (sample positions into ``data``). Raises :class:`PudlabError` if Adam's step count is not
+    ``start.step + len(batches)``."""
+    trainer = Trainer(model_config, start.weights, data, train_config, device=device)
+    restore_state(trainer, start)
+    for positions in batches:
+        trainer.step(positions)
+    return capture_state(trainer, start.step + len(batches))
+
+
 def replay_segment(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -70,9 +89,5 @@ def replay_segment(
     *,
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """Weights after running Adam from ``start`` over ``batches`` (sample positions into ``data``)."""
-    trainer = Trainer(model_config, start.weights, data, train_config, device=device)
-    restore_state(trainer, start)
-    for positions in batches:
-        trainer.step(positions)
-    return trainer.weights()
+    """Weights after running Adam from ``start`` over ``batches`` (see :func:`replay_state`)."""
+    return replay_state(model_config, train_config, start, data, batches, device=device).weights

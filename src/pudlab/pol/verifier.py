@@ -4,29 +4,36 @@ Order of the checks:
 
 1. **Format and integrity** (:func:`pudlab.pol.bundle.open_bundle`): any failure is a
    :class:`~pudlab.errors.BundleError` -- a malformed or tampered bundle, exit status 2.
-2. **Claims** (reject, exit 1): the initial weights are the ones the declared ``init.seed`` draws;
-   the batch positions are the permutations the declared ``shuffle_seed`` gives
-   (:func:`pudlab.train.trainer.epoch_batches`); optionally the claimed sigma is within policy and
-   the final weights are a given model.
-3. **Replay** (reject, exit 1): for each epoch, the ``top_q`` segments with the largest update
-   ``||W_{i+1} - W_i||`` (all segments when ``top_q == 0``) are replayed from checkpoint i on the
-   shared data O(T), and ``D(replayed, W_{i+1})`` (F-norm, Eq. 3) is compared with the threshold.
+2. **Claims** (reject, exit 1): the initial weights are a fresh draw (the declared ``init.seed``
+   redraws them, or, unseeded, they pass the fresh-draw test; :mod:`pudlab.pol.policy`); the
+   hyper-parameters are within the verifier's policy (lr, batch size, epochs, Adam betas and eps);
+   the batch positions are the permutations the declared ``shuffle_seed`` gives; optionally the
+   claimed sigma is within policy and the final weights are a given model.
+3. **History** (reject, exit 1; :mod:`pudlab.pol.history`): on *every* segment, no weight moves
+   further than Adam at the claimed lr can move it, and every checkpoint's Adam moments are
+   consistent with the previous checkpoint's.
+4. **Replay** (reject, exit 1): for each epoch, the ``top_q`` segments with the largest update
+   ``||W_{i+1} - W_i||`` (all segments when ``top_q == 0``), and the segment before each of them
+   (it produced the state the chosen segment starts from), are replayed from their starting
+   checkpoint on the shared data O(T). Each must reproduce the next checkpoint's weights, both Adam
+   moments and step count within the segment's thresholds, and its update norm may exceed the claimed
+   one by at most ``policy.max_update_ratio`` (Adam's step scales with lr: a falsified lr shows; noise
+   in the data only shrinks the replayed update, measured 0.7-1.0 x).
 
-Thresholds (:class:`VerifyOptions`):
+Thresholds (:class:`VerifyOptions`), one per compared quantity (weights, first and second moment):
 
 * sigma = 0 (or R = 0): the shared data is T, the replay is bit-exact on CPU with the prover's
-  thread count, and the threshold is exactly 0: any difference rejects.
+  thread count, and every threshold is exactly 0: any difference rejects.
 * sigma > 0, ``threshold="auto"`` -- **re-obfuscation spread**, computable without T. The honest
   gap comes from replaying on T + sigma*z instead of T. The verifier reproduces a gap of the same
   kind from data it has: it adds fresh noise of the same sigma (and R, clip) to O(T) with its own
   seeds, replays the segment on ``m`` such re-obfuscations, and measures
-  ``c_k = D(replay on O(T) + sigma*z_k, replay on O(T))``. The threshold of the segment is
-  ``multiplier * max_k c_k``. Each c_k is a replay gap caused by a sigma-noise difference of the
-  data, the same cause as the honest gap, so the honest distance falls in the spread of the
-  c_k up to the multiplier; a spoofed O(T_j) differs from T by a whole other draw of images,
-  which is larger as long as sigma is small against the image-to-image variation.
-  Its false-reject rate is measured by ``pudlab pol evaluate``.
-* a number: a fixed F-norm threshold for every segment.
+  ``c_k = D(replay on O(T) + sigma*z_k, replay on O(T))`` (and the same for each moment). The
+  threshold of the segment is ``multiplier * max_k c_k`` for the weights and ``moment_multiplier *
+  max_k c_k`` for each moment (see :data:`DEFAULT_MOMENT_MULTIPLIER`). The spread scales with the claimed lr and
+  sigma; the lr is bounded by the policy and the update-ratio check, sigma by ``max_sigma``.
+* a number: a fixed F-norm threshold for the weights of every segment; the moments then get the same
+  relative tolerance (threshold / claimed update norm, times the moment's norm).
 """
 
 from __future__ import annotations
@@ -44,21 +51,28 @@ from tqdm.auto import tqdm
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import BundleError, PudlabError
 from pudlab.metrics import model_distance
-from pudlab.model import initial_state
 from pudlab.obfuscation import obfuscate
-from pudlab.io import weights_sha256
+from pudlab.pol.bundle import ProofBundle, TrainingState, open_bundle
+from pudlab.pol.history import history_checks
+from pudlab.pol.manifest import DEFAULT_LIMITS, BundleLimits
+from pudlab.pol.policy import Check, VerifyPolicy, hyperparameter_checks, init_check
+from pudlab.pol.replay import replay_state
 from pudlab.seeding import derive_seed
 from pudlab.train.trainer import epoch_batches, torch_threads
-from pudlab.pol.bundle import ProofBundle, open_bundle
-from pudlab.pol.manifest import DEFAULT_LIMITS, BundleLimits
-from pudlab.pol.replay import replay_segment
 
-EXIT_ACCEPT, EXIT_REJECT, EXIT_MALFORMED = 0, 1, 2
+EXIT_ACCEPT, EXIT_REJECT, EXIT_MALFORMED, EXIT_ERROR = 0, 1, 2, 3
 
 DEFAULT_MULTIPLIER = 2.5
 """Multiplier of the re-obfuscation spread in ``threshold="auto"`` (see the module docstring)."""
+DEFAULT_MOMENT_MULTIPLIER = 10.0
+"""Multiplier of the re-obfuscation spread for Adam's moments: noisier data biases the second moment upward
+(squared gradients), and the calibration sees that bias at one more noise level only, so the honest ratio
+is larger than for the weights (measured up to ~6.5 against ~1.3). Crafted moments are off by orders of
+magnitude, so the looser bound costs little."""
 DEFAULT_CALIBRATION_REPLAYS = 2
 """Re-obfuscations of O(T) replayed per segment to measure the spread."""
+QUANTITIES = ("weights", "exp_avg", "exp_avg_sq")
+"""What a replay must reproduce: the weights and Adam's first and second moments."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,8 @@ class VerifyOptions:
     """A fixed F-norm threshold per segment; None = ``auto`` (0 at sigma 0, else re-obfuscation spread)."""
     multiplier: float = DEFAULT_MULTIPLIER
     """``auto`` at sigma > 0: threshold = multiplier * max of the calibration replay gaps."""
+    moment_multiplier: float = DEFAULT_MOMENT_MULTIPLIER
+    """``auto`` at sigma > 0: moment thresholds = moment_multiplier * max of the calibration moment gaps."""
     calibration_replays: int = DEFAULT_CALIBRATION_REPLAYS
     """``auto`` at sigma > 0: re-obfuscations of O(T) replayed per segment (>= 1)."""
     calibration_seed: int = 0
@@ -82,7 +98,11 @@ class VerifyOptions:
     max_sigma: float | None = None
     """Policy: reject bundles claiming a larger sigma (a larger sigma buys a larger ``auto`` threshold)."""
     expected_model_sha256: str | None = None
-    """Require the final checkpoint to be this model (:func:`pudlab.train.run.weights_sha256`)."""
+    """Require the final checkpoint to be this model (:func:`pudlab.io.weights_sha256`)."""
+    expected_initial_sha256: str | None = None
+    """The verifier knows W_0 (e.g. an FL round's global model): require the bundle to start there."""
+    policy: VerifyPolicy = field(default_factory=VerifyPolicy)
+    """Bounds on the claims (hyper-parameters, update ratio, initialization)."""
     device: str = "cpu"
     """Device of the replay (bit-exactness is established on CPU)."""
 
@@ -93,6 +113,8 @@ class VerifyOptions:
             raise PudlabError(f"threshold must be a finite number >= 0, got {self.threshold}")
         if not (math.isfinite(self.multiplier) and self.multiplier > 0):
             raise PudlabError(f"multiplier must be > 0, got {self.multiplier}")
+        if not (math.isfinite(self.moment_multiplier) and self.moment_multiplier > 0):
+            raise PudlabError(f"moment_multiplier must be > 0, got {self.moment_multiplier}")
         if self.calibration_replays < 1:
             raise PudlabError(f"calibration_replays must be >= 1, got {self.calibration_replays}")
 
@@ -103,15 +125,6 @@ class VerifyOptions:
             return "exact (sigma = 0: bit-exact replay, threshold 0)"
         return (f"auto: {self.multiplier:g} x max gap of {self.calibration_replays} replay(s) on fresh "
                 f"re-obfuscations of O(T) at sigma {sigma:g}")
-
-
-@dataclass
-class Check:
-    """One claim check."""
-
-    name: str
-    passed: bool
-    detail: str
 
 
 @dataclass
@@ -129,14 +142,46 @@ class SegmentResult:
     threshold: float
     calibration: list[float] = field(default_factory=list)
     """``auto``: D(replay on a re-obfuscation, replay on O(T)) for each re-obfuscation."""
+    role: str = "selected"
+    """``selected`` (top-Q) or ``start-state`` (replayed to confirm the state a selected segment starts from)."""
+    moment_distances: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    """D(replayed, claimed) of Adam's first and second moment."""
+    moment_thresholds: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    replay_update_norm: float = 0.0
+    """||replayed W_{i+1} - W_i||."""
+    max_update_ratio: float = math.inf
+    step_ok: bool = True
+    """Adam's replayed step count is the checkpoint's."""
+
+    @property
+    def update_ratio(self) -> float:
+        """replayed update norm / claimed update norm (1 when both are 0)."""
+        if self.update_norm > 0:
+            return self.replay_update_norm / self.update_norm
+        return 1.0 if self.replay_update_norm == 0 else math.inf
+
+    def failure(self) -> str | None:
+        """What this segment fails to reproduce (None: it passes)."""
+        if not (math.isfinite(self.distance) and self.distance <= self.threshold):
+            return f"weights distance {self.distance:.6g} > threshold {self.threshold:.6g}"
+        for name, value, limit in zip(QUANTITIES[1:], self.moment_distances, self.moment_thresholds, strict=True):
+            if not (math.isfinite(value) and value <= limit):
+                return f"Adam {name} distance {value:.6g} > threshold {limit:.6g}"
+        if not self.step_ok:
+            return "Adam step count differs from the checkpoint's"
+        ratio = self.update_ratio
+        if not ratio <= self.max_update_ratio:
+            return (f"replayed update {self.replay_update_norm:.4g} is {ratio:.3g} x the claimed {self.update_norm:.4g} "
+                    f"(policy: at most {self.max_update_ratio:g}x; falsified lr?)")
+        return None
 
     @property
     def passed(self) -> bool:
-        return math.isfinite(self.distance) and self.distance <= self.threshold
+        return self.failure() is None
 
     @property
     def score(self) -> float:
-        """distance / threshold (the verifier's statistic; inf when the threshold is 0 and distance > 0)."""
+        """distance / threshold of the weights (the verifier's statistic; inf when the threshold is 0 and distance > 0)."""
         if self.threshold > 0:
             return self.distance / self.threshold
         return 0.0 if self.distance == 0 else math.inf
@@ -144,7 +189,10 @@ class SegmentResult:
     def to_dict(self) -> dict:
         """JSON-ready; ``score`` is null when it is infinite (threshold 0, distance > 0)."""
         data = asdict(self)
-        data.update(passed=self.passed, score=self.score if math.isfinite(self.score) else None)
+        data["max_update_ratio"] = self.max_update_ratio if math.isfinite(self.max_update_ratio) else None
+        ratio = self.update_ratio
+        data.update(passed=self.passed, failure=self.failure(), update_ratio=ratio if math.isfinite(ratio) else None,
+                    score=self.score if math.isfinite(self.score) else None)
         return data
 
 
@@ -169,12 +217,19 @@ class Verdict:
         return EXIT_ACCEPT if self.accepted else EXIT_REJECT
 
     @property
+    def selected(self) -> list[SegmentResult]:
+        """The top-Q segments (without the start-state replays)."""
+        return [s for s in self.segments if s.role == "selected"]
+
+    @property
     def max_distance(self) -> float:
         return max((s.distance for s in self.segments), default=0.0)
 
     @property
     def mean_distance(self) -> float:
-        return float(np.mean([s.distance for s in self.segments])) if self.segments else 0.0
+        """Mean weights distance of the top-Q segments."""
+        chosen = self.selected
+        return float(np.mean([s.distance for s in chosen])) if chosen else 0.0
 
     @property
     def max_score(self) -> float:
@@ -235,31 +290,10 @@ def reobfuscations(shared: LabeledImages, *, sigma: float, fraction: float, clip
 
 def _claim_checks(bundle: ProofBundle, options: VerifyOptions) -> list[Check]:
     manifest = bundle.manifest
-    checks = []
-    if manifest.init.seed is not None:
-        drawn = weights_sha256(initial_state(manifest.model, init_seed=manifest.init.seed))
-        ok = drawn == manifest.init.weights_sha256
-        checks.append(Check("init", ok, f"initial weights {'are' if ok else 'are NOT'} the ones init seed "
-                                        f"{manifest.init.seed} draws"))
-    else:
-        checks.append(Check("init", True, "initial weights from a file (hash checked; not redrawn)"))
+    checks = [init_check(manifest, bundle.initial.weights, options.policy, options.expected_initial_sha256),
+              *hyperparameter_checks(manifest, options.policy)]
     if options.check_schedule:
-        mismatched = None
-        step = 0
-        for epoch in range(manifest.training.epochs):
-            for positions in epoch_batches(manifest.shared.num_samples, manifest.training.batch_size,
-                                           shuffle_seed=manifest.training.shuffle_seed, epoch=epoch):
-                if not np.array_equal(bundle.batch(step), positions):
-                    mismatched = step
-                    break
-                step += 1
-            if mismatched is not None:
-                break
-        checks.append(Check("schedule", mismatched is None,
-                            f"batch positions are shuffle seed {manifest.training.shuffle_seed}'s permutations"
-                            if mismatched is None else
-                            f"batch positions of step {mismatched} (epoch {mismatched // manifest.schedule.steps_per_epoch}) "
-                            f"are not what shuffle seed {manifest.training.shuffle_seed} gives"))
+        checks.append(_schedule_check(bundle))
     if options.max_sigma is not None:
         ok = manifest.noise.sigma <= options.max_sigma
         checks.append(Check("sigma-policy", ok, f"claimed sigma {manifest.noise.sigma:g} "
@@ -270,6 +304,73 @@ def _claim_checks(bundle: ProofBundle, options: VerifyOptions) -> list[Check]:
                             f"final checkpoint {manifest.final_weights_sha256[:12]} is not the given model "
                             f"{options.expected_model_sha256[:12]}"))
     return checks
+
+
+def _schedule_check(bundle: ProofBundle) -> Check:
+    manifest = bundle.manifest
+    step = 0
+    for epoch in range(manifest.training.epochs):
+        for positions in epoch_batches(manifest.shared.num_samples, manifest.training.batch_size,
+                                       shuffle_seed=manifest.training.shuffle_seed, epoch=epoch):
+            if not np.array_equal(bundle.batch(step), positions):
+                return Check("schedule", False, f"batch positions of step {step} (epoch {epoch}) are not what "
+                                                f"shuffle seed {manifest.training.shuffle_seed} gives")
+            step += 1
+    return Check("schedule", True, f"batch positions are shuffle seed {manifest.training.shuffle_seed}'s permutations")
+
+
+def replay_plan(selected: Sequence[int]) -> list[tuple[int, str]]:
+    """(segment, role) to replay: every selected segment and the one before it (start-state).
+
+    >>> replay_plan([0, 3])
+    [(0, 'selected'), (2, 'start-state'), (3, 'selected')]
+    """
+    chosen = set(selected)
+    plan = {index: "selected" for index in chosen}
+    for index in chosen:
+        if index > 0 and index - 1 not in chosen:
+            plan[index - 1] = "start-state"
+    return sorted(plan.items())
+
+
+def _state_distances(a: TrainingState, b: TrainingState) -> list[float]:
+    """D of the weights, first and second moments of two states."""
+    return [model_distance(a.weights, b.weights), model_distance(a.exp_avg, b.exp_avg),
+            model_distance(a.exp_avg_sq, b.exp_avg_sq)]
+
+
+def _norm(tensors: dict[str, torch.Tensor]) -> float:
+    return math.sqrt(sum(float((t.double() ** 2).sum()) for t in tensors.values()))
+
+
+# long: one replayed segment: replay, calibration replays, and the three thresholds
+def _replay_segment(bundle: ProofBundle, index: int, role: str, options: VerifyOptions,
+                    calibration_sets: Sequence[LabeledImages], exact: bool) -> SegmentResult:
+    manifest = bundle.manifest
+    start_step, end_step = bundle.segment_bounds[index]
+    batches = [bundle.batch(step) for step in range(start_step, end_step)]
+    start = bundle.state_before(index)
+    claimed = bundle.checkpoint(index)
+
+    def replay(data: LabeledImages) -> TrainingState:
+        return replay_state(manifest.model, manifest.training, start, data, batches, device=options.device)
+
+    replayed = replay(bundle.shared)
+    distances = _state_distances(replayed, claimed)
+    gaps = [_state_distances(replay(data), replayed) for data in calibration_sets]
+    if options.threshold is None and not exact:
+        thresholds = [(options.multiplier if q == 0 else options.moment_multiplier) * max(gap[q] for gap in gaps)
+                      for q in range(3)]
+    elif options.threshold is None:
+        thresholds = [0.0, 0.0, 0.0]
+    else:
+        relative = options.threshold / bundle.update_norms[index] if bundle.update_norms[index] > 0 else 0.0
+        thresholds = [options.threshold, relative * _norm(claimed.exp_avg), relative * _norm(claimed.exp_avg_sq)]
+    return SegmentResult(
+        index, bundle.segment_epochs[index], start_step, end_step, bundle.update_norms[index], distances[0],
+        thresholds[0], [gap[0] for gap in gaps], role, distances[1:], thresholds[1:],
+        model_distance(replayed.weights, start.weights), options.policy.max_update_ratio,
+        replayed.step == manifest.checkpoints[index].adam_step)
 
 
 def verify_bundle(
@@ -289,40 +390,27 @@ def verify_bundle(
     exact = noise.sigma == 0 or noise.fraction == 0
     method = options.describe_threshold(noise.sigma, noise.fraction)
     checks = _claim_checks(bundle, options)
-    threads = options.threads if options.threads is not None else manifest.torch_threads
-    selected = select_segments(bundle.update_norms, bundle.segment_epochs, options.top_q)
-    segments: list[SegmentResult] = []
     failed_claims = [c for c in checks if not c.passed]
     if not failed_claims:
+        checks.extend(history_checks(bundle))
+        failed_claims = [c for c in checks if not c.passed]
+    threads = options.threads if options.threads is not None else manifest.torch_threads
+    segments: list[SegmentResult] = []
+    if not failed_claims:
         calibration_sets: list[LabeledImages] = []
-        if options.threshold is None and not exact:
+        if not exact:
             calibration_sets = reobfuscations(bundle.shared, sigma=noise.sigma, fraction=noise.fraction,
                                               clip=noise.clip, count=options.calibration_replays,
                                               seed=options.calibration_seed)
-        bounds, epochs = bundle.segment_bounds, bundle.segment_epochs
+        plan = replay_plan(select_segments(bundle.update_norms, bundle.segment_epochs, options.top_q))
         with torch_threads(threads):
-            for index in tqdm(selected, desc="replay", unit="segment", disable=not progress, leave=False):
-                start_step, end_step = bounds[index]
-                batches = [bundle.batch(step) for step in range(start_step, end_step)]
-                start = bundle.state_before(index)
-                claimed = bundle.checkpoint(index).weights
-
-                def replay(data: LabeledImages, start=start, batches=batches) -> dict[str, torch.Tensor]:
-                    return replay_segment(manifest.model, manifest.training, start, data, batches, device=options.device)
-
-                replayed = replay(bundle.shared)
-                distance = model_distance(replayed, claimed)
-                calibration = [model_distance(replay(data), replayed) for data in calibration_sets]
-                if options.threshold is not None:
-                    threshold = options.threshold
-                elif exact:
-                    threshold = 0.0
-                else:
-                    threshold = options.multiplier * max(calibration)
-                segments.append(SegmentResult(index, epochs[index], start_step, end_step, bundle.update_norms[index],
-                                              distance, threshold, calibration))
+            for index, role in tqdm(plan, desc="replay", unit="segment", disable=not progress, leave=False):
+                segments.append(_replay_segment(bundle, index, role, options, calibration_sets, exact))
     accepted = not failed_claims and all(s.passed for s in segments)
     reason = _reason(accepted, failed_claims, segments, len(bundle.update_norms), options, exact)
+    unverified_init = [c for c in checks if c.name == "init" and "NOT verified" in c.detail]
+    if accepted and unverified_init:
+        reason += "; initial weights NOT verified (policy allows unseeded initialization)"
     return Verdict(accepted, reason, str(path), bundle.manifest_sha256, noise.sigma, method, checks, segments,
                    len(bundle.update_norms), threads, time.perf_counter() - started)
 
@@ -333,40 +421,48 @@ def verify_status(path: str | os.PathLike, options: VerifyOptions | None = None)
         verdict = verify_bundle(path, options)
     except BundleError as exc:
         return EXIT_MALFORMED, str(exc), None
+    except (PudlabError, OSError) as exc:
+        return EXIT_ERROR, str(exc), None
     return verdict.exit_code, verdict.reason, verdict
 
 
 def _reason(accepted: bool, failed: list[Check], segments: list[SegmentResult], total: int,
             options: VerifyOptions, exact: bool) -> str:
-    scope = "every segment" if options.top_q == 0 else f"top {options.top_q} per epoch"
+    scope = "every segment" if options.top_q == 0 else f"top {options.top_q} per epoch and the segment before each"
     if failed:
         return f"{failed[0].name} check failed: {failed[0].detail}"
     if not accepted:
         bad = [s for s in segments if not s.passed]
         worst = max(bad, key=lambda s: (s.score if math.isfinite(s.distance) else math.inf))
         return (f"{len(bad)} of {len(segments)} replayed segments ({scope}) do not reproduce their checkpoint; "
-                f"worst: segment {worst.index} (steps {worst.start_step}-{worst.end_step}, epoch {worst.epoch}) "
-                f"distance {worst.distance:.6g} > threshold {worst.threshold:.6g}")
+                f"worst: segment {worst.index} (steps {worst.start_step}-{worst.end_step}, epoch {worst.epoch}): "
+                f"{worst.failure()}")
     largest = max(segments, key=lambda s: s.score, default=None)
     if largest is None:
         return "no segment to replay"
     if exact:
-        return (f"{len(segments)} of {total} segments ({scope}) replayed bit-exactly: every distance is exactly 0")
-    return (f"{len(segments)} of {total} segments ({scope}) reproduce their checkpoints; largest distance/threshold "
-            f"{largest.distance:.6g} / {largest.threshold:.6g} (segment {largest.index})")
+        return (f"{len(segments)} of {total} segments ({scope}) replayed bit-exactly: every distance "
+                f"(weights and Adam moments) is exactly 0")
+    return (f"{len(segments)} of {total} segments ({scope}) reproduce their checkpoints (weights and Adam moments); "
+            f"largest distance/threshold {largest.distance:.6g} / {largest.threshold:.6g} (segment {largest.index})")
 
 
 __all__ = [
     "DEFAULT_CALIBRATION_REPLAYS",
+    "DEFAULT_MOMENT_MULTIPLIER",
     "DEFAULT_MULTIPLIER",
     "EXIT_ACCEPT",
+    "EXIT_ERROR",
     "EXIT_MALFORMED",
     "EXIT_REJECT",
+    "QUANTITIES",
     "Check",
     "SegmentResult",
     "Verdict",
     "VerifyOptions",
+    "VerifyPolicy",
     "reobfuscations",
+    "replay_plan",
     "select_segments",
     "verify_bundle",
     "verify_status",

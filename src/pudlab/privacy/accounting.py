@@ -4,6 +4,13 @@ epsilon(delta) of one release is exact by the analytic Gaussian mechanism (Balle
 the classic bound (Dwork & Roth 2014, Thm. A.1) for comparison; n fresh-noise releases are composed
 exactly (Gaussian DP, Dong, Roth & Su 2019) and by zCDP (Bun & Steinke 2016). In a report read back
 from JSON an infinite epsilon (sigma = 0) is None.
+
+What is protected: the images only. Labels and sample ids are released in the clear, so they are
+public here: neighbouring datasets differ in one sample's image, with the same label and id.
+One keyed release per sigma under a secret key costs epsilon of one release however often it is
+re-released (identical copies); releases at several sigmas are independent draws and compose
+(:func:`multi_sigma_epsilon`); a leaked key, or noise that shares one direction across sigmas,
+voids every guarantee (the noise can be removed).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 
 from pudlab.errors import PudlabError
 from pudlab.privacy._records import list_of, map_of, record_from_dict
-from pudlab.privacy.decline import DECLINE_SCHEMES, check_scheme
+from pudlab.privacy.decline import DECLINE_SCHEMES, check_scheme, effective_sigma
 
 SENSITIVITY_KINDS = ("image", "pixel")
 """Per-sample L2 sensitivities the DP accounting reports (see :func:`l2_sensitivity`)."""
@@ -105,12 +112,24 @@ def composed_epsilon(*, sigma: float, sensitivity: float, delta: float, releases
 
     * ``fresh``: n Gaussian mechanisms with the same sensitivity compose to one with
       sigma / sqrt(n) (mu-GDP composes as sqrt(n) mu, Dong, Roth & Su 2019);
-    * ``keyed``: every release is a copy of the first (post-processing): epsilon of one release;
+    * ``keyed``: re-releases at the same sigma under one secret key are copies of the first
+      (post-processing): epsilon of one release. Only while the key is secret; releases at other
+      sigmas are new draws (:func:`multi_sigma_epsilon`);
     * ``disjoint``: each sample is in one release only (parallel composition): epsilon of one release.
     """
     check_scheme(scheme)
     effective = sigma / math.sqrt(releases) if scheme == "fresh" else sigma
     return analytic_gaussian_epsilon(sigma=effective, sensitivity=sensitivity, delta=delta)
+
+
+def multi_sigma_epsilon(sigmas: Sequence[float], *, sensitivity: float, delta: float) -> float:
+    """epsilon(delta) of independent releases of the same samples at ``sigmas`` (exact, Gaussian DP).
+
+    mu-GDP composes as sqrt(sum mu_i^2), i.e. one Gaussian release at :func:`effective_sigma`
+    (sum sigma_i^-2)^-1/2; distinct sigmas under one key are such independent draws (re-releases at
+    an already used sigma add nothing and should be listed once). ``inf`` if any sigma is 0.
+    """
+    return analytic_gaussian_epsilon(sigma=effective_sigma(list(sigmas)), sensitivity=sensitivity, delta=delta)
 
 
 @dataclass(frozen=True)
@@ -189,9 +208,10 @@ def dp_accounting(sigma: float, sample_shape: Sequence[int], *, delta: float, re
         by_sensitivity[kind] = SensitivityAccounting(
             sensitivity, analytic_gaussian_epsilon(sigma=sigma, sensitivity=sensitivity, delta=delta), classic,
             classic_valid, [_composition(sigma, sensitivity, delta, n) for n in range(1, releases + 1)])
-    return DpAccounting(delta, "analytic Gaussian (Balle & Wang 2018)", "replace one sample", by_sensitivity)
+    return DpAccounting(delta, "analytic Gaussian (Balle & Wang 2018)",
+                        "replace one sample's image (labels and sample ids are public)", by_sensitivity)
 
 
 __all__ = ["SENSITIVITY_KINDS", "ComposedEpsilon", "DpAccounting", "SensitivityAccounting",
            "analytic_gaussian_epsilon", "classic_gaussian_epsilon", "composed_epsilon", "dp_accounting",
-           "gaussian_delta", "l2_sensitivity", "zcdp_epsilon"]
+           "gaussian_delta", "l2_sensitivity", "multi_sigma_epsilon", "zcdp_epsilon"]

@@ -1,11 +1,20 @@
 """Privacy decline (paper Sec. 5.1): the averaging attack over n = 1..N disclosures of (a) fresh
-i.i.d. noise each time (error sigma / sqrt(n)), (b) keyed noise (pudlab's default: the same noise
-each time, no gain), (c) disjoint fine-grained subsets (each sample disclosed once)."""
+i.i.d. noise each time (error sigma / sqrt(n)), (b) keyed noise re-released at the same sigma (the
+same noise each time, no gain: this needs the key to stay secret), (c) disjoint fine-grained subsets
+(each sample disclosed once).
+
+Releases of the same samples at several sigmas are independent draws (see
+:func:`pudlab.obfuscation.release`): the attacker's best estimate is the inverse-variance mean
+(:func:`inverse_variance_estimate`), whose error is :func:`effective_sigma` = (sum_i sigma_i^-2)^-1/2,
+i.e. sigma / sqrt(n) for n releases at one sigma with fresh noise. Noise that shares one direction
+across sigmas (the experiment engine's internal noise) falls to :func:`differencing_attack` exactly.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +35,45 @@ def check_scheme(scheme: str) -> None:
     """Refuse a name outside :data:`DECLINE_SCHEMES`."""
     if scheme not in DECLINE_SCHEMES:
         raise PudlabError(f"unknown disclosure scheme {scheme!r}; known: {', '.join(DECLINE_SCHEMES)}")
+
+
+def effective_sigma(sigmas: Sequence[float]) -> float:
+    """(sum_i sigma_i^-2)^-1/2: the noise left after optimally combining independent releases.
+
+    0 when any sigma is 0 (a clean release); sigma / sqrt(n) for n releases at one sigma.
+    """
+    if not sigmas:
+        raise PudlabError("effective_sigma needs at least one sigma")
+    if any(s < 0 or not math.isfinite(s) for s in sigmas):
+        raise PudlabError(f"sigmas must be finite and >= 0, got {list(sigmas)}")
+    if min(sigmas) == 0:
+        return 0.0
+    return 1.0 / math.sqrt(sum(1.0 / (s * s) for s in sigmas))
+
+
+def inverse_variance_estimate(releases: Sequence[np.ndarray], sigmas: Sequence[float]) -> np.ndarray:
+    """The attacker's estimate of T from independent releases: the mean weighted by 1 / sigma_i^2.
+
+    Unbiased (unclipped noise), with per-pixel error std :func:`effective_sigma` (``sigmas``); the
+    best unbiased linear estimate, and with Gaussian noise the best unbiased estimate of all.
+    """
+    if len(releases) != len(sigmas) or not releases:
+        raise PudlabError(f"{len(releases)} releases but {len(sigmas)} sigmas")
+    if min(sigmas) <= 0:
+        return np.asarray(releases[int(np.argmin(sigmas))], dtype=np.float64)
+    weights = np.array([1.0 / (s * s) for s in sigmas])
+    total = sum(w * np.asarray(r, dtype=np.float64) for w, r in zip(weights, releases, strict=True))
+    return total / weights.sum()
+
+
+def differencing_attack(release_1: np.ndarray, sigma_1: float, release_2: np.ndarray, sigma_2: float) -> np.ndarray:
+    """x = (sigma_2 r_1 - sigma_1 r_2) / (sigma_2 - sigma_1): T exactly when both releases carry one
+    noise direction per sample scaled by sigma (r_k = T + sigma_k z); with independent draws its
+    error is sigma_1 sigma_2 sqrt(2) / |sigma_2 - sigma_1| per pixel (worse than either release)."""
+    if sigma_1 == sigma_2:
+        raise PudlabError("the differencing attack needs two different sigmas")
+    r1, r2 = np.asarray(release_1, dtype=np.float64), np.asarray(release_2, dtype=np.float64)
+    return (sigma_2 * r1 - sigma_1 * r2) / (sigma_2 - sigma_1)
 
 
 def disclosure_seed(noise_seed: int, disclosure: int) -> int:
@@ -79,7 +127,8 @@ def averaging_attack(
 
     * ``fresh``: disclosure k uses noise seed :func:`disclosure_seed` (``noise_seed``, k): new
       i.i.d. noise each time; the attacker's mean has error sigma / sqrt(n);
-    * ``keyed``: every disclosure uses ``noise_seed``: identical noise, the mean is one release;
+    * ``keyed``: every disclosure uses ``noise_seed`` at the same sigma: identical noise, the mean is
+      one release (a keyed release re-released at the same sigma; the key must stay secret);
     * ``disjoint``: the samples are split into N disjoint, seeded subsets (stream
       ``(partition_seed, "disjoint-partition")``); disclosure k releases subset k only; each sample
       is disclosed once.
@@ -133,4 +182,5 @@ def _score_estimate(data: LabeledImages, exposed: np.ndarray, estimate: np.ndarr
     return DeclineRow(n, psnr, rmse, exposed_fraction, linkage, linkage * exposed_fraction)
 
 
-__all__ = ["DECLINE_SCHEMES", "DeclineRow", "averaging_attack", "check_scheme", "disclosure_seed"]
+__all__ = ["DECLINE_SCHEMES", "DeclineRow", "averaging_attack", "check_scheme", "differencing_attack",
+           "disclosure_seed", "effective_sigma", "inverse_variance_estimate"]

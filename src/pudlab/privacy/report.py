@@ -1,7 +1,8 @@
 """``pudlab privacy``: every attack on one dataset at each sigma, as a typed :class:`PrivacyReport`.
 
-The released data is O(T_t; sigma) with keyed noise (``PrivacyConfig.noise_seed``) as ``pudlab
-obfuscate`` writes it; T_e serves as the membership attack's non-members. ``PrivacyReport.to_dict``
+The attacked data is O(T_t; sigma) with the same noise distribution as a ``pudlab obfuscate``
+release, drawn from the seeded internal noise (``PrivacyConfig.noise_seed``) so that measurements
+are reproducible; no attack uses the seed. T_e serves as the membership attack's non-members. ``PrivacyReport.to_dict``
 is the JSON written to disk (``privacy.json``, ``<store>/privacy/<dataset>.json``) and
 ``PrivacyReport.from_dict`` reads it back; with the file's non-finite numbers stored as null, an
 infinite epsilon (sigma = 0) reads back as None.
@@ -29,9 +30,13 @@ from pudlab.privacy._records import (
 from pudlab.privacy.accounting import DpAccounting, dp_accounting
 from pudlab.privacy.decline import DECLINE_SCHEMES, DeclineRow, averaging_attack
 from pudlab.privacy.denoising import DenoiseGrid, DenoisingResult, denoising_attack
+from pudlab.privacy.extended import LearnedDenoising, learned_attacks, lira_at
+from pudlab.privacy.learned import LearnedDenoiserConfig
 from pudlab.privacy.linkage import LinkageSummary, linkage_rate
+from pudlab.privacy.lira import LiraResult
 from pudlab.privacy.membership import MembershipAudit, membership_inference
 from pudlab.privacy.similarity import SimilaritySummary
+from pudlab.privacy.threats import ATTACK_NEEDS, THREAT_MODELS
 from pudlab.seeding import derive_rng, derive_seed
 
 REPORT_KIND = "pudlab.privacy_report"
@@ -85,6 +90,14 @@ class PrivacyConfig:
     """Release clipped to [0, 1] (pudlab's default: not clipped)."""
     data_range: float = 1.0
     """Raw pixel range, used by PSNR, SSIM and the sensitivities."""
+    learned: bool = True
+    """Run the public-data attacks: the learned denoiser (and label inference, ``label_epochs`` > 0)."""
+    learned_denoiser: LearnedDenoiserConfig = field(default_factory=LearnedDenoiserConfig)
+    """Size and training of the attacker's learned denoiser."""
+    label_epochs: int = 15
+    """Epochs of the label-inference classifiers (0: no label inference)."""
+    lira_shadows: int = 8
+    """Shadow models of LiRA (even; 0: no LiRA). Needs ``membership``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mia_widths", tuple(int(v) for v in self.mia_widths))
@@ -92,46 +105,69 @@ class PrivacyConfig:
                      "mia_epochs", "mia_batch_size", "mia_hidden"):
             if getattr(self, name) < 1:
                 raise PudlabError(f"privacy config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.lira_shadows < 0 or self.lira_shadows % 2:
+            raise PudlabError(f"privacy config: lira_shadows must be an even number >= 0, got {self.lira_shadows}")
+        if self.label_epochs < 0:
+            raise PudlabError(f"privacy config: label_epochs must be >= 0, got {self.label_epochs}")
         if not 0 < self.delta < 1:
             raise PudlabError(f"privacy config: delta must be in (0, 1), got {self.delta}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["denoise"] = self.denoise.to_dict()
+        data["learned_denoiser"] = self.learned_denoiser.to_dict()
         data["mia_widths"] = list(self.mia_widths)
         return data
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "config") -> PrivacyConfig:
-        return record_from_dict(cls, data, where, denoise=DenoiseGrid.from_dict)
+        return record_from_dict(cls, data, where, denoise=DenoiseGrid.from_dict,
+                                learned_denoiser=LearnedDenoiserConfig.from_dict)
 
 
 @dataclass(frozen=True)
 class PudPrivacyInputs:
-    """The attack results :func:`pudlab.pud.scores.privacy_score` turns into Privacy (the P axis)."""
+    """The attack results :func:`pudlab.pud.scores.privacy_score` turns into Privacy (the P axis);
+    :func:`pudlab.privacy.threats.metrics_for` picks those a threat model allows."""
 
     linkage: float
-    """Worst-case linkage rate: the release's or the best denoiser's, whichever is higher."""
+    """Worst-case linkage rate: the release's or any denoiser's (classical or learned), whichever is higher."""
     linkage_chance: float
     best_ssim: float
-    """Best mean SSIM an attacker gets (release or denoised)."""
+    """Best mean SSIM an attacker gets (release, classical or learned denoiser)."""
     mia_auc: float | None
-    """Membership-attack AUC (None when it did not run)."""
+    """Loss-threshold membership-attack AUC (None when it did not run)."""
+    release_ssim: float | None = None
+    """Best mean SSIM with the release alone (release or classical denoisers)."""
+    label_accuracy: float | None = None
+    """Label-inference accuracy of an attacker with public data (None when it did not run)."""
+    label_chance: float | None = None
+    lira_auc: float | None = None
+    """LiRA's AUC, the better of offline and online (None when it did not run)."""
 
     @classmethod
     def from_attacks(cls, similarity: SimilaritySummary, linkage: LinkageSummary, denoising: DenoisingResult,
-                     membership: MembershipAudit | None) -> PudPrivacyInputs:
-        denoised_linkage = denoising.best.linkage if denoising.best.linkage is not None else 0.0
-        return cls(max(linkage.rate, denoised_linkage), linkage.chance,
-                   max(similarity.ssim_mean, denoising.best.ssim),
-                   membership.attack.auc if membership is not None else None)
+                     membership: MembershipAudit | None, learned: LearnedDenoising | None = None,
+                     lira: LiraResult | None = None) -> PudPrivacyInputs:
+        release_ssim = max(similarity.ssim_mean, denoising.best.ssim)
+        linkages = [linkage.rate, denoising.best.linkage or 0.0]
+        labels = learned.label_inference if learned is not None else None
+        if learned is not None and learned.linkage is not None:
+            linkages.append(learned.linkage)
+        return cls(max(linkages), linkage.chance, max(release_ssim, learned.ssim if learned else 0.0),
+                   membership.attack.auc if membership is not None else None, release_ssim,
+                   labels.accuracy if labels else None, labels.chance if labels else None,
+                   lira.auc if lira is not None else None)
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "pud_privacy") -> PudPrivacyInputs:
-        return record_from_dict(cls, data, where)
+        inputs = record_from_dict(cls, data, where)
+        if inputs.release_ssim is None:  # a report from before threat models: its best SSIM was classical
+            inputs = cls(**{**asdict(inputs), "release_ssim": inputs.best_ssim})
+        return inputs
 
 
 @dataclass(frozen=True)
@@ -150,6 +186,10 @@ class SigmaPrivacy:
     """Wall time of each stage."""
     membership: MembershipAudit | None = None
     """None when the membership attack was off (the JSON then has no ``membership``)."""
+    learned: LearnedDenoising | None = None
+    """The public-data attacks (learned denoiser, label inference); None when off."""
+    lira: LiraResult | None = None
+    """LiRA; None when off."""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -160,17 +200,24 @@ class SigmaPrivacy:
         }
         if self.membership is not None:
             data["membership"] = self.membership.to_dict()
+        for key in ("learned", "lira"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key).to_dict()
+        data["threat_models"] = {"attacks": dict(ATTACK_NEEDS),
+                                 "models": {name: model.to_dict() for name, model in THREAT_MODELS.items()}}
         data["pud_privacy"] = self.pud_privacy.to_dict()
         data["seconds"] = dict(self.seconds)
         return data
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "entry") -> SigmaPrivacy:
+        data = {key: value for key, value in require_mapping(data, where).items() if key != "threat_models"}
         return record_from_dict(
             cls, data, where, similarity=SimilaritySummary.from_dict, linkage=LinkageSummary.from_dict,
             denoising=DenoisingResult.from_dict, decline=map_of(list_of(DeclineRow.from_dict)),
             dp=DpAccounting.from_dict, membership=optional(MembershipAudit.from_dict),
-            pud_privacy=PudPrivacyInputs.from_dict, seconds=plain_dict)
+            pud_privacy=PudPrivacyInputs.from_dict, seconds=plain_dict,
+            learned=optional(LearnedDenoising.from_dict), lira=optional(LiraResult.from_dict))
 
 
 @dataclass(frozen=True)
@@ -276,6 +323,8 @@ class _AttackSets:
     denoise_set: LabeledImages
     members: LabeledImages
     nonmembers: LabeledImages
+    public: LabeledImages
+    """The attacker's public data: the source's test set, else T_e (both disjoint from T_t)."""
 
 
 def _subsample(count: int, size: int, seed: int, key: str) -> np.ndarray:
@@ -294,7 +343,9 @@ def _attack_sets(source: SourceDataset, config: PrivacyConfig) -> _AttackSets:
     denoise_set = queries.take(np.arange(min(config.denoise_samples, len(queries))))
     members = split.train.take(_subsample(len(split.train), config.mia_members, config.seed, "mia-members"))
     nonmembers = split.eval.take(_subsample(len(split.eval), config.mia_nonmembers, config.seed, "mia-nonmembers"))
-    return _AttackSets(split, queries, all_raw.images[chosen], all_raw.ids[chosen], denoise_set, members, nonmembers)
+    public = source.test if source.test is not None and len(source.test) > 0 else split.eval
+    return _AttackSets(split, queries, all_raw.images[chosen], all_raw.ids[chosen], denoise_set, members, nonmembers,
+                       public)
 
 
 def privacy_report(
@@ -319,7 +370,7 @@ def privacy_report(
     started = time.perf_counter()
     sets = _attack_sets(source, config)
     entries = []
-    bar = tqdm(total=len(sigmas) * 4, desc="privacy", unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=len(sigmas) * 5, desc="privacy", unit="step", disable=not progress, leave=False)
     for sigma in sigmas:
         entry = _attacks_at(float(sigma), sets, config, device, source.num_classes, bar)
         entries.append(entry)
@@ -368,16 +419,30 @@ def _attacks_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, device: 
     bar.update()
 
     tick = time.perf_counter()
-    membership = _membership_at(sigma, sets, config, device, num_classes) if config.membership else None
-    timings["membership"] = time.perf_counter() - tick
+    learned = None
+    if config.learned:
+        learned = learned_attacks(sets.denoise_set, released.images[: len(sets.denoise_set)], sets.public, sigma=sigma,
+                                  config=config.learned_denoiser, num_classes=num_classes, seed=config.seed,
+                                  noise_seed=config.noise_seed, pool=sets.pool, pool_ids=sets.pool_ids,
+                                  label_epochs=config.label_epochs, data_range=config.data_range, device=device)
+    timings["learned"] = time.perf_counter() - tick
+    bar.update()
+
+    tick = time.perf_counter()
+    membership, lira = _membership_at(sigma, sets, config, device, num_classes) if config.membership else (None, None)
+    timings["membership"] = time.perf_counter() - tick - (lira.seconds if lira is not None else 0.0)
+    if lira is not None:
+        timings["lira"] = lira.seconds
     bar.update()
     return SigmaPrivacy(sigma, similarity, linkage, denoising, decline, dp,
-                        PudPrivacyInputs.from_attacks(similarity, linkage, denoising, membership), timings, membership)
+                        PudPrivacyInputs.from_attacks(similarity, linkage, denoising, membership, learned, lira),
+                        timings, membership, learned, lira)
 
 
 def _membership_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, device: str,
-                   num_classes: int) -> MembershipAudit:
-    """Train M_cnn on O(members; sigma) and attack it with the members' raw images vs T_e."""
+                   num_classes: int) -> tuple[MembershipAudit, LiraResult | None]:
+    """Train M_cnn on O(members; sigma) and attack it with the members' raw images vs T_e: the
+    loss threshold, and LiRA when ``lira_shadows`` > 0."""
     from pudlab.model import ModelConfig, build_model, initial_state
     from pudlab.obfuscation import obfuscate
     from pudlab.train.trainer import TrainConfig, evaluate, train_model
@@ -392,8 +457,13 @@ def _membership_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, devic
     model = build_model(model_config, result.weights).to(device)
     attack = membership_inference(model, members, sets.nonmembers, fpr=config.mia_fpr, device=device)
     _, accuracy = evaluate(model, sets.split.eval, device=device)
+    lira = None
+    if config.lira_shadows > 0:
+        lira = lira_at(model, members, sets.nonmembers, sigma=sigma, model_config=model_config,
+                       train_config=train_config, shadows=config.lira_shadows, seed=config.seed, clip=config.clip,
+                       device=device)
     return MembershipAudit(attack, accuracy, result.wall_seconds,
-                           "obfuscated (trained on O(members)); attacked with their raw images")
+                           "obfuscated (trained on O(members)); attacked with their raw images"), lira
 
 
 __all__ = ["REPORT_KIND", "DatasetSummary", "PrivacyConfig", "PrivacyReport", "PudPrivacyInputs", "SigmaPrivacy",

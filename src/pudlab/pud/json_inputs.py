@@ -19,7 +19,8 @@ from pudlab.pud.scores import PudPoint, pud_points
 
 def points_from_json(data: Mapping[str, Any], *, source: str = "<json>", base_dir: str | os.PathLike | None = None,
                      privacy_report: PrivacyReport | Mapping[str, Any] | None = None, privacy_combine: str = "min",
-                     delta_floor: float | None = None, chance_accuracy: float | None = None) -> list[PudPoint]:
+                     delta_floor: float | None = None, chance_accuracy: float | None = None,
+                     threat_model: str | None = None) -> list[PudPoint]:
     """PUD points from the ``pudlab pud --from-json`` format (see docs/privacy.md).
 
     Keys: ``sigmas``, ``accuracy`` (lists), optional ``accuracy_at_zero``; ``delta`` (list) with
@@ -27,6 +28,7 @@ def points_from_json(data: Mapping[str, Any], *, source: str = "<json>", base_di
     (lists of lists); privacy as ``privacy`` (list of attack-result objects or numbers) or
     ``privacy_report`` (path of a ``pudlab privacy --json`` output, relative to the file), which
     ``privacy_report`` (the argument) overrides; optional ``chance_accuracy`` or ``num_classes``.
+    ``threat_model``: P for that attacker only (None: every attack given).
     """
 
     def need(key: str) -> Any:
@@ -64,7 +66,7 @@ def points_from_json(data: Mapping[str, Any], *, source: str = "<json>", base_di
             data.get("accuracy_at_zero"), deltas, data.get("delta_at_zero"), privacy,
             chance_accuracy=chance_accuracy, delta_floor=delta_floor,
             honest_distances=data.get("honest_distances"), spoof_distances=data.get("spoof_distances"),
-            privacy_combine=privacy_combine,
+            privacy_combine=privacy_combine, threat_model=threat_model,
         )
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from exc

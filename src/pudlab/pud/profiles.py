@@ -19,7 +19,10 @@ from pudlab.pud.scores import AXES, AXIS_LETTERS, PudPoint
 
 TIE_BREAKS = ("larger_sigma", "smaller_sigma")
 OBJECTIVE_SENSES = ("maximize", "minimize")
-_PROFILE_KEYS = ("name", "description", "constraints", "objective", "tie_break")
+_PROFILE_KEYS = ("name", "description", "constraints", "objective", "tie_break", "threat_model", "distinguishability")
+D_SOURCES = ("delta", "pol_detection")
+"""Where a profile's Distinguishability comes from: Delta / separability of the Exp-3 distances, or
+the PoL verifier's measured detection (:mod:`pudlab.pud.pol_inputs`)."""
 _BOUNDS_EXPECTED = "a table with min and/or max in [0, 1], e.g. { min = 0.9 }"
 
 
@@ -67,6 +70,10 @@ class Profile:
     """Among equal objective values: ``larger_sigma`` or ``smaller_sigma``."""
     source: str = ""
     """The file it was read from."""
+    threat_model: str = "model"
+    """The attacker P is computed for (:data:`pudlab.privacy.threats.THREAT_MODELS`)."""
+    distinguishability: str = "delta"
+    """Where D comes from: ``delta`` or ``pol_detection`` (see :data:`D_SOURCES`)."""
 
     def describe(self) -> str:
         constraints = ", ".join(c.describe() for c in self.constraints) or "no constraints"
@@ -75,7 +82,8 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "source": self.source,
                 "constraints": [{"axis": c.axis, "min": c.minimum, "max": c.maximum} for c in self.constraints],
-                "objective": {self.objective_sense: self.objective_axis}, "tie_break": self.tie_break}
+                "objective": {self.objective_sense: self.objective_axis}, "tie_break": self.tie_break,
+                "threat_model": self.threat_model, "distinguishability": self.distinguishability}
 
 
 def parse_profile(data: Mapping[str, Any], *, source: str) -> Profile:
@@ -86,6 +94,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str) -> Profile:
         name = "outsourcing"                  # optional (default: the file name)
         description = "..."                   # optional
         tie_break = "larger_sigma"            # optional: larger_sigma | smaller_sigma
+        threat_model = "public"               # optional: release | public | pool | model (default model)
+        distinguishability = "delta"          # optional: delta | pol_detection
         [constraints]                         # optional; each axis: min and/or max in [0, 1]
         utility = { min = 0.9 }
         [objective]                           # required: exactly one of maximize / minimize
@@ -98,6 +108,10 @@ def parse_profile(data: Mapping[str, Any], *, source: str) -> Profile:
         raise top.fail("name", "a non-empty string")
     description = top.string("description", "")
     tie_break = top.string("tie_break", "larger_sigma", choices=TIE_BREAKS)
+    from pudlab.privacy.threats import THREAT_MODELS
+
+    threat = top.string("threat_model", "model", choices=tuple(THREAT_MODELS))
+    d_source = top.string("distinguishability", "delta", choices=D_SOURCES)
     constraints = _parse_constraints(top.table("constraints", {}))
     if not top.has("objective"):
         raise top.fail("objective", 'a table such as [objective] maximize = "privacy"')
@@ -107,7 +121,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str) -> Profile:
     if len(senses) != 1:
         raise top.fail("objective", "exactly one of maximize or minimize")
     axis = objective.string(senses[0], choices=AXES)
-    return Profile(name, description, constraints, axis, senses[0], tie_break, source)
+    return Profile(name, description, constraints, axis, senses[0], tie_break, source, threat, d_source)
 
 
 def _parse_constraints(section: Section) -> tuple[Constraint, ...]:
@@ -208,5 +222,5 @@ def recommend(points: Sequence[PudPoint], profile: Profile) -> Recommendation:
     return Recommendation(profile, chosen, below, above, tuple(p.sigma for p in feasible), failures, None, message)
 
 
-__all__ = ["OBJECTIVE_SENSES", "TIE_BREAKS", "Constraint", "Profile", "Recommendation", "builtin_profiles",
+__all__ = ["D_SOURCES", "OBJECTIVE_SENSES", "TIE_BREAKS", "Constraint", "Profile", "Recommendation", "builtin_profiles",
            "load_profile", "parse_profile", "recommend"]

@@ -16,9 +16,11 @@ Normalizations to [0, 1] (each clipped to [0, 1]; the raw inputs are kept in ``P
 * Privacy, from the attacks of :mod:`pudlab.privacy` (each component 1 = the attack fails):
   P_link = 1 - (L - L_c) / (1 - L_c), L = worst-case linkage rate (raw or denoised release),
   L_c = its chance level 1 / |pool|;  P_ssim = 1 - S, S = best mean SSIM an attacker recovers;
-  P_mia = 2 (1 - AUC) of the membership attack. P = min of the available components (privacy is
+  P_mia = 2 (1 - AUC) of the membership attack (the better of loss threshold and LiRA);
+  P_label = 1 - (A_l - c) / (1 - c), A_l = label-inference accuracy, c = its chance. P = min of the available components (privacy is
   as weak as the strongest attack; ``combine="mean"`` averages them instead). A number given in
-  place of the components is taken as P itself.
+  place of the components is taken as P itself. With a threat model
+  (:mod:`pudlab.privacy.threats`), only the attacks that attacker can run count.
 
 Profiles and the sigma recommender are in :mod:`pudlab.pud.profiles`, the figures in
 :mod:`pudlab.report.privacy_figures`.
@@ -38,7 +40,7 @@ from pudlab.errors import SpecError
 AXES = ("privacy", "utility", "distinguishability")
 """The three vertices, in the order P, U, D."""
 AXIS_LETTERS = {"privacy": "P", "utility": "U", "distinguishability": "D"}
-PRIVACY_COMPONENTS = ("linkage", "ssim", "mia")
+PRIVACY_COMPONENTS = ("linkage", "ssim", "mia", "label")
 """Privacy components :func:`privacy_score` can combine."""
 COMBINE_RULES = ("min", "mean")
 SIGMA_TOLERANCE = 1e-9
@@ -98,13 +100,32 @@ def privacy_components(metrics: Mapping[str, Any]) -> dict[str, float]:
         components["linkage"] = _clip01(1 - (float(metrics["linkage"]) - chance) / (1 - chance))
     if metrics.get("best_ssim") is not None:
         components["ssim"] = _clip01(1 - float(metrics["best_ssim"]))
-    if metrics.get("mia_auc") is not None:
-        components["mia"] = _clip01(2 * (1 - float(metrics["mia_auc"])))
+    mia = [float(metrics[key]) for key in ("mia_auc", "lira_auc") if metrics.get(key) is not None]
+    if mia:
+        components["mia"] = _clip01(2 * (1 - max(mia)))
+    if metrics.get("label_accuracy") is not None:
+        chance = float(metrics.get("label_chance") or 0.0)
+        components["label"] = _clip01(1 - (float(metrics["label_accuracy"]) - chance) / (1 - chance))
     return components
 
 
-def privacy_score(metrics: float | Mapping[str, Any], *, combine: str = "min") -> tuple[float, dict[str, float]]:
+def privacy_by_threat(metrics: Mapping[str, Any], *, combine: str = "min") -> dict[str, float | None]:
+    """P under each threat model of :data:`pudlab.privacy.threats.THREAT_MODELS` (None where no
+    attack of that model ran)."""
+    from pudlab.privacy.threats import THREAT_MODELS, metrics_for
+
+    result: dict[str, float | None] = {}
+    for name in THREAT_MODELS:
+        allowed = metrics_for(metrics, name)
+        result[name] = privacy_score(allowed, combine=combine)[0] if privacy_components(allowed) else None
+    return result
+
+
+def privacy_score(metrics: float | Mapping[str, Any], *, combine: str = "min",
+                  threat_model: str | None = None) -> tuple[float, dict[str, float]]:
     """(P, components): P = min (or mean) of :func:`privacy_components`; a number is P itself.
+    ``threat_model``: only the metrics that attacker gets (None: every metric given); when none of
+    the given metrics is of that attacker, all of them count (a conservative P).
 
     >>> privacy_score({"linkage": 0.5, "linkage_chance": 0.0, "best_ssim": 0.2, "mia_auc": 0.6})[0]
     0.5
@@ -115,6 +136,12 @@ def privacy_score(metrics: float | Mapping[str, Any], *, combine: str = "min") -
         if not 0 <= float(metrics) <= 1:
             raise SpecError(f"privacy: a given value must be in [0, 1], got {metrics}")
         return float(metrics), {}
+    if threat_model is not None:
+        from pudlab.privacy.threats import metrics_for
+
+        allowed = metrics_for(metrics, threat_model)
+        # no attack of that attacker was measured: the given (stronger) attacks bound P from below
+        metrics = allowed if privacy_components(allowed) else metrics
     components = privacy_components(metrics)
     if not components:
         raise SpecError(f"privacy: no usable attack result in {dict(metrics)!r}; expected linkage, best_ssim or mia_auc")
@@ -171,6 +198,7 @@ def _value_at_zero(sigmas: Sequence[float], values: Sequence[float | None], give
     raise SpecError(f"{what}: give its sigma = 0 value, or include sigma 0 in the grid")
 
 
+# long: one pass over the grid computing the three axes and their provenance
 def pud_points(
     sigmas: Sequence[float],
     accuracies: Sequence[float],
@@ -184,6 +212,7 @@ def pud_points(
     honest_distances: Sequence[Sequence[float] | None] | None = None,
     spoof_distances: Sequence[Sequence[float] | None] | None = None,
     privacy_combine: str = "min",
+    threat_model: str | None = None,
 ) -> list[PudPoint]:
     """One :class:`PudPoint` per sigma (sorted by sigma), normalized as the module docstring says.
 
@@ -191,6 +220,8 @@ def pud_points(
     ``privacy_by_sigma``: a mapping sigma -> (attack results or a [0, 1] number), or a sequence
     aligned with ``sigmas``. Where ``honest_distances[i]`` and ``spoof_distances[i]`` are both
     given (two or more values each), D at that sigma is their separability, not Delta.
+    ``threat_model``: P counts only that attacker's attacks; ``raw["privacy_by_threat"]`` has P
+    under every threat model either way.
     """
     sigmas = [float(s) for s in sigmas]
     _check_grid(sigmas, accuracies, deltas, honest_distances, spoof_distances, privacy_by_sigma)
@@ -224,8 +255,11 @@ def pud_points(
             distinguishability = delta_score(float(delta), delta_zero, delta_floor=delta_floor)
             raw.update(d_method="delta", delta=float(delta), delta_at_zero=delta_zero, delta_floor=delta_floor)
         privacy_input = _lookup(privacy_by_sigma, sigma, index, "privacy")
-        privacy, components = privacy_score(privacy_input, combine=privacy_combine)
-        raw.update(privacy_components=components, privacy_combine=privacy_combine,
+        privacy, components = privacy_score(privacy_input, combine=privacy_combine, threat_model=threat_model
+                                            if isinstance(privacy_input, Mapping) else None)
+        if isinstance(privacy_input, Mapping):
+            raw["privacy_by_threat"] = privacy_by_threat(privacy_input, combine=privacy_combine)
+        raw.update(privacy_components=components, privacy_combine=privacy_combine, threat_model=threat_model,
                    privacy_inputs=dict(privacy_input) if isinstance(privacy_input, Mapping) else privacy_input)
         points.append(PudPoint(sigma, privacy, utility, distinguishability, raw))
     return sorted(points, key=lambda point: point.sigma)
@@ -275,6 +309,7 @@ __all__ = [
     "SIGMA_TOLERANCE",
     "PudPoint",
     "delta_score",
+    "privacy_by_threat",
     "privacy_components",
     "privacy_score",
     "pud_points",

@@ -39,6 +39,7 @@ from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
 from pudlab.model import CONV_NAMES, ModelConfig, build_model, check_state
 from pudlab.train.trainer import (
+    Checkpointing,
     EpochRecord,
     TrainConfig,
     TrainResult,
@@ -50,6 +51,7 @@ from pudlab.train.trainer import (
     numerics,
     prepare_model,
     resolve_device,
+    restore_rng,
 )
 
 
@@ -331,6 +333,7 @@ def max_members(config: ModelConfig, train_size: int, batch_size: int, device: s
 MemberCallback = Callable[[int, int, EnsembleTrainer, EpochRecord], None]
 
 
+# long: the resumable lockstep loop (checkpoint restore, epochs, steps, saves) reads best in one piece
 def train_ensemble(
     train_sets: Sequence[LabeledImages],
     eval_set: LabeledImages | None,
@@ -341,20 +344,45 @@ def train_ensemble(
     device: str | torch.device = "cpu",
     mode: str | None = None,
     on_epoch: MemberCallback | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> list[TrainResult]:
     """Train K members in lockstep; one :class:`TrainResult` per member, as ``train_model`` gives.
 
     ``initial_weights``: one shared set (the paper's setup) or one per member.
     ``on_epoch(member, epoch, trainer, record)`` runs for every member after every epoch.
+    ``checkpoint``: save the full state at its interval and resume from its file when one exists.
     """
     if isinstance(initial_weights, dict):
         initial_weights = [initial_weights] * len(train_sets)
     trainer = EnsembleTrainer(model_config, initial_weights, train_sets, configs, device=device, mode=mode)
     histories: list[list[EpochRecord]] = [[] for _ in range(trainer.members)]
-    started = time.perf_counter()
-    for epoch in range(trainer.config.epochs):
+    start_epoch, start_step, total, elapsed = 0, 0, None, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        trainer.model.load_state_dict(saved["trainer"]["model"])
+        trainer.optimizer.load_state_dict(saved["trainer"]["optimizer"])
+        histories = [[EpochRecord(**record) for record in member] for member in saved["history"]]
+        start_epoch, start_step, elapsed = int(saved["epoch"]), int(saved["step"]), float(saved["seconds"])
+        total = saved["total"].to(trainer.device)
+        restore_rng(saved)
+    started = time.perf_counter() - elapsed
+    for epoch in range(start_epoch, trainer.config.epochs):
         epoch_start = time.perf_counter()
-        train_losses = trainer.run_epoch(epoch)
+        trainer.model.train()
+        orders = [epoch_batches(size, trainer.config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch)
+                  for size, config in zip(trainer.sizes, trainer.configs, strict=True)]
+        if total is None:
+            total = torch.zeros(trainer.members, device=trainer.device)
+        for step in range(start_step, max(len(order) for order in orders)):
+            total += trainer.step([order[step] if step < len(order) else None for order in orders])
+            if checkpoint is not None:
+                checkpoint.after_step(lambda: {
+                    "epoch": epoch, "step": step + 1, "total": total.cpu(),
+                    "trainer": {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()},
+                    "history": [[r.to_dict() for r in member] for member in histories],
+                    "seconds": time.perf_counter() - started})
+        train_losses = [float(value) / max(len(order), 1) for value, order in zip(total.cpu(), orders, strict=True)]
+        start_step, total = 0, None
         evaluations = trainer.evaluate(eval_set) if eval_set is not None else [(None, None)] * trainer.members
         seconds = time.perf_counter() - epoch_start
         for member in range(trainer.members):

@@ -15,6 +15,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -129,7 +130,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``auto`` / None -> CUDA when available, else CPU; a clear error for an unusable device."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise PudlabError(f"device {device!r}: expected cpu, cuda, cuda:N or auto") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise PudlabError(f"device {device!r} requested but CUDA is not available (use --device cpu)")
     return resolved
@@ -302,8 +306,79 @@ def evaluate(
 
 
 EpochCallback = Callable[[int, "Trainer", EpochRecord], None]
+CHECKPOINT_FORMAT = "pudlab.checkpoint/1"
 
 
+class TrainingInterrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """A training loop stopped at a safe point on request (its checkpoint is saved)."""
+
+
+@dataclass
+class Checkpointing:
+    """Where and how often a training loop saves its full state, so that a resumed loop continues
+    bit-identically (CPU) to an uninterrupted one.
+
+    The state is the weights, the Adam state, the epoch and the step within it, the running loss
+    of that epoch, the history so far, torch's RNG state and ``extra`` (the caller's state, e.g.
+    snapshots taken). The batch order needs no saved RNG: it is a pure function of the recorded
+    shuffle seed and the epoch. Saving only reads the state, so it never changes the result.
+    """
+
+    path: Path
+    every_seconds: float = 10.0
+    """Least seconds between two saves (0: after every step)."""
+    identity: str = ""
+    """What the checkpoint belongs to; a file with another identity is ignored."""
+    should_stop: Callable[[], bool] | None = None
+    """Polled after every step: True saves a checkpoint and raises :class:`TrainingInterrupted`."""
+    extra: dict = field(default_factory=dict)
+    saves: int = 0
+    resumed_at: tuple[int, int] | None = None
+    """(epoch, step) the loop resumed from, or None for a fresh start."""
+    _last: float = field(default_factory=time.monotonic)
+
+    def load(self) -> dict | None:
+        """The saved state when it exists, is readable and has this identity; else None."""
+        import io
+
+        try:
+            state = torch.load(io.BytesIO(Path(self.path).read_bytes()), weights_only=True)
+        except (OSError, RuntimeError, ValueError, EOFError, KeyError, AttributeError):
+            return None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT \
+                or state.get("identity") != self.identity:
+            return None
+        self.extra.update(state.get("extra", {}))
+        self.resumed_at = (int(state["epoch"]), int(state["step"]))
+        return state
+
+    def save(self, state: dict) -> None:
+        import io
+
+        from pudlab.io import write_bytes_atomic
+
+        buffer = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "identity": self.identity, "extra": self.extra,
+                    "torch_rng": torch.get_rng_state(), **state}, buffer)
+        write_bytes_atomic(self.path, buffer.getvalue())
+        self.saves += 1
+        self._last = time.monotonic()
+
+    def after_step(self, state: Callable[[], dict]) -> None:
+        """Save when due; on a stop request save and raise :class:`TrainingInterrupted`."""
+        if self.should_stop is not None and self.should_stop():
+            self.save(state())
+            raise TrainingInterrupted(str(self.path))
+        if time.monotonic() - self._last >= self.every_seconds:
+            self.save(state())
+
+
+def restore_rng(state: dict) -> None:
+    if isinstance(state.get("torch_rng"), torch.Tensor):
+        torch.set_rng_state(state["torch_rng"])
+
+
+# long: the resumable loop (checkpoint restore, epochs, steps, saves) reads best in one piece
 def train_model(
     train_set: LabeledImages,
     eval_set: LabeledImages | None,
@@ -314,20 +389,42 @@ def train_model(
     device: str | torch.device = "cpu",
     on_epoch: EpochCallback | None = None,
     progress: bool = False,
+    checkpoint: Checkpointing | None = None,
 ) -> TrainResult:
     """W = F(T, M): train M_cnn from ``initial_weights`` on ``train_set``; evaluate on ``eval_set``.
 
-    ``on_epoch(epoch, trainer, record)`` runs after every epoch (snapshots, checkpoints).
+    ``on_epoch(epoch, trainer, record)`` runs after every epoch (snapshots). ``checkpoint``: save the
+    full state at its interval and resume from its file when one exists.
     """
     if len(train_set) == 0:
         raise PudlabError("the training set is empty")
     trainer = Trainer(model_config, initial_weights, train_set, config, device=device)
     history: list[EpochRecord] = []
-    started = time.perf_counter()
-    epochs = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    start_epoch, start_step, total, elapsed = 0, 0, None, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        history = [EpochRecord(**record) for record in saved["history"]]
+        start_epoch, start_step, elapsed = int(saved["epoch"]), int(saved["step"]), float(saved["seconds"])
+        total = saved["total"].to(trainer.device)
+        restore_rng(saved)
+    started = time.perf_counter() - elapsed
+    epochs = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in epochs:
         epoch_start = time.perf_counter()
-        train_loss = trainer.run_epoch(epoch)
+        trainer.model.train()
+        batches = epoch_batches(len(trainer), config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch)
+        if total is None:
+            total = torch.zeros((), device=trainer.device)
+        for index in range(start_step, len(batches)):
+            total += trainer.step(batches[index])
+            if checkpoint is not None:
+                checkpoint.after_step(lambda: {"epoch": epoch, "step": index + 1, "total": total.cpu(),
+                                               "trainer": trainer.state_dict(),
+                                               "history": [r.to_dict() for r in history],
+                                               "seconds": time.perf_counter() - started})
+        train_loss = float(total) / max(len(batches), 1)
+        start_step, total = 0, None
         eval_loss, eval_accuracy = trainer.evaluate(eval_set) if eval_set is not None else (None, None)
         record = EpochRecord(epoch + 1, train_loss, eval_loss, eval_accuracy, time.perf_counter() - epoch_start)
         history.append(record)

@@ -1,0 +1,128 @@
+"""The Privacy and PUD sections of the report, with their plots, from what ``pudlab privacy`` and
+``pudlab pud`` left in the store (``STORE/privacy/*.json``, ``STORE/pud/<dataset>/pud.json``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pudlab.experiments.store import Store
+from pudlab.privacy.decline import DECLINE_SCHEMES
+from pudlab.privacy.report import PrivacyReport
+from pudlab.pud.scores import PudPoint
+from pudlab.report.figures import plt, save_figure
+from pudlab.report.privacy_figures import decline_figure
+from pudlab.report.render import Block, fmt
+
+
+def privacy_figure(report: PrivacyReport, out_dir: Path, stem: str) -> tuple[Path, str, str]:
+    """Similarity, re-identification and membership AUC against sigma; returns (png, title, caption)."""
+    sigmas = [entry.sigma for entry in report.entries]
+    aucs = [e.membership.attack.auc if e.membership is not None else np.nan for e in report.entries]
+    measured_membership = not all(np.isnan(aucs))
+    figure, axes = plt.subplots(1, 3 if measured_membership else 2, figsize=(12 if measured_membership else 8.4, 3.4),
+                                layout="constrained")
+    left, middle = axes[0], axes[1]
+    left.plot(sigmas, [e.similarity.psnr_mean for e in report.entries], marker="o", label="release vs raw")
+    left.plot(sigmas, [e.denoising.best.psnr for e in report.entries], marker="s", label="best denoised vs raw")
+    left.set_ylabel("PSNR, dB (higher: closer to raw)")
+    middle.plot(sigmas, [e.linkage.rate for e in report.entries], marker="o", label="release")
+    middle.plot(sigmas, [e.denoising.best.linkage for e in report.entries], marker="s", label="after denoising")
+    middle.set_ylabel("re-identified fraction")
+    middle.set_ylim(-0.02, 1.02)
+    if measured_membership:
+        axes[2].plot(sigmas, aucs, marker="o", label="membership attack")
+        axes[2].axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance (0.5)")
+        axes[2].set_ylabel("membership AUC")
+    for axis in axes:
+        axis.set_xlabel("sigma")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    title = f"Privacy of {stem} against sigma"
+    figure.suptitle(title, fontsize=10)
+    png = out_dir / f"privacy_{stem}.png"
+    save_figure(figure, png, png.with_suffix(".svg"))
+    caption = ("Attacks on the released O(T_t) at each sigma. Left: mean PSNR of the release and of the best "
+               "denoiser's output against the raw images. Middle: share of released samples matched to their raw "
+               "image by nearest neighbour, before and after denoising. "
+               + ("Right: ROC AUC of membership inference against a model trained on the release (0.5 = chance). "
+                  if measured_membership else "Membership inference was not measured. ")
+               + "One measurement per sigma, no band.")
+    return png, title, caption
+
+
+def _epsilon(value: float | None) -> float:
+    """The stored epsilon; JSON keeps an infinite epsilon (no noise) as null."""
+    return math.inf if value is None else value
+
+
+def privacy_blocks(store: Store, figure_dir: Path | None = None) -> list[Block]:
+    """The Privacy section: attack results per sigma, their plot and the privacy decline (when measured)."""
+    reports = sorted((store.root / "privacy").glob("*.json"))
+    if not reports:
+        return []
+    figure_dir = figure_dir or store.root / "figures"
+    blocks = [Block("heading", "Privacy (pudlab privacy)"),
+              Block("text", "Attacks on the released O(T_t): similarity to the source, re-identification by "
+                            "nearest raw sample, the best denoiser, membership inference against a model trained "
+                            "on the release, and the Gaussian-mechanism epsilon (docs/privacy.md).")]
+    for path in reports:
+        report = PrivacyReport.from_dict(json.loads(path.read_text()), source=str(path))
+        rows, decline = [], []
+        for entry in report.entries:
+            best = entry.denoising.best
+            attack = entry.membership.attack if entry.membership is not None else None
+            rows.append([f"{entry.sigma:g}", entry.similarity.psnr_mean, entry.similarity.ssim_mean, entry.linkage.rate,
+                         f"{fmt(best.psnr)} ({best.psnr_by})", best.linkage, attack.auc if attack else None,
+                         attack.tpr_at_fpr if attack else None, _epsilon(entry.dp.by_sensitivity["image"].epsilon)])
+            for scheme in DECLINE_SCHEMES:
+                by_n = entry.decline[scheme]
+                decline.append([f"{entry.sigma:g}", scheme, " ".join(fmt(row.psnr) for row in by_n),
+                                " ".join(fmt(row.reidentified_fraction) for row in by_n)])
+        blocks.append(Block("heading", f"Privacy of {path.stem}", 3))
+        figures = [privacy_figure(report, figure_dir, path.stem)]
+        decline_png = figure_dir / f"privacy_decline_{path.stem}.png"
+        save_figure(decline_figure(report), decline_png, decline_png.with_suffix(".svg"))
+        figures.append((decline_png, f"Privacy decline of {path.stem}",
+                        "The averaging attack over n = 1..N disclosures of the same data: attacker PSNR (left) and "
+                        "re-identified fraction (right) per sigma, with fresh noise each time, keyed noise, or "
+                        "disjoint subsets; the grey lines are the sigma/sqrt(n) law for fresh noise."))
+        blocks.append(Block("figures", [(str(Path(png).relative_to(store.root)), title, caption)
+                                        for png, title, caption in figures]))
+        blocks.append(Block("table", (["sigma", "PSNR dB", "SSIM", "re-identified", "best denoised PSNR dB",
+                                       "re-identified after denoising", "membership AUC", "TPR at 1% FPR",
+                                       "epsilon (image, delta 1e-5)"], rows)))
+        blocks.append(Block("details", [Block("table", (["sigma", "scheme", "PSNR dB for n = 1..N",
+                                                         "re-identified fraction for n = 1..N"], decline))],
+                            title="Privacy decline over n disclosures (fresh noise, keyed noise, disjoint subsets)"))
+    return blocks
+
+
+def pud_blocks(store: Store) -> list[Block]:
+    """The PUD section: Privacy, Utility, Distinguishability per sigma, every recommendation, the triangles."""
+    results = sorted((store.root / "pud").glob("*/pud.json"))
+    if not results:
+        return []
+    blocks = [Block("heading", "PUD triangle (pudlab pud)")]
+    for path in results:
+        result = json.loads(path.read_text())
+        points = [PudPoint.from_dict(point) for point in result["points"]]
+        blocks.append(Block("heading", f"PUD of {path.parent.name}", 3))
+        for recommendation in result.get("recommendations", []):
+            message = recommendation.get("message", "")
+            if message:
+                blocks.append(Block("text", message))
+        blocks.append(Block("table", (["sigma", "P (Privacy)", "U (Utility)", "D (Distinguishability)"],
+                                      [[f"{p.sigma:g}", p.privacy, p.utility, p.distinguishability] for p in points])))
+        figures = [(str(png.relative_to(store.root)), png.stem.replace("_", " "),
+                    "P, U and D of each sigma, scaled to [0, 1] (docs/notation.md); the recommended sigma is "
+                    "highlighted.") for png in sorted(path.parent.glob("*.png"))]
+        if figures:
+            blocks.append(Block("figures", figures))
+    return blocks
+
+
+__all__ = ["privacy_blocks", "privacy_figure", "pud_blocks"]

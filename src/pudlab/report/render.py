@@ -1,0 +1,210 @@
+"""The report's building blocks and their two renderings: Markdown and self-contained HTML.
+
+A report is a list of :class:`Block`; every number in a table goes through :func:`fmt` so that the
+whole document uses one number format.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VERDICT_CSS = {"reproduced": "ok", "not reproduced": "bad", "inconclusive": "unsure", "not evaluated": "muted"}
+
+
+@dataclass
+class Block:
+    """One piece of the report.
+
+    ``kind``: heading | text | table | figures | details | code | glossary. ``content`` per kind:
+    heading/text/code: a string; table: ``(header, rows)``; figures: a list of ``(path, title,
+    caption)`` (paths relative to the store); details: a list of blocks, folded under ``title``;
+    glossary: a list of ``(symbol, meaning)``.
+    """
+
+    kind: str
+    content: object
+    level: int = 2
+    title: str = ""
+    anchor: str = ""
+    css: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt(value: object) -> str:
+    """One number format for the whole report: 3 significant decimals, thousands separated.
+
+    >>> [fmt(v) for v in (None, float("nan"), 0.0, 0.91234, 3.14159, 12.345, 54000, 1234.5, 2e-5, True)]
+    ['–', '–', '0', '0.912', '3.14', '12.3', '54,000', '1,234', '2.0e-05', 'yes']
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        magnitude = abs(value)
+        if magnitude == 0:
+            return "0"
+        if magnitude >= 1000:
+            return f"{value:,.0f}"
+        if magnitude >= 100:
+            return f"{value:.0f}"
+        if magnitude >= 10:
+            return f"{value:.1f}"
+        if magnitude >= 1:
+            return f"{value:.2f}"
+        if magnitude >= 1e-3:
+            return f"{value:.3f}"
+        return f"{value:.1e}"
+    return str(value)
+
+
+def mean_std(mean: float | None, std: float | None) -> str:
+    """``mean ± std`` in the report's format (just the mean when std is 0 or missing)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if not std or (isinstance(std, float) and math.isnan(std)):
+        return fmt(float(mean))
+    return f"{fmt(float(mean))} ± {fmt(float(std))}"
+
+
+def slug(text: str) -> str:
+    """An HTML anchor from a heading."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+# ------------------------------------------------------------------------------------------ Markdown
+def _md_cell(value: object) -> str:
+    return (value if isinstance(value, str) else fmt(value)).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """The report as Markdown (figures as relative image links; folded parts as <details>)."""
+    lines: list[str] = []
+    for block in blocks:
+        if block.kind == "heading":
+            lines += ["#" * block.level + " " + str(block.content), ""]
+        elif block.kind == "text":
+            lines += [str(block.content), ""]
+        elif block.kind == "code":
+            lines += ["```", str(block.content), "```", ""]
+        elif block.kind == "table":
+            header, rows = block.content  # type: ignore[misc]
+            lines += _md_table(header, rows)
+        elif block.kind == "glossary":
+            lines += _md_table(["symbol", "meaning"], [list(item) for item in block.content])  # type: ignore[union-attr]
+        elif block.kind == "figures":
+            for path, title, caption in block.content:  # type: ignore[union-attr]
+                lines += [f"![{title}]({path})", "", f"*{title}.* {caption}", ""]
+        elif block.kind == "details":
+            lines += [f"<details><summary>{block.title}</summary>", "", render_markdown(block.content), "</details>", ""]  # type: ignore[arg-type]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ HTML
+CSS = """
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:0 auto;padding:0.6em 1.2em;
+ line-height:1.35;color:#222;font-size:15px}
+h1{font-size:1.45em;margin:0.3em 0 0.2em}h2{font-size:1.2em;margin:1.4em 0 0.4em;border-bottom:1px solid #ddd}
+h3{font-size:1.02em;margin:1em 0 0.3em}p{margin:0.35em 0}
+.scroll{max-width:100%;overflow-x:auto}
+table{border-collapse:collapse;margin:0.3em 0 0.9em;font-size:0.86em}
+td,th{border:1px solid #d0d0d0;padding:2px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f3f3f3;overflow-wrap:normal}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.ok{color:#1a7f37;font-weight:600}.bad{color:#b42318;font-weight:600}.unsure{color:#9a6700;font-weight:600}
+.muted{color:#777}td.ok,td.bad,td.unsure,td.muted{white-space:nowrap;overflow-wrap:normal}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(470px,1fr));gap:14px}
+figure{margin:0;border:1px solid #e3e3e3;padding:6px;min-width:0}figure.wide{grid-column:1/-1}
+figure img{width:100%;height:auto;display:block}figcaption{font-size:0.8em;color:#333;margin-top:4px}
+pre{background:#f6f6f6;padding:0.6em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:0.78em}
+details{margin:0.4em 0}summary{cursor:pointer;font-weight:600}
+.glossary td:first-child{white-space:nowrap;font-family:ui-monospace,monospace}
+.summary{font-size:0.95em}
+"""
+
+
+def _html_cell(value: object, tag: str = "td") -> str:
+    text = value if isinstance(value, str) else fmt(value)
+    css = VERDICT_CSS.get(str(value))
+    if css is None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        css = "num"
+    return f"<{tag} class='{css}'>{html.escape(text)}</{tag}>" if css else f"<{tag}>{html.escape(text)}</{tag}>"
+
+
+def _html_table(header: list[str], rows: list[list], css: str = "") -> str:
+    attribute = f" class='{css}'" if css else ""
+    parts = [f"<div class='scroll'><table{attribute}><thead><tr>"
+             + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    parts += ["<tr>" + "".join(_html_cell(cell) for cell in row) + "</tr>" for row in rows]
+    return "\n".join(parts) + "</tbody></table></div>"
+
+
+WIDE_ASPECT = 2.2
+"""A figure wider than this (width / height) spans the whole row of the figure grid."""
+
+
+def _aspect(png: bytes) -> float:
+    """Width / height of a PNG from its header (1 when it is not a PNG)."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return 1.0
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    return width / height if height else 1.0
+
+
+def _html_blocks(blocks: list[Block], root: Path) -> list[str]:
+    parts: list[str] = []
+    for block in blocks:
+        if block.kind == "heading":
+            anchor = block.anchor or slug(str(block.content))
+            parts.append(f"<h{block.level} id='{anchor}'>{html.escape(str(block.content))}</h{block.level}>")
+        elif block.kind == "text":
+            css = f" class='{block.css}'" if block.css else ""
+            parts.append(f"<p{css}>{html.escape(str(block.content))}</p>")
+        elif block.kind == "code":
+            parts.append(f"<pre>{html.escape(str(block.content))}</pre>")
+        elif block.kind == "table":
+            header, rows = block.content  # type: ignore[misc]
+            parts.append(_html_table(header, rows, block.css))
+        elif block.kind == "glossary":
+            parts.append(_html_table(["symbol", "meaning"], [list(i) for i in block.content], "glossary"))  # type: ignore[union-attr]
+        elif block.kind == "figures":
+            figures = []
+            for path, title, caption in block.content:  # type: ignore[union-attr]
+                raw = (root / path).read_bytes()
+                data = base64.b64encode(raw).decode()
+                css = " class='wide'" if _aspect(raw) > WIDE_ASPECT else ""
+                figures.append(f"<figure{css}><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+                               f"<figcaption><b>{html.escape(title)}.</b> {html.escape(caption)}</figcaption></figure>")
+            parts.append("<div class='grid'>" + "\n".join(figures) + "</div>")
+        elif block.kind == "details":
+            inner = "\n".join(_html_blocks(block.content, root))  # type: ignore[arg-type]
+            parts.append(f"<details><summary>{html.escape(block.title)}</summary>{inner}</details>")
+    return parts
+
+
+def render_html(blocks: list[Block], root: Path, title: str) -> str:
+    """The report as one self-contained HTML page (figures embedded as data URIs)."""
+    head = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>")
+    return head + "\n".join(_html_blocks(blocks, root)) + "\n</body></html>\n"
+
+
+__all__ = ["Block", "fmt", "mean_std", "render_html", "render_markdown", "slug"]

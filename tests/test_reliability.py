@@ -1,0 +1,320 @@
+"""Sweeps that survive anything: checkpoints that resume bit-identically, one writer per store, read-only
+readers, workers that die with their driver, Ctrl-C at a safe point, disk full, random SIGKILLs."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pudlab.errors import StoreError
+from pudlab.experiments import RunOptions, Store, load_preset, run_sweep
+from pudlab.model import ModelConfig, initial_state
+from pudlab.train.ensemble import train_ensemble
+from pudlab.train.trainer import Checkpointing, TrainConfig, TrainingInterrupted, train_model
+from tests.conftest import make_images
+
+MODEL = ModelConfig((1, 12, 12), (2, 2, 4), 8, 10)
+CONFIG = TrainConfig(epochs=2, batch_size=32, lr=3e-3, shuffle_seed=5)
+STEPS = 5  # per epoch: 150 samples at batch size 32
+
+
+def _stop_after(steps: int):
+    count = {"n": 0}
+
+    def should_stop() -> bool:
+        count["n"] += 1
+        return count["n"] >= steps
+
+    return should_stop
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("stop_at", [1, 5, 9])  # 5: right after the last step of epoch 1, before its eval
+def test_single_resume_is_bit_identical(tmp_path, stop_at):
+    train, evaluation = make_images(150, seed=1), make_images(60, seed=2)
+    initial = initial_state(MODEL, init_seed=0)
+    reference = train_model(train, evaluation, MODEL, initial, CONFIG)
+    # saving after every step must not change the result
+    every = Checkpointing(tmp_path / "every.pt", 0.0, identity="x")
+    assert _same(train_model(train, evaluation, MODEL, initial, CONFIG, checkpoint=every).weights, reference.weights)
+    assert every.saves == 2 * STEPS
+    path = tmp_path / "ck.pt"
+    with pytest.raises(TrainingInterrupted):
+        train_model(train, evaluation, MODEL, initial, CONFIG,
+                    checkpoint=Checkpointing(path, 3600, identity="x", should_stop=_stop_after(stop_at)))
+    resumed_from = Checkpointing(path, 3600, identity="x")
+    resumed = train_model(train, evaluation, MODEL, initial, CONFIG, checkpoint=resumed_from)
+    expected = divmod(stop_at, STEPS) if stop_at % STEPS else (stop_at // STEPS - 1, STEPS)
+    assert resumed_from.resumed_at == expected
+    assert _same(resumed.weights, reference.weights)
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in reference.history]
+    # a checkpoint of something else is ignored (a fresh start)
+    other = Checkpointing(path, 3600, identity="y")
+    assert _same(train_model(train, evaluation, MODEL, initial, CONFIG, checkpoint=other).weights, reference.weights)
+    assert other.resumed_at is None
+
+
+@pytest.mark.parametrize("mode", ["exact", "fused"])
+def test_ensemble_resume_is_bit_identical(tmp_path, mode):
+    sets = [make_images(n, seed=s) for s, n in ((1, 150), (2, 140), (3, 150))]
+    evaluation = make_images(60, seed=9)
+    initial = initial_state(MODEL, init_seed=0)
+    configs = [TrainConfig(epochs=2, batch_size=32, lr=3e-3, shuffle_seed=s) for s in (1, 2, 3)]
+    reference = train_ensemble(sets, evaluation, MODEL, initial, configs, mode=mode)
+    path = tmp_path / "ck.pt"
+    for stop_at in (3, 4):  # interrupted twice, resumed each time
+        with pytest.raises(TrainingInterrupted):
+            train_ensemble(sets, evaluation, MODEL, initial, configs, mode=mode,
+                           checkpoint=Checkpointing(path, 3600, identity="e", should_stop=_stop_after(stop_at)))
+    resumed = train_ensemble(sets, evaluation, MODEL, initial, configs, mode=mode,
+                             checkpoint=Checkpointing(path, 0.0, identity="e"))
+    for a, b in zip(resumed, reference, strict=True):
+        assert _same(a.weights, b.weights)
+        assert [r.train_loss for r in a.history] == [r.train_loss for r in b.history]
+
+
+# --------------------------------------------------------------------------------------- the lock
+def _holder(root: Path, seconds: float) -> subprocess.Popen:
+    code = (f"import sys,time\nfrom pudlab.experiments import Store\ns = Store({str(root)!r})\n"
+            f"print('held', flush=True)\ntime.sleep({seconds})\ns.close()\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_second_writer_is_refused_then_lock_dies_with_its_holder(tmp_path):
+    root = tmp_path / "s"
+    holder = _holder(root, 60)
+    try:
+        with pytest.raises(StoreError, match=rf"in use by another writer \(pid {holder.pid} on .*, started 20"):
+            Store(root)
+        result = subprocess.run([sys.executable, "-m", "pudlab.cli", "status", str(root)], capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr  # a reader is never blocked
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with Store(root) as store:  # the OS released the lock of the killed holder: no stale lock
+        assert store.status_counts()["done"] == 0
+
+
+def test_cli_second_writer_one_line_and_wait(tmp_path, npz_dataset):
+    root = tmp_path / "s"
+    holder = _holder(root, 600)
+    try:
+        args = [sys.executable, "-m", "pudlab.cli", "run", "exp1", "--dataset", npz_dataset, "--store", str(root),
+                "--epochs", "1", "--widths", "2,2,4", "--hidden", "8", "--sigmas", "0", "--workers", "1",
+                "--threads", "1", "--no-progress"]
+        refused = subprocess.run(args, capture_output=True, text=True)
+        assert refused.returncode == 1
+        assert refused.stderr.strip().count("\n") == 0 and f"pid {holder.pid}" in refused.stderr
+        log = tmp_path / "wait.log"
+        with open(log, "w") as handle:
+            waiting = subprocess.Popen([*args, "--wait"], stdout=subprocess.DEVNULL, stderr=handle)
+        deadline = time.monotonic() + 120
+        while "waiting for the writer" not in log.read_text() and time.monotonic() < deadline:
+            assert waiting.poll() is None, log.read_text()
+            time.sleep(0.1)
+        holder.kill()
+        assert waiting.wait(timeout=300) == 0, log.read_text()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_readers_never_write(tmp_path, npz_dataset):
+    preset = load_preset("quick").with_overrides(epochs=1, widths=(2, 2, 4), hidden=8, sigmas=(0.0, 1.0),
+                                                  batch_size=32, repeats=1)
+    with Store(tmp_path / "s") as store:
+        run_sweep(store, ["exp1"], [npz_dataset], preset, RunOptions(workers=1, threads=1, progress=False))
+    before = _tree(tmp_path / "s")
+    for args in (["status", str(tmp_path / "s")], ["status", str(tmp_path / "s"), "--json"],
+                 ["plot", str(tmp_path / "s"), "--out", str(tmp_path / "figures")]):
+        result = subprocess.run([sys.executable, "-m", "pudlab.cli", *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert _tree(tmp_path / "s") == before
+    assert not (tmp_path / "s" / "pudlab.sqlite-wal").exists() or "pudlab.sqlite-wal" in before
+    with Store(tmp_path / "s", read_only=True) as reader:  # also when a writer holds the lock
+        with Store(tmp_path / "s"):
+            assert reader.status_counts()["done"] > 0
+
+
+# ------------------------------------------------------------------------------- workers and signals
+def test_child_dies_with_parent_and_releases_output(tmp_path):
+    """SIGKILL a parent: its child (die_with_parent) exits, and the parent's output pipe reaches EOF."""
+    child = textwrap.dedent("""
+        import os, sys, time
+        from pudlab.processes import die_with_parent
+        parent = int(sys.argv[1])
+        die_with_parent(parent)
+        time.sleep(120)
+    """)
+    parent = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())])
+        print(child.pid, flush=True)
+        time.sleep(120)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child_pid = int(process.stdout.readline())
+    time.sleep(1.0)
+    process.kill()
+    process.wait()
+    started = time.monotonic()
+    assert process.stdout.read() == ""  # EOF: the child does not hold the pipe
+    while _alive(child_pid) and time.monotonic() - started < 5:
+        time.sleep(0.1)
+    assert not _alive(child_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _tagged(tag: str) -> list[int]:
+    """PIDs of live processes whose environment holds PUDLAB_TEST_TAG=tag."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"PUDLAB_TEST_TAG={tag}".encode() in environ.split(b"\0") and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+SWEEP = ["run", "exp3", "--epochs", "3", "--widths", "2,2,4", "--hidden", "8", "--sigmas", "0,0.25,0.5,0.75,1",
+         "--threads", "1", "--ensemble-size", "4", "--no-progress", "--checkpoint-seconds", "0.2"]
+
+
+def _weights(root: Path) -> dict[str, str]:
+    """Job key -> SHA-256 of its finished weights (tensor content), each file loaded and verified."""
+    with Store(root, read_only=True) as store:
+        keys = [row["key"] for row in store.job_rows() if row["status"] == "done"]
+        for key in keys:
+            store.final_weights(key)  # the file is whole and matches the committed hash
+        rows = store.db.execute("SELECT key, weights_sha256 FROM jobs WHERE status = 'done'").fetchall()
+    return dict(rows)
+
+
+def _env(tag: str) -> dict:
+    return {**os.environ, "PUDLAB_TEST_TAG": tag}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_at_a_safe_point_and_resumes(tmp_path, npz_dataset):
+    reference, store = tmp_path / "reference", tmp_path / "s"
+    args = [sys.executable, "-m", "pudlab.cli", *SWEEP, "--dataset", npz_dataset, "--workers", "2"]
+    subprocess.run([*args, "--store", str(reference)], check=True, capture_output=True)
+    process = subprocess.Popen([*args, "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=_env("ctrlc"))
+    deadline = time.monotonic() + 60
+    while not list((store / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
+    time.sleep(1)
+    assert not _tagged("ctrlc")
+    subprocess.run([*args, "--store", str(store)], check=True, capture_output=True)
+    assert _weights(store) == _weights(reference)
+
+
+@pytest.mark.slow
+def test_random_sigkills_of_the_driver(tmp_path, npz_dataset):
+    """SIGKILL the driver at random moments (some while it saves); rerun each time. Nothing finished is
+    lost or redone, the weights equal an uninterrupted run's, no worker survives its driver."""
+    reference, store = tmp_path / "reference", tmp_path / "s"
+    args = [sys.executable, "-m", "pudlab.cli", *SWEEP, "--dataset", npz_dataset, "--workers", "2"]
+    subprocess.run([*args, "--store", str(reference)], check=True, capture_output=True)
+    expected = _weights(reference)
+    rng = random.Random(14)
+    finished_at: dict[str, float] = {}
+    for attempt in range(12):
+        tag = f"kill{attempt}"
+        process = subprocess.Popen([*args, "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=_env(tag))
+        try:
+            process.wait(timeout=rng.uniform(1.5, 5.0))
+            break  # finished before the kill
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=30)  # EOF: no worker holds the driver's output
+        deadline = time.monotonic() + 5
+        while _tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _tagged(tag), "a worker outlived its driver by 5 s"
+        if (store / "pudlab.sqlite").exists():
+            with sqlite3.connect(store / "pudlab.sqlite") as db:
+                rows = dict(db.execute("SELECT key, finished FROM jobs WHERE status = 'done'").fetchall())
+            for key, when in finished_at.items():
+                assert rows.get(key) == when, "a finished job was lost or trained again"
+            finished_at = rows
+            got = _weights(store)
+            assert all(expected[key] == sha for key, sha in got.items())
+    final = subprocess.run([*args, "--store", str(store)], capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert _weights(store) == expected
+    assert not list((store / "checkpoints").glob("*")) and not list(store.rglob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------------------ disk full
+def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_dataset, monkeypatch):
+    from pudlab.experiments import runner
+
+    preset = load_preset("quick").with_overrides(epochs=1, widths=(2, 2, 4), hidden=8, sigmas=(0.0, 1.0),
+                                                  batch_size=32, repeats=1)
+    options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
+    with Store(tmp_path / "reference") as store:
+        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+    real, calls = runner.write_bytes_atomic, {"n": 0}
+
+    def full_after_two(path, data):  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, data)
+
+    monkeypatch.setattr(runner, "write_bytes_atomic", full_after_two)
+    with Store(tmp_path / "s") as store, pytest.raises(StoreError) as info:
+        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+    message = str(info.value)
+    assert "No space left on device" in message and str(tmp_path / "s") in message and "\n" not in message
+    monkeypatch.setattr(runner, "write_bytes_atomic", real)
+    with Store(tmp_path / "s") as store:
+        done = [row for row in store.job_rows() if row["status"] == "done"]
+        for row in done:
+            store.final_weights(row["key"])  # every committed job's files are complete and verified
+        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+    assert _weights(tmp_path / "s") == _weights(tmp_path / "reference")
+    assert json.loads(json.dumps(calls))["n"] > 2
