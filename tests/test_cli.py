@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def pudlab(*args, cwd=None):
@@ -113,3 +114,18 @@ def test_sigma_lists_repeated_or_comma_separated():
     assert preset(("0", "0.5", "1")).sigmas == preset(("0,0.5,1",)).sigmas == preset(("0,0.5", "1")).sigmas \
         == (0.0, 0.5, 1.0)
     assert preset(()).sigmas == preset(None).sigmas  # not given: the preset's grid
+
+
+def test_sigma_lists_and_repeats_are_the_same_option():
+    """``--sigma 0.1,0.2`` and ``--sigma 0.1 --sigma 0.2`` parse alike for obfuscate and privacy."""
+    import click
+
+    from pudlab.cli.data import obfuscate_command
+    from pudlab.cli.privacy import privacy_command
+
+    for command in (obfuscate_command, privacy_command):
+        option = next(p for p in command.params if p.name == "sigmas")
+        context = click.Context(command)
+        assert option.process_value(context, ("0.1,0.2",)) == option.process_value(context, ("0.1", "0.2")) == (0.1, 0.2)
+        with pytest.raises(click.BadParameter):
+            option.process_value(context, ("0.1,x",))

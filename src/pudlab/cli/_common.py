@@ -122,3 +122,8 @@ training_options = apply_options(
     click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."),
 )
 """The training-run options shared by ``pudlab train`` and ``pudlab pol prove`` (17 options)."""
+
+
+def sigma_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[float, ...]:
+    """Callback of a repeatable ``--sigma``: ``--sigma 0 --sigma 0.5`` and ``--sigma 0,0.5`` alike."""
+    return tuple(value for text in values for value in parse_floats(text, "--sigma"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pudlab.cli._common import CliState, PudlabGroup, print_json
+from pudlab.cli._common import CliState, PudlabGroup, print_json, sigma_values
 from pudlab.errors import PudlabError
 
 # ---------------------------------------------------------------------------------------- datasets
@@ -99,8 +99,8 @@ def _key_notices(key_id: str, sigmas: list[float], used: tuple[float, ...], *, k
 
 @click.command("obfuscate")
 @click.argument("dataset")
-@click.option("--sigma", "sigmas", type=float, multiple=True, required=True,
-              help="Noise std in [0, 1] pixel units; repeat for several (one output file each).")
+@click.option("--sigma", "--sigmas", "sigmas", multiple=True, required=True, callback=sigma_values,
+              help="Noise std in [0, 1] pixel units; several as 0,0.5 or repeated (one output file each).")
 @click.option("--fraction", type=float, default=1.0, show_default=True, help="R: fraction of samples obfuscated.")
 @click.option("--key-out", type=click.Path(dir_okay=False), default=None,
               help="Keep the fresh secret release key in this new file (mode 0600). Never share it.")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pudlab.cli._common import sigma_values
 from pudlab.errors import PudlabError, SpecError
 from pudlab.io import replace_non_finite
 
@@ -105,8 +106,8 @@ def _print_privacy(report: PrivacyReport) -> None:
 
 @click.command("privacy")
 @click.argument("dataset")
-@click.option("--sigma", "sigmas", type=float, multiple=True, required=True,
-              help="Noise std in [0, 1] pixel units; repeat for several.")
+@click.option("--sigma", "--sigmas", "sigmas", multiple=True, required=True, callback=sigma_values,
+              help="Noise std in [0, 1] pixel units; several as 0,0.5 or repeated.")
 @click.option("--queries", type=int, default=500, show_default=True, help="Released samples attacked (seeded subsample of T_t).")
 @click.option("--pool-size", type=int, default=5000, show_default=True,
               help="Linkage candidate pool: the queries' sources plus other raw samples, this many in all.")

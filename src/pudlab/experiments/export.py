@@ -15,12 +15,11 @@ import csv
 import json
 import math
 import os
-from collections import defaultdict
 from pathlib import Path
 
 from pudlab.errors import PudlabError, StoreError
 from pudlab.experiments.claims import evaluate_claims
-from pudlab.experiments.series import series_table
+from pudlab.experiments.series import store_tables
 from pudlab.experiments.store import Store
 from pudlab.io import atomic_path
 
@@ -64,15 +63,8 @@ def _compact(value: object) -> str:
 
 def claims_by_dataset(store: Store) -> dict[str, list]:
     """Evaluate the paper's claims on every dataset in the store."""
-    tables: dict[str, dict[str, dict]] = defaultdict(dict)
-    for plan in store.plans():
-        tables[plan["dataset"]][plan["experiment"]] = series_table(store, plan["id"])
-    sources = {row["name"]: row for row in store.sources()}
-    result = {}
-    for dataset, table in sorted(tables.items()):
-        shape = json.loads(sources[dataset]["sample_shape"]) if dataset in sources else [1]
-        result[dataset] = evaluate_claims(table, mnist_family=shape[0] == 1 and "cifar" not in dataset.lower())
-    return result
+    return {dataset: evaluate_claims(table, mnist_family=mnist_family)
+            for dataset, (table, mnist_family) in store_tables(store).items()}
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
