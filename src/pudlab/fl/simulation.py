@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -212,6 +213,13 @@ def _defence_job(spec: SimulationSpec, store: str, defence: str, rounds: int | N
     return defence, simulation.run(defence, rounds=rounds)
 
 
+def _die_with_simulation(parent_pid: int) -> None:
+    """Initializer of a defence worker: exit when the simulating process dies, whatever kills it."""
+    from pudlab.processes import die_with_parent
+
+    die_with_parent(parent_pid, detach=False, stop_on_sigint=False)
+
+
 def run_simulation(spec: SimulationSpec, store: str | Path, *, defences: Sequence[str] | None = None,
                    rounds: int | None = None, source: SourceDataset | None = None, data_dir: str | None = None,
                    log: Log | None = None, challenger: Challenger | None = None,
@@ -230,7 +238,8 @@ def run_simulation(spec: SimulationSpec, store: str | Path, *, defences: Sequenc
     heavy_first = sorted(chosen, key=lambda d: not uses_pol(d))
     results: dict[str, list[RoundRecord]] = {}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(chosen)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(chosen)), mp_context=context,
+                             initializer=_die_with_simulation, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_defence_job, spec, str(store), defence, rounds, source, data_dir, log is not None)
                    for defence in heavy_first]
         for future in futures:

@@ -200,6 +200,14 @@ def _init_worker(context: _Context | None) -> None:
     _CONTEXT = context
 
 
+def _init_pool_worker(context: _Context, parent_pid: int) -> None:
+    """Initializer of a pool process: die with the evaluating process, whatever kills it."""
+    from pudlab.processes import die_with_parent
+
+    die_with_parent(parent_pid, detach=False, stop_on_sigint=False)
+    _init_worker(context)
+
+
 def _prepare_trial(trial: int) -> int:
     """Train the trial's honest prover on T_i (and, with attacks, the thief on T_j) once; every
     sigma re-shares these trainings (the prover trains on clean T whatever sigma it shares)."""
@@ -380,9 +388,10 @@ def _job_runner(context: _Context, workers: int) -> Iterator[Callable]:
             _init_worker(None)
         return
     import multiprocessing
+    import os
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(context,)) as pool:
+                             initializer=_init_pool_worker, initargs=(context, os.getpid())) as pool:
         yield pool.map
 
 
