@@ -83,3 +83,38 @@ def test_robustness_table_runs_every_cell(tmp_path):
     assert RobustnessTable.from_dict(table.to_dict()) == table
     assert "| alie |" in table.markdown()
     assert (tmp_path / "robustness.json").exists() and (tmp_path / "median" / "alie").is_dir()
+
+
+@pytest.mark.slow
+def test_cli_robustness_writes_the_rule_by_attack_table(tmp_path):
+    """``pudlab fl robustness`` runs each (rule, attack) with and without PoL and writes the table."""
+    import json
+    import subprocess
+    import sys
+
+    from pudlab.config import read_toml, resolve_spec
+
+    source = make_source()
+    data = tmp_path / "bars.npz"
+    np.savez(data, x=source.train.images, y=source.train.labels)
+    spec = tiny_spec(simulation={"clients": 7, "rounds": 1, "dataset": str(data)},
+                     sampling={"setting": "S-1-1-0.12"})
+    lines = []
+    for section, values in spec.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text("\n".join(lines) + "\n")
+    assert read_toml(spec_file) == spec and resolve_spec("fl", spec_file) == spec_file
+    store = tmp_path / "table"
+    result = subprocess.run([sys.executable, "-m", "pudlab.cli", "fl", "robustness", str(spec_file), "--store",
+                             str(store), "--rules", "fedavg,median", "--attacks", "clean,sign_flip", "--json"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    table = RobustnessTable.from_dict(json.loads(result.stdout))
+    assert set(table.accuracy) == {"fedavg", "median"} and set(table.accuracy["fedavg"]) == {"clean", "sign_flip"}
+    assert table.pol_caught["fedavg"]["sign_flip"] == [1, 1]  # the one colluder challenged and caught
+    assert "| sign_flip |" in (store / "robustness.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "pudlab.cli", "fl", "robustness", str(spec_file), "--store",
+                          str(tmp_path / "x"), "--rules", "fedavg,nonsense"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "nonsense" in bad.stderr and "Traceback" not in bad.stderr

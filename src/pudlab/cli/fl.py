@@ -106,6 +106,48 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
         click.echo(f"report: {summary['report']}")
 
 
+@fl_group.command("robustness")
+@click.argument("spec_path", metavar="SPEC.toml")
+@click.option("--store", type=click.Path(file_okay=False), required=True,
+              help="Root folder: one resumable simulation per (rule, attack), and robustness.json / .md.")
+@click.option("--rules", default="fedavg,multikrum,median,trimmed_mean,bulyan", show_default=True,
+              help="Comma-separated aggregation rules.")
+@click.option("--attacks", default="clean,sign_flip,alie,fang_krum,fang_trmean,inflate", show_default=True,
+              help="Comma-separated attacks (clean = no adversary).")
+@click.option("--colluders", type=click.IntRange(min=1), default=None,
+              help="Colluding clients 1..k [default: the spec's f].")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any spec field, value in TOML syntax (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.pass_context
+def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: str, attacks: str,
+                       colluders: int | None, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Final accuracy per aggregation rule x attack, with and without PoL challenges on obfuscated data.
+
+    Runs the spec's adversaries replaced by each named attack, under every rule, once without and
+    once with PoL; writes STORE/robustness.json and STORE/robustness.md and prints the table.
+    """
+    from pudlab.fl.robustness import ATTACKS, robustness_table
+    from pudlab.fl.spec import BASE_RULES
+    from pudlab.fl.spec_reader import load_spec
+    from pudlab.io import to_json, write_bytes_atomic
+
+    chosen_rules = [name.strip() for name in rules.split(",") if name.strip()]
+    chosen_attacks = [name.strip() for name in attacks.split(",") if name.strip()]
+    bad = [name for name in chosen_rules if name not in BASE_RULES] + \
+          [name for name in chosen_attacks if name not in ATTACKS]
+    if bad or not chosen_rules or not chosen_attacks:
+        raise click.BadParameter(f"unknown or missing rule/attack {bad}; rules: {', '.join(BASE_RULES)}; "
+                                 f"attacks: {', '.join(ATTACKS)}")
+    spec = load_spec(spec_path, list(overrides))
+    log = None if as_json else (lambda message: click.echo(message, err=True))
+    table = robustness_table(spec, store, rules=chosen_rules, attacks=chosen_attacks,
+                             colluders=None if colluders is None else range(1, colluders + 1), log=log,
+                             data_dir=_data_dir(ctx))
+    write_bytes_atomic(f"{store}/robustness.md", (table.markdown() + "\n").encode())
+    click.echo(to_json(table.to_dict()) if as_json else table.markdown())
+
+
 @fl_group.command("report")
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 def report_command(store: str) -> None:

@@ -79,7 +79,8 @@ class RobustnessTable:
 
 def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[str] = BASE_RULES,
                      attacks: Sequence[str] = ATTACKS, colluders: Sequence[int] | None = None,
-                     source: Any = None, log: Callable[[str], None] | None = None) -> RobustnessTable:
+                     source: Any = None, log: Callable[[str], None] | None = None,
+                     data_dir: str | None = None) -> RobustnessTable:
     """Run every (rule, attack) under the defences none and pol; write and return the table."""
     import time
 
@@ -99,7 +100,8 @@ def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[
                 spec, aggregation=dataclasses.replace(spec.aggregation, rule=rule),
                 simulation=dataclasses.replace(spec.simulation, defence="all", name=f"{spec.name}-{rule}-{attack}"),
                 adversaries=attack_adversaries(attack, chosen))
-            results = run_simulation(variant, Path(root) / rule / attack, defences=("none", "pol"), source=source)
+            results = run_simulation(variant, Path(root) / rule / attack, defences=("none", "pol"), source=source,
+                                     data_dir=data_dir)
             accuracy.setdefault(rule, {})[attack] = {d: final_accuracy(results[d]) for d in ("none", "pol")}
             records = [r for r in results["pol"] if r.pol is not None]
             caught.setdefault(rule, {})[attack] = [sum(r.pol.cheaters_caught for r in records),
