@@ -501,3 +501,28 @@ def test_cli_simulate_smoke(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         "error: spec.toml: training.lr = -1; expected a number > 0"]
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.1])
+def test_pol_catches_a_thief_whose_forged_moments_replay_onto_the_stolen_model(tmp_path, sigma):
+    # Prepare: a thief copies client 0's model and answers the challenge with its own training whose
+    # Adam moments before the last segment are crafted so that replaying that segment lands on it.
+    data = tiny_spec(simulation={"clients": 6, "rounds": 1, "defence": "pol"}, sampling={"setting": "S-1-1-0.1"},
+                     pol={"sigma": sigma}, adversaries=[{"kind": "thief", "clients": [5], "victim": 0,
+                                                         "forgery": "moments"}])
+
+    # Execute
+    records = build(data, tmp_path).run("pol")
+
+    # Assert: the forged bundle is well formed (its last segment replays), yet the verifier rejects it
+    pol = records[1].pol
+    by_role = {f"{o.role}{o.client}": o for o in pol.outcomes}
+    assert not by_role["thief5"].accepted, by_role["thief5"].reason
+    assert "final checkpoint" not in by_role["thief5"].reason and "malformed" not in by_role["thief5"].reason
+    assert pol.honest_wrongly_rejected == 0 and pol.cheaters_caught == 1
+    assert 5 not in records[1].aggregation.selected_clients
+
+
+def test_thief_forgery_is_validated():
+    with pytest.raises(SpecError, match=r"adversaries\[0\].forgery = 'magic'; expected one of interpolate, moments"):
+        spec_from_dict(tiny_spec(adversaries=[{"kind": "thief", "clients": [1], "forgery": "magic"}]), "x.toml")

@@ -21,6 +21,7 @@ import numpy as np
 from pudlab.data.dataset import LabeledImages
 from pudlab.fl import adversaries as adv
 from pudlab.fl.challenge import forge_byzantine, forge_lazy, forge_thief, prove_local
+from pudlab.pol.forgers import forge_moments
 from pudlab.fl.partition import ClientData
 from pudlab.fl.records import Submission, Weights
 from pudlab.fl.spec import SimulationSpec
@@ -187,7 +188,11 @@ class ClientPool:
         if proof_dir is not None:
             own = self._prove(client.client, global_weights, self._shuffle_seed(client.client, round_index),
                               _bundle_path(proof_dir, client, "_own"))
-            bundle = forge_thief(own.path, _bundle_path(proof_dir, client), stolen)
+            if adversary.forgery == "moments":  # Adam moments crafted so the last segment replays onto it
+                stolen = forge_moments(own.path, _bundle_path(proof_dir, client), stolen)
+                bundle = _bundle_path(proof_dir, client)
+            else:
+                bundle = forge_thief(own.path, _bundle_path(proof_dir, client), stolen)
         return Submission(client.client, "thief", stolen, len(client.data), self._claimed_steps(client, round_index),
                           0, bundle)
 

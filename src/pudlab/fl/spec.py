@@ -175,6 +175,10 @@ class AdversarySpec:
     """thief, copy = client: whose model is copied (default: the lowest-index honest client)."""
     noise_std: float = 0.0
     """thief: std of the N(0, noise_std^2) noise added to the copied model."""
+    forgery: str | None = None
+    """thief: how it answers a PoL challenge: None or "interpolate" (checkpoints on the line from the
+    global model to the stolen one), "moments" (its own training with the Adam moments before the last
+    segment crafted so that replaying that segment lands on the stolen model)."""
     step_fraction: float = 0.25
     """lazy: fraction of the claimed local steps actually trained."""
     start_round: int = 1

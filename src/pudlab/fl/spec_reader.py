@@ -172,10 +172,12 @@ _KIND_KEYS = {
     "fang_krum": (),
     "fang_trmean": (),
     "inflate": ("scale", "factor"),
-    "thief": ("copy", "victim", "noise_std"),
+    "thief": ("copy", "victim", "noise_std", "forgery"),
     "lazy": ("step_fraction",),
 }
 """The keys each adversary kind takes besides kind, clients and start_round."""
+THIEF_FORGERIES = ("interpolate", "moments")
+"""How a thief answers a PoL challenge (see :class:`pudlab.fl.spec.AdversarySpec`)."""
 
 
 def _read_adversary(section: Section, clients: int) -> AdversarySpec:
@@ -196,6 +198,7 @@ def _read_adversary(section: Section, clients: int) -> AdversarySpec:
         copy=section.string("copy", "client", choices=("client", "global")),
         victim=section.integer("victim", None, low=0),
         noise_std=_real(section, "noise_std", 0.0, low=0.0),
+        forgery=section.string("forgery", None, choices=THIEF_FORGERIES),
         step_fraction=_real(section, "step_fraction", 0.25, low=0.0, high=1.0, low_open=True),
         start_round=section.integer("start_round", 1, low=1),
     )
