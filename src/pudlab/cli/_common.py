@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -62,7 +63,7 @@ def parse_floats(text: str, what: str = "value") -> tuple[float, ...]:
 def parse_finite(text: str, what: str = "value", *, minimum: float | None = None) -> tuple[float, ...]:
     """Like :func:`parse_floats`, but every value finite (no nan/inf) and >= ``minimum`` when given."""
     values = parse_floats(text, what)
-    bad = [v for v in values if v != v or v in (float("inf"), float("-inf")) or (minimum is not None and v < minimum)]
+    bad = [v for v in values if not math.isfinite(v) or (minimum is not None and v < minimum)]
     if bad:
         bound = f" >= {minimum:g}" if minimum is not None else ""
         raise click.BadParameter(f"{what}: expected finite numbers{bound}, got {bad[0]!r} in {text!r}")
