@@ -231,6 +231,12 @@ def _children(pid, marker=""):
     return [int(line.split()[0]) for line in out.splitlines() if line.strip() and marker in line]
 
 
+def _pool_workers(driver: int) -> list[int]:
+    """The driver's pool workers: forks of its fork server (or spawned children where there is none)."""
+    servers = _children(driver, "multiprocessing.forkserver")
+    return [pid for server in servers for pid in _children(server)] or _children(driver, "spawn_main")
+
+
 SWEEP = ["run", "exp3", "--epochs", "3", "--widths", "2,2,4", "--hidden", "8", "--sigmas", "0,0.25,0.5,0.75,1",
          "--threads", "1", "--ensemble-size", "1", "--no-progress"]
 
@@ -253,7 +259,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, npz_dataset, victim):
     with sqlite3.connect(db_path) as db:
         stamps_before = dict(db.execute("SELECT key, finished FROM jobs WHERE status = 'done'").fetchall())
     if victim == "worker":
-        workers = _children(process.pid, "spawn_main")
+        workers = _pool_workers(process.pid)
         assert workers, "no worker process found"
         os.kill(workers[0], signal.SIGKILL)
         out, err = process.communicate(timeout=300)

@@ -46,6 +46,26 @@ def _same(a: dict, b: dict) -> bool:
 
 
 # ------------------------------------------------------------------------------------- checkpoints
+def test_checkpoint_interval_bounds_the_time_spent_saving(tmp_path, monkeypatch):
+    """Saves come every_seconds apart, or 20x their own duration apart when saving is slow."""
+    from pudlab.train import trainer
+
+    clock = {"now": 100.0}
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock["now"])
+    saved = []
+    checkpoint = Checkpointing(tmp_path / "c.pt", every_seconds=3.0, _last=clock["now"])
+    checkpoint.save = lambda state: (saved.append(clock["now"]), setattr(checkpoint, "_last", clock["now"]),
+                                     setattr(checkpoint, "_cost", 0.5))  # a save that takes 0.5 s
+    for _ in range(40):  # one step per second
+        clock["now"] += 1.0
+        checkpoint.after_step(dict)
+    assert saved[0] == 103.0  # the first save is due after every_seconds
+    assert all(b - a >= 10.0 for a, b in zip(saved, saved[1:]))  # then 0.5 s / 5 % = 10 s apart
+    fast = Checkpointing(tmp_path / "d.pt", every_seconds=0.0)
+    fast._cost = 1.0
+    assert fast.interval() == 0.0  # every_seconds 0: after every step, whatever a save costs
+
+
 @pytest.mark.parametrize("stop_at", [1, 5, 9])  # 5: right after the last step of epoch 1, before its eval
 def test_single_resume_is_bit_identical(tmp_path, stop_at):
     train, evaluation = make_images(150, seed=1), make_images(60, seed=2)
@@ -151,14 +171,39 @@ def test_readers_never_write(tmp_path, npz_dataset):
         run_sweep(store, ["exp1"], [npz_dataset], preset, RunOptions(workers=1, threads=1, progress=False))
     before = _tree(tmp_path / "s")
     for args in (["status", str(tmp_path / "s")], ["status", str(tmp_path / "s"), "--json"],
-                 ["plot", str(tmp_path / "s"), "--out", str(tmp_path / "figures")]):
+                 ["plot", str(tmp_path / "s"), "--out", str(tmp_path / "figures")],
+                 ["report", str(tmp_path / "s"), "--out", str(tmp_path / "report")]):
         result = subprocess.run([sys.executable, "-m", "pudlab.cli", *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
     assert _tree(tmp_path / "s") == before
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and (tmp_path / "report" / "figures").is_dir()
+    for line in (tmp_path / "report" / "report.md").read_text().splitlines():  # every image link resolves
+        if line.startswith("!["):
+            assert (tmp_path / "report" / line.split("](")[1].rstrip(")")).is_file(), line
     assert not (tmp_path / "s" / "pudlab.sqlite-wal").exists() or "pudlab.sqlite-wal" in before
     with Store(tmp_path / "s", read_only=True) as reader:  # also when a writer holds the lock
         with Store(tmp_path / "s"):
             assert reader.status_counts()["done"] > 0
+
+
+def test_report_and_plot_on_a_read_only_store_point_to_out(tmp_path, npz_dataset, monkeypatch):
+    """A store that cannot be written (read-only medium) gets one line naming --out, and nothing else."""
+    from click.testing import CliRunner
+
+    from pudlab.cli import _common, cli
+
+    preset = load_preset("quick").with_overrides(epochs=1, widths=(2, 2, 4), hidden=8, sigmas=(0.0,),
+                                                  batch_size=32, repeats=1)
+    with Store(tmp_path / "s") as store:
+        run_sweep(store, ["exp1"], [npz_dataset], preset, RunOptions(workers=1, threads=1, progress=False))
+    before = _tree(tmp_path / "s")
+    monkeypatch.setattr(_common.os, "access", lambda path, mode: not mode & os.W_OK)  # readable, not writable
+    for command in ("report", "plot", "export"):
+        result = CliRunner().invoke(cli, [command, str(tmp_path / "s")])
+        assert result.exit_code != 0 and "not writable" in result.output and "--out" in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert _tree(tmp_path / "s") == before
 
 
 # ------------------------------------------------------------------------------- workers and signals
@@ -233,13 +278,15 @@ def _env(tag: str) -> dict:
 @pytest.mark.slow
 def test_ctrl_c_stops_at_a_safe_point_and_resumes(tmp_path, npz_dataset):
     reference, store = tmp_path / "reference", tmp_path / "s"
-    args = [sys.executable, "-m", "pudlab.cli", *SWEEP, "--dataset", npz_dataset, "--workers", "2"]
+    # a checkpoint after every step: the first one shows that training runs (a unit of this tiny sweep
+    # can finish within 0.2 s, before any timed checkpoint)
+    args = [sys.executable, "-m", "pudlab.cli", *SWEEP[:-1], "0", "--dataset", npz_dataset, "--workers", "2"]
     subprocess.run([*args, "--store", str(reference)], check=True, capture_output=True)
     process = subprocess.Popen([*args, "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=_env("ctrlc"))
     deadline = time.monotonic() + 60
     while not list((store / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -71,6 +73,26 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
+def _watch_ancestor(pid: int) -> None:
+    """Exit when ``pid`` (not our parent, e.g. the client of a fork server) exits: a pidfd where the
+    platform has one (woken at once, immune to PID reuse), else a liveness poll."""
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])
+        os._exit(1)
+    while True:
+        time.sleep(PARENT_WATCH_SECONDS)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
+
+
 def detach_output() -> None:
     """Point fds 0, 1 and 2 at /dev/null (the parent's terminal or pipe is no longer held)."""
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -82,21 +104,46 @@ def detach_output() -> None:
 
 
 def die_with_parent(parent_pid: int | None = None, *, detach: bool = True, stop_on_sigint: bool = True) -> None:
-    """Make this (child) process exit when ``parent_pid`` (default: its current parent) dies.
+    """Make this (child) process exit when ``parent_pid`` (default: its current parent) dies; it may
+    be an ancestor (the client of the fork server that forked this process, see :func:`pool_context`),
+    followed then through a pidfd.
 
     ``detach``: release the parent's stdin/stdout/stderr. ``stop_on_sigint``: SIGINT sets
     :func:`stop_requested` instead of raising KeyboardInterrupt (the training loops then stop at a
     safe point and the driver collects what finished).
     """
-    parent = os.getppid() if parent_pid is None else int(parent_pid)
+    parent = os.getppid()
     _set_parent_death_signal()
+    followed = parent if parent_pid is None else int(parent_pid)
+    if followed == parent:
+        watch = threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="pudlab-parent-watch")
+    else:  # an ancestor: our parent is a fork server, which outlives its client while we hold its pipe
+        watch = threading.Thread(target=_watch_ancestor, args=(followed,), daemon=True, name="pudlab-parent-watch")
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="pudlab-parent-watch").start()
+    watch.start()
     if detach:
         detach_output()
     if stop_on_sigint:
         signal.signal(signal.SIGINT, lambda *_: request_stop())
+
+
+def pool_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
+    """The multiprocessing context for worker pools (their workers pass this process's PID to
+    :func:`die_with_parent`).
+
+    Where the platform has it, a fork server that has imported ``preload`` (e.g. torch and the worker
+    module) once: a new worker is a fork of it and starts in milliseconds instead of importing torch
+    again (seconds per worker and per pool restart). Its workers follow this process through a pidfd
+    (their parent is the fork server); the fork server exits once this process and its workers are
+    gone (it reads EOF on a pipe they hold). Elsewhere: ``spawn``.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        if preload:
+            context.set_forkserver_preload(list(preload))
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -128,3 +129,10 @@ training_options = apply_options(
 def sigma_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[float, ...]:
     """Callback of a repeatable ``--sigma``: ``--sigma 0 --sigma 0.5`` and ``--sigma 0,0.5`` alike."""
     return tuple(value for text in values for value in parse_floats(text, "--sigma"))
+
+
+def writable_store_or_out(store_dir: str, out: str | None, what: str) -> None:
+    """Refuse, in one line, to write ``what`` into a store that cannot be written when no --out is given."""
+    if out is None and not os.access(store_dir, os.W_OK):
+        raise PudlabError(f"{store_dir}: not writable (read-only medium?); {what} can still be written elsewhere: "
+                          "pass --out DIR")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
-from pudlab.cli._common import parse_finite, parse_widths
+from pudlab.cli._common import parse_finite, parse_widths, writable_store_or_out
 from pudlab.errors import PudlabError
 
 MAX_AUTO_WORKERS = 8
@@ -42,8 +43,8 @@ def sweep_options(command: Callable) -> Callable:
         click.option("--wait", is_flag=True,
                      help="If another run is writing the store, wait for it instead of stopping."),
         click.option("--checkpoint-seconds", type=click.FloatRange(min=-1), default=None,
-                     help="Least seconds between checkpoints of a unit's training state [default: 10]; "
-                          "0: every step; -1: none."),
+                     help="Least seconds between checkpoints of a unit's training state [default: 3; "
+                          "further apart when saving would take over 5 % of the time]; 0: every step; -1: none."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes [default: CPU: one per core (at most 8), 1 thread each; CUDA: 1].",),
         click.option("--threads", type=click.IntRange(min=0), default=0,
@@ -82,6 +83,16 @@ def _preset_from(kwargs: dict):  # noqa: ANN202
     if overrides["widths"] is not None:
         overrides["widths"] = parse_widths(overrides["widths"])
     return preset.with_overrides(**overrides)
+
+
+def _start_pool_server(kwargs: dict) -> None:
+    """Start the workers' fork server now, when the run will use a local CPU pool: it imports torch
+    while this process imports and plans, so that workers start at once (:mod:`pudlab.pool_server`)."""
+    workers = kwargs["workers"] or min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+    if kwargs["executor"] == "local" and kwargs["device"] == "cpu" and workers > 1:
+        from pudlab import pool_server
+
+        pool_server.start()
 
 
 def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
@@ -123,6 +134,7 @@ def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None: 
 
     One writer per store (a second run is refused, or waits with --wait); Ctrl-C stops at the next
     step and keeps everything finished; rerun the same command to resume."""
+    _start_pool_server(kwargs)
     from pudlab.experiments.engine import prepare_sweep, run_sweep
     from pudlab.experiments.store import Store
 
@@ -147,10 +159,11 @@ def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None: 
 @click.pass_obj
 def reproduce_command(state, datasets: str | None, experiments: str, figures: bool, **kwargs) -> None:  # noqa: ANN001, ANN003
     """Reproduce the paper's six setups into --store, then draw the figures and write the report."""
+    started = time.perf_counter()
+    _start_pool_server(kwargs)
     from pudlab.experiments.engine import prepare_sweep, run_sweep
     from pudlab.experiments.store import Store
 
-    started = time.perf_counter()
     preset = _preset_from(kwargs)
     store_dir, wait = kwargs.pop("store"), kwargs.pop("wait")
     options = _options_from(kwargs, state.data_dir)
@@ -208,6 +221,7 @@ def plot_command(store_dir: str, out: str | None) -> None:
     from pudlab.experiments.series import refresh_series
     from pudlab.experiments.store import Store
 
+    writable_store_or_out(store_dir, out, "the figures")
     with Store(store_dir, create=False, read_only=True) as store:
         refresh_series(store)
         paths = draw_figures(store, out)
@@ -217,15 +231,21 @@ def plot_command(store_dir: str, out: str | None) -> None:
 
 @click.command("report")
 @click.argument("store_dir", type=click.Path(exists=True, file_okay=False))
-def report_command(store_dir: str) -> None:
-    """Write report.md and a self-contained report.html (figures, tables, claims) into the store."""
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.md, report.html and figures/ [default: the store]. The store itself is "
+                   "only read, so a store on read-only media can be reported with --out.")
+def report_command(store_dir: str, out: str | None) -> None:
+    """Write report.md and a self-contained report.html (figures, tables, claims)."""
     from pudlab.report.document import write_report
     from pudlab.experiments.series import refresh_series
     from pudlab.experiments.store import Store
 
+    target = Path(out) if out is not None else Path(store_dir)
+    writable_store_or_out(store_dir, out, "the report")
     with Store(store_dir, create=False, read_only=True) as store:
         refresh_series(store)
-        paths = write_report(store)
+        target.mkdir(parents=True, exist_ok=True)
+        paths = write_report(store, target)
     click.echo(f"{paths['markdown']}\n{paths['html']}")
 
 

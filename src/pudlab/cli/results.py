@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pudlab.cli._common import print_json
+from pudlab.cli._common import print_json, writable_store_or_out
 
 TABLE_CHOICES = ("series", "jobs", "roles", "claims")
 
@@ -21,6 +21,7 @@ def export_command(store_dir: str, fmt: str, out: str | None, tables: tuple[str,
     """Write a store's series, jobs (parameters and metrics), roles and claims as CSV or Parquet files."""
     from pudlab.experiments.export import TABLES, export_store
 
+    writable_store_or_out(store_dir, out, "the tables")
     paths = export_store(store_dir, out, fmt, tables or TABLES)
     if as_json:
         print_json({"files": [str(path) for path in paths]})

@@ -8,12 +8,12 @@ import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from typing import Protocol
 
 from pudlab.errors import PudlabError, StoreError
 from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, WorkerContext, execute_unit, init_worker, run_in_worker
-from pudlab.processes import stop_requested
+from pudlab.pool_server import EXPERIMENT_PRELOAD
+from pudlab.processes import pool_context, stop_requested
 from pudlab.train.trainer import torch_threads
 
 POLL_SECONDS = 0.5
@@ -60,9 +60,10 @@ class LocalExecutor:
     def _pool(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
         remaining = {unit.index: unit for unit in units}
         attempts = dict.fromkeys(remaining, 0)
+        context = pool_context(EXPERIMENT_PRELOAD)
         while remaining and not stop_requested():
             pool = ProcessPoolExecutor(
-                max_workers=self.options.workers, mp_context=get_context("spawn"), initializer=init_worker,
+                max_workers=self.options.workers, mp_context=context, initializer=init_worker,
                 initargs=(self.options.data_dir, self.device, self.options.threads_per_worker(), os.getpid()),
             )
             self._pool_now = pool

@@ -26,7 +26,7 @@ from pudlab.processes import die_with_parent, stop_requested
 from pudlab.train.trainer import Checkpointing, TrainingInterrupted, TrainResult, train_model
 
 MAX_RETRIES = 2
-CHECKPOINT_SECONDS = 10.0
+CHECKPOINT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class RunOptions:
     checkpoint_seconds: float = CHECKPOINT_SECONDS
     """Least seconds between two checkpoints of a unit's full training state (weights, Adam state,
     epoch and step, running loss), written atomically to ``STORE/checkpoints/``; an interrupted
-    unit resumes from its checkpoint bit-identically (CPU). 0: after every step; negative: never."""
+    unit resumes from its checkpoint bit-identically (CPU). 0: after every step; negative: never.
+    Saves also keep at least 20x their own duration apart (at most 5 % of the time goes to saving)."""
 
     def threads_per_worker(self) -> int:
         return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,14 @@ def _epsilon(value: float | None) -> float:
     return math.inf if value is None else value
 
 
-def privacy_blocks(store: Store, figure_dir: Path | None = None) -> list[Block]:
-    """The Privacy section: attack results per sigma, their plot and the privacy decline (when measured)."""
+def privacy_blocks(store: Store, figure_dir: Path | None = None, base: Path | None = None) -> list[Block]:
+    """The Privacy section: attack results per sigma, their plot and the privacy decline (when measured);
+    figures drawn into ``figure_dir``, linked relative to ``base`` (default: the store)."""
     reports = sorted((store.root / "privacy").glob("*.json"))
     if not reports:
         return []
     figure_dir = figure_dir or store.root / "figures"
+    base = base or store.root
     blocks = [Block("heading", "Privacy (pudlab privacy)"),
               Block("text", "Attacks on the released O(T_t): similarity to the source, re-identification by "
                             "nearest raw sample, the best denoiser, membership inference against a model trained "
@@ -90,7 +93,7 @@ def privacy_blocks(store: Store, figure_dir: Path | None = None) -> list[Block]:
                         "The averaging attack over n = 1..N disclosures of the same data: attacker PSNR (left) and "
                         "re-identified fraction (right) per sigma, with fresh noise each time, keyed noise, or "
                         "disjoint subsets; the grey lines are the sigma/sqrt(n) law for fresh noise."))
-        blocks.append(Block("figures", [(str(Path(png).relative_to(store.root)), title, caption)
+        blocks.append(Block("figures", [(os.path.relpath(png, base), title, caption)
                                         for png, title, caption in figures]))
         blocks.append(Block("table", (["sigma", "PSNR dB", "SSIM", "re-identified", "best denoised PSNR dB",
                                        "re-identified after denoising", "membership AUC", "TPR at 1% FPR",
@@ -101,8 +104,9 @@ def privacy_blocks(store: Store, figure_dir: Path | None = None) -> list[Block]:
     return blocks
 
 
-def pud_blocks(store: Store) -> list[Block]:
-    """The PUD section: Privacy, Utility, Distinguishability per sigma, every recommendation, the triangles."""
+def pud_blocks(store: Store, base: Path | None = None) -> list[Block]:
+    """The PUD section: Privacy, Utility, Distinguishability per sigma, every recommendation, the
+    triangles (linked relative to ``base``, default: the store)."""
     results = sorted((store.root / "pud").glob("*/pud.json"))
     if not results:
         return []
@@ -117,7 +121,7 @@ def pud_blocks(store: Store) -> list[Block]:
                 blocks.append(Block("text", message))
         blocks.append(Block("table", (["sigma", "P (Privacy)", "U (Utility)", "D (Distinguishability)"],
                                       [[f"{p.sigma:g}", p.privacy, p.utility, p.distinguishability] for p in points])))
-        figures = [(str(png.relative_to(store.root)), png.stem.replace("_", " "),
+        figures = [(os.path.relpath(png, base or store.root), png.stem.replace("_", " "),
                     "P, U and D of each sigma, scaled to [0, 1] (docs/notation.md); the recommended sigma is "
                     "highlighted.") for png in sorted(path.parent.glob("*.png"))]
         if figures:

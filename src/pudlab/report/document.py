@@ -9,6 +9,7 @@ blocks (``pudlab.report.render``); every number comes from the store.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from pudlab.report.sections import configuration_blocks, evidence_blocks, series
 TITLE = "pudlab reproduction report"
 
 
-def build_blocks(store: Store, figures: list[FigureFile]) -> list[Block]:
-    """The report's content, in reading order."""
+def build_blocks(store: Store, figures: list[FigureFile], base: Path | None = None) -> list[Block]:
+    """The report's content, in reading order; figure paths relative to ``base`` (the report's
+    folder, default the store)."""
+    base = base or store.root
     claims = claims_by_dataset(store)
     blocks = [Block("heading", TITLE, 1),
               *summary_blocks(store, claims),
@@ -37,12 +40,12 @@ def build_blocks(store: Store, figures: list[FigureFile]) -> list[Block]:
                     title="Notation (T_t, T_e, S-X-Y-Z, sigma, W_r, W_o, D, D_k,j, Delta, P/U/D)")]
     if figures:
         blocks.append(Block("heading", "Figures"))
-        blocks.append(Block("figures", [(str(item.png.relative_to(store.root)), item.title, item.caption)
+        blocks.append(Block("figures", [(os.path.relpath(item.png, base), item.title, item.caption)
                                         for item in figures]))
     blocks += evidence_blocks(claims)
     blocks += series_blocks(store)
-    blocks += privacy_blocks(store)
-    blocks += pud_blocks(store)
+    blocks += privacy_blocks(store, base / "figures", base)
+    blocks += pud_blocks(store, base)
     blocks += configuration_blocks(store)
     blocks.append(Block("text", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by pudlab {__version__} from the "
                                 f"store {store.root}; every number and figure above comes from that store.",
@@ -50,13 +53,15 @@ def build_blocks(store: Store, figures: list[FigureFile]) -> list[Block]:
     return blocks
 
 
-def write_report(store: Store) -> dict:
-    """Draw the figures, then write ``report.md`` and ``report.html`` into the store."""
-    figures = draw_figure_files(store)
-    blocks = build_blocks(store, figures)
-    markdown_path, html_path = store.root / "report.md", store.root / "report.html"
+def write_report(store: Store, out: str | os.PathLike | None = None) -> dict:
+    """Draw the figures, then write ``report.md`` and ``report.html`` into ``out`` (default: the
+    store; figures in ``out/figures``). The store itself is only read."""
+    base = Path(out) if out is not None else store.root
+    figures = draw_figure_files(store, base / "figures")
+    blocks = build_blocks(store, figures, base)
+    markdown_path, html_path = base / "report.md", base / "report.html"
     write_bytes_atomic(markdown_path, render_markdown(blocks).encode())
-    write_bytes_atomic(html_path, render_html(blocks, store.root, TITLE).encode())
+    write_bytes_atomic(html_path, render_html(blocks, base, TITLE).encode())
     files: list[Path] = [path for item in figures for path in (item.png, item.svg)]
     return {"markdown": markdown_path, "html": html_path, "figures": files, "claims": len(CLAIMS)}
 

@@ -325,8 +325,12 @@ class Checkpointing:
     """
 
     path: Path
-    every_seconds: float = 10.0
+    every_seconds: float = 3.0
     """Least seconds between two saves (0: after every step)."""
+    max_overhead: float = 0.05
+    """Most share of the time spent saving: when one save takes ``c`` seconds, the next comes at least
+    ``c / max_overhead`` seconds later (big ensembles, slow disks). 0 (or ``every_seconds`` 0): no such
+    bound."""
     identity: str = ""
     """What the checkpoint belongs to; a file with another identity is ignored."""
     should_stop: Callable[[], bool] | None = None
@@ -336,6 +340,7 @@ class Checkpointing:
     resumed_at: tuple[int, int] | None = None
     """(epoch, step) the loop resumed from, or None for a fresh start."""
     _last: float = field(default_factory=time.monotonic)
+    _cost: float = 0.0
 
     def load(self) -> dict | None:
         """The saved state when it exists, is readable and has this identity; else None."""
@@ -357,19 +362,27 @@ class Checkpointing:
 
         from pudlab.io import write_bytes_atomic
 
+        started = time.monotonic()
         buffer = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, "identity": self.identity, "extra": self.extra,
                     "torch_rng": torch.get_rng_state(), **state}, buffer)
         write_bytes_atomic(self.path, buffer.getvalue())
         self.saves += 1
         self._last = time.monotonic()
+        self._cost = self._last - started
+
+    def interval(self) -> float:
+        """Seconds until the next save is due, counted from the last one."""
+        if self.every_seconds <= 0 or self.max_overhead <= 0:
+            return max(0.0, self.every_seconds)
+        return max(self.every_seconds, self._cost / self.max_overhead)
 
     def after_step(self, state: Callable[[], dict]) -> None:
         """Save when due; on a stop request save and raise :class:`TrainingInterrupted`."""
         if self.should_stop is not None and self.should_stop():
             self.save(state())
             raise TrainingInterrupted(str(self.path))
-        if time.monotonic() - self._last >= self.every_seconds:
+        if time.monotonic() - self._last >= self.interval():
             self.save(state())
 
 
