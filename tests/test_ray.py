@@ -16,6 +16,7 @@ from pudlab.experiments import RunOptions, Store, plan_sweep, run_jobs, run_swee
 
 from .conftest import write_npz_dataset  # noqa: E402
 from .test_experiments import SWEEP, _done_count, _pudlab, _weights_by_key, tiny_preset  # noqa: E402
+from .test_reliability import _tagged  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -80,15 +81,20 @@ def test_ray_worker_killed_mid_task_is_retried(tmp_path, npz_dataset, local_ray)
 def test_ray_driver_killed_then_resumed(tmp_path, npz_dataset):
     store = tmp_path / "store"
     command = _pudlab(*SWEEP, "--dataset", npz_dataset, "--store", str(store), "--executor", "ray", "--workers", "2")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PUDLAB_TEST_TAG": "ray-driver"})
     deadline = time.time() + 180
     while _done_count(store / "pudlab.sqlite") < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, "the sweep finished before it could be interrupted"
     with sqlite3.connect(store / "pudlab.sqlite") as db:
         before = dict(db.execute("SELECT key, finished FROM jobs WHERE status = 'done'").fetchall())
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    process.kill()  # the driver alone: Ray's processes and helpers must follow it
+    process.communicate(timeout=60)  # EOF: nothing holds the driver's output
+    deadline = time.time() + 5
+    while _tagged("ray-driver") and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _tagged("ray-driver"), "a process of the local Ray instance outlived its driver by 5 s"
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     with sqlite3.connect(store / "pudlab.sqlite") as db:

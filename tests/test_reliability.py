@@ -60,7 +60,7 @@ def test_checkpoint_interval_bounds_the_time_spent_saving(tmp_path, monkeypatch)
         clock["now"] += 1.0
         checkpoint.after_step(dict)
     assert saved[0] == 103.0  # the first save is due after every_seconds
-    assert all(b - a >= 10.0 for a, b in zip(saved, saved[1:]))  # then 0.5 s / 5 % = 10 s apart
+    assert all(b - a >= 10.0 for a, b in zip(saved, saved[1:], strict=False))  # then 0.5 s / 5 % = 10 s apart
     fast = Checkpointing(tmp_path / "d.pt", every_seconds=0.0)
     fast._cost = 1.0
     assert fast.interval() == 0.0  # every_seconds 0: after every step, whatever a save costs
@@ -232,6 +232,42 @@ def test_child_dies_with_parent_and_releases_output(tmp_path):
     while _alive(child_pid) and time.monotonic() - started < 5:
         time.sleep(0.1)
     assert not _alive(child_pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads /proc")
+@pytest.mark.parametrize("with_reaper", [True, False])
+def test_reaper_kills_helpers_that_outlive_their_driver(tmp_path, with_reaper):
+    """A driver starts a service that dies with it (as Ray's raylet does), and the service starts a
+    helper that does not (as Ray's agents): SIGKILL the driver: with the reaper the helper is gone
+    within 5 s; without it (negative control) it survives, re-parented."""
+    service = textwrap.dedent("""
+        import subprocess, sys, time
+        from pudlab.processes import die_with_parent
+        die_with_parent(detach=False, stop_on_sigint=False)
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        print(helper.pid, flush=True)
+        time.sleep(120)
+    """)
+    driver = textwrap.dedent(f"""
+        import subprocess, sys, time
+        from pudlab import reaper
+        if {with_reaper}:
+            reaper.start("test-tag")
+        subprocess.Popen([sys.executable, "-c", {service!r}])
+        time.sleep(120)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
+    helper_pid = int(process.stdout.readline())
+    time.sleep(1.0)  # the reaper has seen the helper among the driver's descendants
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 5
+    while _alive(helper_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survived = _alive(helper_pid)
+    if survived:
+        os.kill(helper_pid, signal.SIGKILL)
+    assert survived != with_reaper
 
 
 def _alive(pid: int) -> bool:

@@ -217,9 +217,9 @@ def status_command(store_dir: str, as_json: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Figure directory [default: STORE/figures].")
 def plot_command(store_dir: str, out: str | None) -> None:
     """Draw every figure (PNG and SVG) from the store alone."""
-    from pudlab.report.document import draw_figures
     from pudlab.experiments.series import refresh_series
     from pudlab.experiments.store import Store
+    from pudlab.report.document import draw_figures
 
     writable_store_or_out(store_dir, out, "the figures")
     with Store(store_dir, create=False, read_only=True) as store:
@@ -236,9 +236,9 @@ def plot_command(store_dir: str, out: str | None) -> None:
                    "only read, so a store on read-only media can be reported with --out.")
 def report_command(store_dir: str, out: str | None) -> None:
     """Write report.md and a self-contained report.html (figures, tables, claims)."""
-    from pudlab.report.document import write_report
     from pudlab.experiments.series import refresh_series
     from pudlab.experiments.store import Store
+    from pudlab.report.document import write_report
 
     target = Path(out) if out is not None else Path(store_dir)
     writable_store_or_out(store_dir, out, "the report")

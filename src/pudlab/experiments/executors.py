@@ -11,7 +11,15 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from pudlab.errors import PudlabError, StoreError
-from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, WorkerContext, execute_unit, init_worker, run_in_worker
+from pudlab.experiments.worker import (
+    JobOutcome,
+    RunOptions,
+    Unit,
+    WorkerContext,
+    execute_unit,
+    init_worker,
+    run_in_worker,
+)
 from pudlab.pool_server import EXPERIMENT_PRELOAD
 from pudlab.processes import pool_context, stop_requested
 from pudlab.train.trainer import torch_threads

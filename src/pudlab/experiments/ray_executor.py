@@ -7,13 +7,17 @@ object store; either way they verify the dataset fingerprint before training. Re
 safetensors bytes) stream back to the driver, which stays the only writer of the store and commits
 each unit as it arrives: killing the driver and rerunning resumes exactly as with the local
 executor. A task whose worker process dies is retried by Ray (``max_retries``); an error inside
-pudlab comes back as a failed job and the sweep goes on.
+pudlab comes back as a failed job and the sweep goes on. A local Ray instance (no address) is
+cleaned up by :mod:`pudlab.reaper` when the driver dies, whatever killed it.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator, Sequence
 
+from pudlab import reaper
 from pudlab.errors import PudlabError
 from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, WorkerContext, execute_unit
 
@@ -48,16 +52,25 @@ class RayExecutor:
         self.ray = _ray()
         self.retried = 0
         """Ray retries lost tasks itself; they are not counted here."""
+        self.reaper = None
+        """The process that cleans up a local Ray instance after this driver (:mod:`pudlab.reaper`)."""
 
     def _connect(self) -> None:
         if self.ray.is_initialized():
             return
         kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
         if self.options.ray_address:
-            kwargs["address"] = self.options.ray_address
-        else:
-            kwargs["num_cpus"] = max(self.options.workers, 1) * self.options.threads_per_worker()
-        self.ray.init(**kwargs)
+            self.ray.init(address=self.options.ray_address, **kwargs)
+            return
+        kwargs["num_cpus"] = max(self.options.workers, 1) * self.options.threads_per_worker()
+        # a local instance: its processes carry a tag that a reaper kills once this driver is gone
+        tag = f"{os.getpid()}-{time.time_ns()}"
+        self.reaper = reaper.start(tag)
+        os.environ[reaper.TAG_VARIABLE] = tag  # inherited by Ray's processes, and only by them
+        try:
+            self.ray.init(**kwargs)
+        finally:
+            del os.environ[reaper.TAG_VARIABLE]
 
     def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
         if not units:

@@ -22,7 +22,12 @@ from pudlab.report.applications import privacy_blocks, pud_blocks
 from pudlab.report.experiment_figures import FIGURES, FigureFile, draw_figure_files, draw_figures
 from pudlab.report.glossary import GLOSSARY
 from pudlab.report.render import Block, render_html, render_markdown
-from pudlab.report.sections import configuration_blocks, evidence_blocks, series_blocks, summary_blocks
+from pudlab.report.sections import (
+    configuration_blocks,
+    evidence_blocks,
+    series_blocks,
+    summary_blocks,
+)
 
 TITLE = "pudlab reproduction report"
 
