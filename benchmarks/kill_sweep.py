@@ -77,6 +77,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     earliest, latest = 0.0, args.max_wait or 2 * reference_seconds / args.kills
     store, kills, orphans, lost, changed, attempts = work / "killed", 0, 0, 0, 0, 0
+    failures: list[str] = []
     started = time.perf_counter()
     while True:
         attempts += 1
@@ -91,6 +92,9 @@ def main() -> None:
         before = done(store)
         try:
             process.wait(timeout=rng.uniform(earliest, latest))
+            _, err = process.communicate()
+            if process.returncode != 0:  # an attempt that failed on its own is a finding, not a kill
+                failures.append(err.decode().strip().splitlines()[-1] if err.strip() else f"exit {process.returncode}")
             continue  # finished (or nothing left) before the kill
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
@@ -112,6 +116,7 @@ def main() -> None:
     print(f"uninterrupted {reference_seconds:.1f} s, with kills {total:.1f} s (excluding the 5 s orphan checks) "
           f"= {total / reference_seconds:.2f}x")
     print(f"orphaned processes 5 s after a kill: {orphans}")
+    print(f"attempts that failed on their own: {len(failures)}" + "".join(f"\n  {line}" for line in failures))
     compared = subprocess.run([sys.executable, "-m", "pudlab.cli", "compare", str(work / "reference"), str(store),
                                "--json"], check=True, capture_output=True, text=True)
     summary = json.loads(compared.stdout)["summary"]

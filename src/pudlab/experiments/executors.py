@@ -1,4 +1,4 @@
-"""Executors: where units run. ``local`` (this process, or a pool of spawned processes) and ``ray``
+"""Executors: where units run. ``local`` (this process, or a pool of local worker processes) and ``ray``
 (:mod:`pudlab.experiments.ray_executor`). Each yields the outcomes of a unit as it finishes."""
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """This process (``workers <= 1``) or a pool of spawned local processes, restarted when a worker dies."""
+    """This process (``workers <= 1``) or a pool of local worker processes, restarted when a worker dies.
+
+    Workers are forks of a fork server that imported torch once (:mod:`pudlab.pool_server`; ``spawn``
+    where the platform has no fork server), so a pool (re)starts in well under a second."""
 
     def __init__(self, options: RunOptions, device: str) -> None:
         self.options, self.device = options, device

@@ -1,6 +1,6 @@
 """The worker side of a sweep: a unit of jobs in, their outcomes out (weights as safetensors bytes).
 
-A worker (this process, a spawned local process, or a Ray task) loads the datasets itself, verifies
+A worker (this process, a local pool process, or a Ray task) loads the datasets itself, verifies
 their fingerprints against the jobs, trains, and returns :class:`JobOutcome` records; it never writes
 to the store (the driver does, see :mod:`pudlab.experiments.runner`).
 """
@@ -263,7 +263,7 @@ _WORKER: WorkerContext | None = None
 
 
 def init_worker(data_dir: str | None, device: str, threads: int, parent_pid: int | None = None) -> None:
-    """Initializer of a spawned worker process: dies with ``parent_pid`` (the driver) and releases its
+    """Initializer of a pool's worker process: dies with ``parent_pid`` (the driver) and releases its
     output; thread count and a fresh context."""
     global _WORKER
     die_with_parent(parent_pid)
@@ -272,7 +272,7 @@ def init_worker(data_dir: str | None, device: str, threads: int, parent_pid: int
 
 
 def run_in_worker(unit: Unit) -> list[JobOutcome]:
-    """Body of a pool task in a spawned worker process."""
+    """Body of a pool task in a worker process."""
     if _WORKER is None:
         raise RuntimeError("worker not initialized")
     return execute_unit(_WORKER, unit)
