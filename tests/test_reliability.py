@@ -343,10 +343,12 @@ def test_random_sigkills_of_the_driver(tmp_path, npz_dataset):
     expected = _weights(reference)
     rng = random.Random(14)
     finished_at: dict[str, float] = {}
+    temp = tmp_path / "tmp"  # the drivers' temp folder (torch keeps its compile cache there, on purpose)
+    temp.mkdir()
     for attempt in range(12):
         tag = f"kill{attempt}"
         process = subprocess.Popen([*args, "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env=_env(tag))
+                                   env={**_env(tag), "TMPDIR": str(temp)})
         try:
             process.wait(timeout=rng.uniform(1.5, 5.0))
             break  # finished before the kill
@@ -357,6 +359,7 @@ def test_random_sigkills_of_the_driver(tmp_path, npz_dataset):
         while _tagged(tag) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _tagged(tag), "a worker outlived its driver by 5 s"
+        assert not list(temp.glob("pymp-*")), "a killed run left the fork server's socket folder behind"
         if (store / "pudlab.sqlite").exists():
             with sqlite3.connect(store / "pudlab.sqlite") as db:
                 rows = dict(db.execute("SELECT key, finished FROM jobs WHERE status = 'done'").fetchall())

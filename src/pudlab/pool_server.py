@@ -4,16 +4,22 @@ A worker pool (:func:`pudlab.processes.pool_context`) forks its workers from one
 has imported torch and pudlab's training modules once, instead of spawning every worker to import
 them again (about 5 s per worker on 2 cores, and again after every pool restart, e.g. when a sweep
 resumes). multiprocessing imports :data:`EXPERIMENT_PRELOAD` in that server; this module comes
-first, so that the server follows the process that started it (it dies with it, whatever killed
-it), never holds that process's output open, and ignores Ctrl-C (its workers handle it).
+first, so that the server follows the process that started it (it exits with it, whatever killed
+it, and removes its socket folder ``pymp-*`` that a killed driver would leave in the temp folder),
+never holds that process's output open, and ignores Ctrl-C (its workers handle it).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import socket
 import sys
+import threading
+from pathlib import Path
 
-from pudlab.processes import die_with_parent, pool_context
+from pudlab.processes import detach_output, pool_context, wait_for_exit
 
 EXPERIMENT_PRELOAD = (__name__, "torch", "torch._dynamo", "pudlab.experiments.worker", "pudlab.train.ensemble",
                       "pudlab.data.sources")
@@ -30,16 +36,46 @@ def start(preload: tuple[str, ...] = EXPERIMENT_PRELOAD) -> None:
         forkserver.ensure_running()
 
 
-def _imported_by_fork_server() -> bool:
-    """True while multiprocessing's fork server imports its preload modules (and only then)."""
+def _fork_server_listener() -> int | None:
+    """The listening socket's fd while multiprocessing's fork server imports its preload modules;
+    None everywhere else (this module imported as a library)."""
     frame = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "main" and frame.f_globals.get("__name__") == "multiprocessing.forkserver":
-            return True
+            return frame.f_locals.get("listener_fd")
         frame = frame.f_back
-    return False
+    return None
 
 
-if _imported_by_fork_server():
-    die_with_parent(stop_on_sigint=False)
+def _socket_folder(listener_fd: int) -> Path | None:
+    """The ``pymp-*`` folder that holds the fork server's socket (bound by the driver before it started us)."""
+    try:
+        with socket.socket(socket.AF_UNIX, fileno=os.dup(listener_fd)) as listener:
+            address = listener.getsockname()
+    except OSError:
+        return None
+    folder = Path(address).parent if isinstance(address, str) and address else None
+    return folder if folder is not None and folder.name.startswith("pymp-") else None
+
+
+def _follow(driver: int, folder: Path | None) -> None:
+    """In the fork server: once ``driver`` exits, remove the server's socket folder, then exit."""
+    wait_for_exit(driver)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+    os._exit(0)
+
+
+def _serve_as_fork_server(listener_fd: int) -> None:
+    driver = os.getppid()
+    threading.Thread(target=_follow, args=(driver, _socket_folder(listener_fd)), daemon=True,
+                     name="pudlab-driver-watch").start()
+    if os.getppid() != driver:  # the driver died before the watch started
+        os._exit(0)
+    detach_output()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_LISTENER = _fork_server_listener()
+if _LISTENER is not None:
+    _serve_as_fork_server(_LISTENER)

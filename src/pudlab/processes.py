@@ -73,24 +73,30 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
-def _watch_ancestor(pid: int) -> None:
-    """Exit when ``pid`` (not our parent, e.g. the client of a fork server) exits: a pidfd where the
-    platform has one (woken at once, immune to PID reuse), else a liveness poll."""
+def wait_for_exit(pid: int) -> None:
+    """Block until process ``pid`` exits: a pidfd where the platform has one (woken at once, immune
+    to PID reuse), else a liveness poll every ``PARENT_WATCH_SECONDS``."""
     try:
         handle = os.pidfd_open(pid)
     except (AttributeError, OSError):
         handle = None
     if handle is not None:
         select.select([handle], [], [])
-        os._exit(1)
+        return
     while True:
-        time.sleep(PARENT_WATCH_SECONDS)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            os._exit(1)
+            return
         except PermissionError:
             pass
+        time.sleep(PARENT_WATCH_SECONDS)
+
+
+def _watch_ancestor(pid: int) -> None:
+    """Exit when ``pid`` (not our parent, e.g. the client of a fork server) exits."""
+    wait_for_exit(pid)
+    os._exit(1)
 
 
 def detach_output() -> None:
