@@ -121,10 +121,9 @@ def die_with_parent(parent_pid: int | None = None, *, detach: bool = True, stop_
     parent = os.getppid()
     _set_parent_death_signal()
     followed = parent if parent_pid is None else int(parent_pid)
-    if followed == parent:
-        watch = threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="pudlab-parent-watch")
-    else:  # an ancestor: our parent is a fork server, which outlives its client while we hold its pipe
-        watch = threading.Thread(target=_watch_ancestor, args=(followed,), daemon=True, name="pudlab-parent-watch")
+    # an ancestor: our parent is a fork server, which outlives its client while we hold its pipe
+    target = _watch_parent if followed == parent else _watch_ancestor
+    watch = threading.Thread(target=target, args=(followed,), daemon=True, name="pudlab-parent-watch")
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
     watch.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
@@ -85,10 +84,15 @@ def _preset_from(kwargs: dict):  # noqa: ANN202
     return preset.with_overrides(**overrides)
 
 
+def _auto_cpu_workers() -> int:
+    """Worker processes on CPU when --workers is not given: one per core, at most MAX_AUTO_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+
+
 def _start_pool_server(kwargs: dict) -> None:
     """Start the workers' fork server now, when the run will use a local CPU pool: it imports torch
     while this process imports and plans, so that workers start at once (:mod:`pudlab.pool_server`)."""
-    workers = kwargs["workers"] or min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+    workers = kwargs["workers"] or _auto_cpu_workers()
     if kwargs["executor"] == "local" and kwargs["device"] == "cpu" and workers > 1:
         from pudlab import pool_server
 
@@ -106,7 +110,7 @@ def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
         ensemble = 32 if device.startswith("cuda") else 8
     workers, threads, seconds = kwargs.pop("workers"), kwargs.pop("threads"), kwargs.pop("checkpoint_seconds")
     if workers is None:  # small convs use one core better than two threads do: one process per core
-        workers = 1 if device.startswith("cuda") else max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+        workers = 1 if device.startswith("cuda") else _auto_cpu_workers()
         threads = threads or (0 if device.startswith("cuda") else 1)
     return RunOptions(workers=workers, device=device, threads=threads,
                       ensemble_size=ensemble, ensemble_mode=kwargs.pop("ensemble_mode"), data_dir=data_dir,
@@ -240,12 +244,10 @@ def report_command(store_dir: str, out: str | None) -> None:
     from pudlab.experiments.store import Store
     from pudlab.report.document import write_report
 
-    target = Path(out) if out is not None else Path(store_dir)
     writable_store_or_out(store_dir, out, "the report")
     with Store(store_dir, create=False, read_only=True) as store:
         refresh_series(store)
-        target.mkdir(parents=True, exist_ok=True)
-        paths = write_report(store, target)
+        paths = write_report(store, out)
     click.echo(f"{paths['markdown']}\n{paths['html']}")
 
 
