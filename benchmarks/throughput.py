@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from pudlab.data.dataset import LabeledImages, SourceDataset
-from pudlab.train.ensemble import EnsembleTrainer, max_members
 from pudlab.experiments.jobs import ExperimentPlan, SplitSpec, expand, make_split
 from pudlab.experiments.runner import make_units
 from pudlab.experiments.spec import SHIPPED_EXPERIMENTS, load_experiment, load_preset
 from pudlab.model import ModelConfig, build_model, initial_state
+from pudlab.train.ensemble import EnsembleTrainer, max_members
 from pudlab.train.trainer import TrainConfig, Trainer, numerics
 
 SHAPES = {"mnist": ((1, 28, 28), 128, 60000), "cifar10": ((3, 32, 32), 64, 50000)}
@@ -197,7 +197,7 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 (seconds_per_step, steps), members = run(config, init, data, batch, device, args, *extra)
-            except Exception as exc:  # noqa: BLE001 - report and go on
+            except Exception as exc:
                 print(json.dumps({"dataset": dataset, "config": name, "error": f"{type(exc).__name__}: {exc}"}))
                 continue
             rate = members * batch / seconds_per_step

@@ -4,6 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from pudlab.errors import PudlabError
+from pudlab.metrics import model_distance, weight_norm
+from pudlab.model import ModelConfig, build_model, initial_state
+from pudlab.obfuscation import obfuscate
 from pudlab.train.ensemble import (
     EnsembleMCnn,
     EnsembleTrainer,
@@ -11,10 +15,6 @@ from pudlab.train.ensemble import (
     to_grouped_input,
     train_ensemble,
 )
-from pudlab.errors import PudlabError
-from pudlab.metrics import model_distance, weight_norm
-from pudlab.model import ModelConfig, build_model, initial_state
-from pudlab.obfuscation import obfuscate
 from pudlab.train.trainer import TrainConfig, Trainer, epoch_batches, train_model
 
 from .conftest import make_images

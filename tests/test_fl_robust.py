@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from pudlab.fl import adversaries as adv
-from pudlab.fl.aggregation import KrumParameterError, bulyan, coordinate_median, multi_krum, trimmed_mean
+from pudlab.fl.aggregation import (
+    KrumParameterError,
+    bulyan,
+    coordinate_median,
+    multi_krum,
+    trimmed_mean,
+)
 from pudlab.fl.robustness import RobustnessTable, robustness_table
 from pudlab.fl.spec import AdversarySpec
 from pudlab.fl.spec_reader import spec_from_dict

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from pudlab.errors import ModelError, PudlabError
+from pudlab.io import load_weights, save_weights
 from pudlab.metrics import distinguishability, model_distance, per_layer_distance
 from pudlab.model import MCnn, ModelConfig, build_model, initial_state
-from pudlab.io import load_weights, save_weights
 from pudlab.train.trainer import TrainConfig, epoch_batches, train_model
 
 from .conftest import make_images

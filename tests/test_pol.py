@@ -20,15 +20,13 @@ import torch
 
 from pudlab.data.dataset import split_train_eval
 from pudlab.errors import BundleError, PudlabError
-from pudlab.metrics import model_distance
-from pudlab.metrics import roc_auc, tpr_at_fpr
+from pudlab.io import read_json, weights_sha256, write_json
+from pudlab.metrics import model_distance, roc_auc, tpr_at_fpr
 from pudlab.model import ModelConfig, initial_state, parameter_names, parameter_shapes
 from pudlab.obfuscation import obfuscate
-from pudlab.io import weights_sha256
-from pudlab.train.run import make_recipe
 from pudlab.pol import evaluation, forgers
-from pudlab.pol.evaluation_results import format_attack_table
 from pudlab.pol.bundle import open_bundle, reseal_bundle, save_npy
+from pudlab.pol.evaluation_results import format_attack_table
 from pudlab.pol.manifest import (
     BATCHES_FILE,
     MANIFEST_FILE,
@@ -50,7 +48,7 @@ from pudlab.pol.verifier import (
     verify_status,
 )
 from pudlab.sampling import SamplingSetting, draw_recipe
-from pudlab.io import read_json, write_json
+from pudlab.train.run import make_recipe
 from pudlab.train.trainer import TrainConfig, epoch_batches
 
 from .conftest import make_images, make_source

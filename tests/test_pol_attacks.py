@@ -18,7 +18,14 @@ from pudlab.pol.history import segment_move_bound, step_bound
 from pudlab.pol.manifest import NoiseClaim
 from pudlab.pol.policy import VerifyPolicy, fresh_draw_test
 from pudlab.pol.prover import prove, reshare
-from pudlab.pol.verifier import EXIT_ACCEPT, EXIT_REJECT, VerifyOptions, replay_plan, verify_bundle, verify_status
+from pudlab.pol.verifier import (
+    EXIT_ACCEPT,
+    EXIT_REJECT,
+    VerifyOptions,
+    replay_plan,
+    verify_bundle,
+    verify_status,
+)
 from pudlab.train.trainer import TrainConfig
 
 from .conftest import make_images

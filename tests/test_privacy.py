@@ -18,7 +18,6 @@ from pudlab.io import replace_non_finite
 from pudlab.metrics import roc_auc, tpr_at_fpr
 from pudlab.model import ModelConfig, build_model, initial_state
 from pudlab.obfuscation import obfuscate
-from pudlab.privacy.learned import LearnedDenoiserConfig
 from pudlab.privacy import (
     PSNR_CAP_DB,
     DenoiseGrid,
@@ -44,6 +43,7 @@ from pudlab.privacy import (
     ssim_per_sample,
     zcdp_epsilon,
 )
+from pudlab.privacy.learned import LearnedDenoiserConfig
 from pudlab.train.trainer import TrainConfig, train_model
 
 from .conftest import make_images, make_source

@@ -30,7 +30,11 @@ from pudlab.obfuscation import (
     release_manifest,
     release_unit_noise,
 )
-from pudlab.privacy.accounting import analytic_gaussian_epsilon, composed_epsilon, multi_sigma_epsilon
+from pudlab.privacy.accounting import (
+    analytic_gaussian_epsilon,
+    composed_epsilon,
+    multi_sigma_epsilon,
+)
 from pudlab.privacy.decline import differencing_attack, effective_sigma, inverse_variance_estimate
 
 from .conftest import make_images

@@ -385,7 +385,7 @@ def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_d
         run_sweep(store, ["exp1"], [npz_dataset], preset, options)
     real, calls = runner.write_bytes_atomic, {"n": 0}
 
-    def full_after_two(path, data):  # noqa: ANN001
+    def full_after_two(path, data):
         calls["n"] += 1
         if calls["n"] > 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -75,8 +75,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from pudlab.data.dataset import LabeledImages, SourceDataset, split_train_eval
     from pudlab.data.sources import load_source
     from pudlab.experiments.engine import run_sweep
-    from pudlab.experiments.spec import load_experiment, load_preset
     from pudlab.experiments.export import open_store
+    from pudlab.experiments.spec import load_experiment, load_preset
     from pudlab.io import load_weights, save_weights
     from pudlab.metrics import distinguishability, model_distance, per_layer_distance, roc_auc
     from pudlab.model import ModelConfig, build_model, initial_state

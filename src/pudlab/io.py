@@ -141,7 +141,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, ValueError, OSError) as exc:
         raise ModelError(f"{path}: not a valid safetensors file ({exc})") from exc
     order = [name for name in metadata.get("parameter_order", "").split(",") if name]

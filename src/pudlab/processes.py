@@ -163,7 +163,7 @@ def graceful_interrupt(on_first: Callable[[], None] | None = None,
         return
     clear_stop()
 
-    def handle(signum: int, frame: object) -> None:  # noqa: ARG001
+    def handle(signum: int, frame: object) -> None:
         if _STOP.is_set():
             os._exit(INTERRUPT_EXIT_CODE)
         request_stop()

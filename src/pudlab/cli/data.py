@@ -10,6 +10,7 @@ import numpy as np
 from pudlab.cli._common import CliState, PudlabGroup, print_json, sigma_values
 from pudlab.errors import PudlabError
 
+
 # ---------------------------------------------------------------------------------------- datasets
 @click.group("datasets", cls=PudlabGroup, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

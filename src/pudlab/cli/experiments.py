@@ -68,7 +68,7 @@ def sweep_options(command: Callable) -> Callable:
     return command
 
 
-def _preset_from(kwargs: dict):  # noqa: ANN202
+def _preset_from(kwargs: dict):
     from pudlab.experiments.spec import load_preset
 
     preset = load_preset(kwargs.pop("preset"))
@@ -99,7 +99,7 @@ def _start_pool_server(kwargs: dict) -> None:
         pool_server.start()
 
 
-def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
+def _options_from(kwargs: dict, data_dir: str | None):
     from pudlab.experiments.runner import RunOptions
     from pudlab.experiments.worker import CHECKPOINT_SECONDS
     from pudlab.train.trainer import resolve_device
@@ -119,7 +119,7 @@ def _options_from(kwargs: dict, data_dir: str | None):  # noqa: ANN202
                       checkpoint_seconds=CHECKPOINT_SECONDS if seconds is None else seconds)
 
 
-def _echo_summary(summary, store_dir: str) -> None:  # noqa: ANN001
+def _echo_summary(summary, store_dir: str) -> None:
     click.echo(f"{store_dir}: trained {summary.trained}, reused {summary.skipped}, failed {summary.failed} "
                f"in {summary.seconds:.1f} s")
     if summary.retried:
@@ -133,7 +133,7 @@ def _echo_summary(summary, store_dir: str) -> None:  # noqa: ANN001
 @click.option("--dataset", "datasets", multiple=True, help="Dataset(s) to run on [default: the preset's].")
 @sweep_options
 @click.pass_obj
-def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None:  # noqa: ANN001, ANN003
+def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None:
     """Run one experiment SPEC (fig2, exp1..exp5, or a TOML file) into --store; resumable.
 
     One writer per store (a second run is refused, or waits with --wait); Ctrl-C stops at the next
@@ -161,7 +161,7 @@ def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None: 
 @click.option("--figures/--no-figures", default=True, help="Draw the figures and write the report at the end.")
 @sweep_options
 @click.pass_obj
-def reproduce_command(state, datasets: str | None, experiments: str, figures: bool, **kwargs) -> None:  # noqa: ANN001, ANN003
+def reproduce_command(state, datasets: str | None, experiments: str, figures: bool, **kwargs) -> None:
     """Reproduce the paper's six setups into --store, then draw the figures and write the report."""
     started = time.perf_counter()
     _start_pool_server(kwargs)

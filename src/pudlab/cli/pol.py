@@ -91,14 +91,14 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
     """
     from pudlab.data.dataset import split_train_eval
     from pudlab.data.sources import load_source
+    from pudlab.io import save_weights
     from pudlab.model import ModelConfig, build_model
     from pudlab.obfuscation import ObfuscationParams, record_key_use, release
-    from pudlab.train.run import make_recipe, resolve_initial_weights, training_set
-    from pudlab.sampling import SamplingSetting, parse_labels
-    from pudlab.io import save_weights
-    from pudlab.train.trainer import TrainConfig, default_batch_size, evaluate, resolve_device
     from pudlab.pol.manifest import NoiseClaim
     from pudlab.pol.prover import prove
+    from pudlab.sampling import SamplingSetting, parse_labels
+    from pudlab.train.run import make_recipe, resolve_initial_weights, training_set
+    from pudlab.train.trainer import TrainConfig, default_batch_size, evaluate, resolve_device
 
     source = load_source(dataset, _data_dir(ctx))
     split = split_train_eval(source, seed=split_seed)

@@ -211,7 +211,7 @@ def privacy_command(state: Any, dataset: str, sigmas: tuple[float, ...], queries
 @click.option("--dataset", default=None, help="With STORE: the dataset whose Exp-3 sweep to use [default: the first].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (recommended: null when no sigma fits).")
 @click.pass_obj
-def pud_command(state, store: str | None, from_json: str | None, privacy_json: str | None,  # noqa: ANN001
+def pud_command(state, store: str | None, from_json: str | None, privacy_json: str | None,
                 profiles: tuple[str, ...], privacy_combine: str, delta_floor: float | None,
                 chance_accuracy: float | None, shown: tuple[float, ...], out: str | None, dataset: str | None,
                 as_json: bool, pol_evaluation: str | None) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import click
-
 import math
+
+import click
 
 from pudlab.cli._common import CliState, parse_widths, print_json, training_options
 
@@ -47,8 +47,8 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
     from pudlab.data.sources import load_source
     from pudlab.model import ModelConfig
     from pudlab.obfuscation import ObfuscationParams
-    from pudlab.train.run import RunPlan, execute_plan, make_recipe
     from pudlab.sampling import SamplingSetting, parse_labels
+    from pudlab.train.run import RunPlan, execute_plan, make_recipe
     from pudlab.train.trainer import TrainConfig, default_batch_size, resolve_device
 
     check_training_values(sigma=sigma, fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden,
@@ -91,8 +91,8 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def distance_command(first: str, second: str, per_layer: bool, as_json: bool) -> None:
     """D(W_A, W_B): Frobenius norm of the weight difference (Eq. 3). A, B: weight files or run dirs."""
-    from pudlab.metrics import model_distance, per_layer_distance, weight_norm
     from pudlab.io import load_weights
+    from pudlab.metrics import model_distance, per_layer_distance, weight_norm
 
     weights_a, weights_b = load_weights(first), load_weights(second)
     result: dict = {"a": first, "b": second, "distance": model_distance(weights_a, weights_b),

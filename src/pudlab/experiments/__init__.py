@@ -3,7 +3,13 @@
 from pudlab.experiments.engine import plan_sweep, run_sweep
 from pudlab.experiments.runner import RunOptions, run_jobs
 from pudlab.experiments.series import refresh_series
-from pudlab.experiments.spec import ExperimentPlan, ExperimentSpec, Preset, load_experiment, load_preset
+from pudlab.experiments.spec import (
+    ExperimentPlan,
+    ExperimentSpec,
+    Preset,
+    load_experiment,
+    load_preset,
+)
 from pudlab.experiments.store import Store
 
 __all__ = [

@@ -98,10 +98,10 @@ def planted_tables(seed: int, *, effect: float = 1.0, repeats: int = 3, floor_st
     def rows(mean_of, noise: float) -> list[list[float]]:
         return [[float(mean_of(x) + rng.normal(0, noise)) for _ in range(repeats)] for x in xs]
 
-    def acc(level: float, fall: float):  # noqa: ANN202
+    def acc(level: float, fall: float):
         return lambda x: level - effect * fall * x / top
 
-    def dist(base: float, rise: float, gap0: float = 0.0, vanish_at: float = 0.4):  # noqa: ANN202
+    def dist(base: float, rise: float, gap0: float = 0.0, vanish_at: float = 0.4):
         return lambda x: base + effect * (rise * x / top + gap0 * max(0.0, 1 - x / vanish_at))
 
     floor = 2.7

@@ -13,7 +13,7 @@ from pudlab.data.sources import load_source
 from pudlab.experiments.jobs import Expansion, SplitSpec, expand, make_split, model_config_for
 from pudlab.experiments.runner import RunOptions, RunSummary, run_jobs
 from pudlab.experiments.series import refresh_series
-from pudlab.experiments.spec import ExperimentPlan, ExperimentSpec, Preset, load_experiment, runs_on
+from pudlab.experiments.spec import ExperimentPlan, ExperimentSpec, Preset, load_experiment
 from pudlab.experiments.store import Store
 
 PREVIEW_SAMPLES = 10

@@ -29,7 +29,7 @@ FORMATS = ("csv", "parquet")
 PANDAS_HINT = "pandas is not installed: pip install 'pudlab[pandas]' (or pip install pandas pyarrow)"
 
 
-def _pandas():  # noqa: ANN202
+def _pandas():
     try:
         import pandas
     except ImportError as exc:
@@ -153,19 +153,19 @@ class ResultStore:
                 "claims": self.claim_rows}[table]()
 
     # ------------------------------------------------------------------ DataFrames
-    def series(self):  # noqa: ANN201
+    def series(self):
         """The series as a pandas DataFrame (columns: plan, experiment, dataset, series, kind, x, mean, std, n, values)."""
         return _pandas().DataFrame(self.series_rows())
 
-    def jobs(self):  # noqa: ANN201
+    def jobs(self):
         """The jobs as a pandas DataFrame (status, metrics, one column per parameter)."""
         return _pandas().DataFrame(self.job_rows())
 
-    def roles(self):  # noqa: ANN201
+    def roles(self):
         """The roles as a pandas DataFrame."""
         return _pandas().DataFrame(self.role_rows())
 
-    def claims(self):  # noqa: ANN201
+    def claims(self):
         """The claims and their verdicts as a pandas DataFrame."""
         return _pandas().DataFrame(self.claim_rows())
 

@@ -17,13 +17,13 @@ import numpy as np
 
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
 from pudlab.errors import SpecError, StoreError
+from pudlab.experiments.spec import DatasetSpec, ExperimentPlan, Preset
 from pudlab.model import ModelConfig
 from pudlab.obfuscation import ObfuscationParams
-from pudlab.train.run import training_set
 from pudlab.sampling import SampleRecipe, draw_recipe, label_window
 from pudlab.seeding import derive_rng, derive_seed
+from pudlab.train.run import training_set
 from pudlab.train.trainer import TrainConfig, default_batch_size
-from pudlab.experiments.spec import DatasetSpec, ExperimentPlan, Preset
 
 JOB_FORMAT = "pudlab.job/1"
 ALT_SHUFFLE_OFFSET = 1000

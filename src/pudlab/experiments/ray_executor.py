@@ -25,7 +25,7 @@ _CONTEXTS: dict[tuple, WorkerContext] = {}
 """Per Ray worker process: loaded datasets and splits, reused across the tasks it runs."""
 
 
-def _ray():  # noqa: ANN202
+def _ray():
     try:
         import ray
     except ImportError as exc:

@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from pudlab.experiments.executors import make_executor
 from pudlab.errors import StoreError
+from pudlab.experiments.executors import make_executor
 from pudlab.experiments.jobs import Job
 from pudlab.experiments.store import Store
 from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, checkpoint_name
 from pudlab.io import weights_to_bytes, write_bytes_atomic
 from pudlab.processes import InterruptedRun, graceful_interrupt, stop_requested
 from pudlab.train.trainer import resolve_device
+
 
 def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu", mode: str = "exact", *,
                free_bytes: int | None = None) -> list[list[Job]]:
@@ -63,7 +64,7 @@ class RunSummary:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def _write(path, data: bytes) -> None:  # noqa: ANN001
+def _write(path, data: bytes) -> None:
     try:
         write_bytes_atomic(path, data)
     except OSError as exc:  # a write() error carries no file name: name it (disk full, read-only, ...)

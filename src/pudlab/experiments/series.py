@@ -22,10 +22,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from pudlab.metrics import model_distance, per_layer_distance
 from pudlab.experiments.jobs import Role
 from pudlab.experiments.spec import ExperimentSpec, parse_experiment
 from pudlab.experiments.store import Store
+from pudlab.metrics import model_distance, per_layer_distance
 
 FINAL_EPOCH = -1
 

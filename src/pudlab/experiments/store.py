@@ -40,9 +40,9 @@ import torch
 
 from pudlab.data.dataset import SourceDataset
 from pudlab.errors import StoreError
-from pudlab.model import ModelConfig, check_state, initial_state
-from pudlab.io import atomic_path, load_weights, save_weights, weights_sha256
 from pudlab.experiments.jobs import Expansion, Job, Role
+from pudlab.io import atomic_path, load_weights, save_weights, weights_sha256
+from pudlab.model import ModelConfig, check_state, initial_state
 
 if TYPE_CHECKING:
     from pudlab.experiments.worker import JobOutcome

@@ -199,7 +199,7 @@ def train_single(context: WorkerContext, job: Job, initial: dict[str, torch.Tens
     wanted = set(job.snapshot_epochs)
     holder = checkpoint.extra if checkpoint is not None else {}
 
-    def keep_snapshot(epoch: int, trainer, record) -> None:  # noqa: ANN001
+    def keep_snapshot(epoch: int, trainer, record) -> None:
         if epoch in wanted:
             holder.setdefault("snapshots", {})[epoch] = trainer.weights()
 
@@ -217,7 +217,7 @@ def train_ensemble_unit(context: WorkerContext, jobs: Sequence[Job], initial: di
     train_sets = [job_training_set(context.split(job), job)[1] for job in jobs]
     holder = checkpoint.extra if checkpoint is not None else {}
 
-    def keep_snapshot(member: int, epoch: int, trainer, record) -> None:  # noqa: ANN001
+    def keep_snapshot(member: int, epoch: int, trainer, record) -> None:
         if epoch in jobs[member].snapshot_epochs:
             holder.setdefault("snapshots", {}).setdefault(member, {})[epoch] = trainer.member_weights(member)
 
@@ -239,14 +239,14 @@ def execute_unit(context: WorkerContext, unit: Unit) -> list[JobOutcome]:
         return interrupted
     try:
         initial = _initial_weights(unit)
-    except Exception as exc:  # noqa: BLE001 - every job of the unit fails with it
+    except Exception as exc:
         return [JobOutcome.failed(job.key, exc) for job in unit.jobs]
     if len(unit.jobs) > 1:
         try:
             return train_ensemble_unit(context, unit.jobs, initial, unit.mode, _checkpointing(unit, unit.jobs))
         except TrainingInterrupted:
             return interrupted
-        except Exception:  # noqa: BLE001 - retried job by job below, where each error is recorded
+        except Exception:
             pass
     outcomes = []
     for job in unit.jobs:
@@ -254,7 +254,7 @@ def execute_unit(context: WorkerContext, unit: Unit) -> list[JobOutcome]:
             outcomes.append(train_single(context, job, initial, _checkpointing(unit, (job,))))
         except TrainingInterrupted:
             return outcomes + interrupted[len(outcomes):]
-        except Exception as exc:  # noqa: BLE001 - recorded as the job's failure
+        except Exception as exc:
             outcomes.append(JobOutcome.failed(job.key, exc))
     return outcomes
 

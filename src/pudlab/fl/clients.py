@@ -21,12 +21,12 @@ import numpy as np
 from pudlab.data.dataset import LabeledImages
 from pudlab.fl import adversaries as adv
 from pudlab.fl.challenge import forge_byzantine, forge_lazy, forge_thief, prove_local
-from pudlab.pol.forgers import forge_moments
 from pudlab.fl.partition import ClientData
 from pudlab.fl.records import Submission, Weights
 from pudlab.fl.spec import SimulationSpec
 from pudlab.model import ModelConfig
 from pudlab.obfuscation import obfuscate
+from pudlab.pol.forgers import forge_moments
 from pudlab.pol.prover import ProofResult
 from pudlab.pol.replay import capture_state
 from pudlab.seeding import derive_rng, derive_seed

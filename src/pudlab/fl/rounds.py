@@ -30,8 +30,8 @@ from pudlab.fl.clients import ClientPool
 from pudlab.fl.records import (
     AggregationRecord,
     ChallengeOutcome,
-    ChallengeRequest,
     Challenger,
+    ChallengeRequest,
     ClientRecord,
     PolSummary,
     RoundRecord,

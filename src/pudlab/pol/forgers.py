@@ -46,7 +46,13 @@ from pudlab.errors import PudlabError
 from pudlab.io import read_json, weights_to_bytes, write_bytes_atomic, write_json
 from pudlab.model import ModelConfig
 from pudlab.pol.bundle import TrainingState, open_bundle, reseal_bundle, save_npy
-from pudlab.pol.manifest import BATCHES_FILE, MANIFEST_FILE, SHARED_X_FILE, SHARED_Y_FILE, NoiseClaim
+from pudlab.pol.manifest import (
+    BATCHES_FILE,
+    MANIFEST_FILE,
+    SHARED_X_FILE,
+    SHARED_Y_FILE,
+    NoiseClaim,
+)
 from pudlab.pol.policy import glorot_bound
 from pudlab.pol.prover import ProofResult, prove
 from pudlab.pol.replay import replay_state

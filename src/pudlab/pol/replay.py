@@ -17,8 +17,8 @@ import torch
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
 from pudlab.model import ModelConfig
-from pudlab.train.trainer import TrainConfig, Trainer
 from pudlab.pol.bundle import TrainingState
+from pudlab.train.trainer import TrainConfig, Trainer
 
 
 def _scalar_dtype() -> torch.dtype:

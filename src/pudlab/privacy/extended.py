@@ -11,7 +11,13 @@ import numpy as np
 
 from pudlab.data.dataset import LabeledImages
 from pudlab.privacy._records import optional, record_from_dict
-from pudlab.privacy.learned import LabelInference, LearnedDenoiserConfig, apply_denoiser, label_inference, train_denoiser
+from pudlab.privacy.learned import (
+    LabelInference,
+    LearnedDenoiserConfig,
+    apply_denoiser,
+    label_inference,
+    train_denoiser,
+)
 from pudlab.privacy.linkage import linkage_rate
 from pudlab.privacy.lira import LiraResult, lira_attack, shadow_seed
 from pudlab.privacy.similarity import psnr_per_sample, ssim_per_sample

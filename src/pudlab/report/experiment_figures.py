@@ -42,7 +42,7 @@ def _first_distance(table: dict) -> str | None:
     return next((name for name, entry in table.items() if entry["kind"] == "distance"), None)
 
 
-def _draw_extra(axis, table: dict, kind: str) -> str:  # noqa: ANN001
+def _draw_extra(axis, table: dict, kind: str) -> str:
     """Draw one extra row's panel; returns its y label."""
     if kind == LAYER_KIND:
         base = _first_distance(table) or ""
@@ -72,20 +72,20 @@ def _plans_by_experiment(store: Store) -> dict[str, list[dict]]:
     return grouped
 
 
-def _band(axis, xs, means, stds, label, **style) -> None:  # noqa: ANN001, ANN003
+def _band(axis, xs, means, stds, label, **style) -> None:
     xs, means, stds = np.asarray(xs, float), np.asarray(means, float), np.asarray(stds, float)
     line = axis.plot(xs, means, marker="o", markersize=3, label=label, **style)[0]
     if np.nanmax(np.nan_to_num(stds, nan=0.0), initial=0.0) > 0:
         axis.fill_between(xs, means - stds, means + stds, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-def _draw_curves(axis, table: dict, kinds: tuple[str, ...]) -> None:  # noqa: ANN001
+def _draw_curves(axis, table: dict, kinds: tuple[str, ...]) -> None:
     for name, entry in table.items():
         if entry["kind"] in kinds:
             _band(axis, entry["x"], entry["mean"], entry["std"], name)
 
 
-def _draw_floor(axis, table: dict) -> None:  # noqa: ANN001
+def _draw_floor(axis, table: dict) -> None:
     floors = [(name, entry) for name, entry in table.items() if entry["kind"] == "floor"]
     for index, (name, entry) in enumerate(floors):
         value, std = entry["mean"][0], entry["std"][0]
@@ -95,7 +95,7 @@ def _draw_floor(axis, table: dict) -> None:  # noqa: ANN001
             axis.axhspan(value - std, value + std, color="gray", alpha=0.12)
 
 
-def _draw_epoch_floor(axis, table: dict) -> None:  # noqa: ANN001
+def _draw_epoch_floor(axis, table: dict) -> None:
     """Fig. 2: D_1 compares W_r with a training on the same data in another batch order: the noise floor."""
     entry = table.get("D_1")
     if entry is not None and entry["x"]:

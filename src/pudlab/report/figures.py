@@ -9,10 +9,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from pudlab.io import atomic_path  # noqa: E402
+from pudlab.io import atomic_path
 
 
 def save_figure(figure: plt.Figure, path: str | os.PathLike, *more_paths: str | os.PathLike) -> Path:

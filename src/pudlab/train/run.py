@@ -15,9 +15,6 @@ import numpy as np
 import torch
 
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
-from pudlab.model import ModelConfig, check_state, initial_state
-from pudlab.obfuscation import ObfuscationParams, obfuscate
-from pudlab.sampling import SampleRecipe, SamplingSetting, draw_recipe, label_window
 from pudlab.io import (
     RUN_FILE,
     WEIGHTS_FILE,
@@ -26,6 +23,9 @@ from pudlab.io import (
     weights_sha256,
     write_json,
 )
+from pudlab.model import ModelConfig, check_state, initial_state
+from pudlab.obfuscation import ObfuscationParams, obfuscate
+from pudlab.sampling import SampleRecipe, SamplingSetting, draw_recipe, label_window
 from pudlab.train.trainer import TrainConfig, TrainResult, train_model
 
 

@@ -309,7 +309,7 @@ EpochCallback = Callable[[int, "Trainer", EpochRecord], None]
 CHECKPOINT_FORMAT = "pudlab.checkpoint/1"
 
 
-class TrainingInterrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
+class TrainingInterrupted(Exception):
     """A training loop stopped at a safe point on request (its checkpoint is saved)."""
 
 
