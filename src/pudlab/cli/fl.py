@@ -7,6 +7,7 @@ import time
 import click
 
 DEFENCE_CHOICES = ("none", "multikrum", "pol", "both", "all")
+ENGINES = ("pudlab", "flower")
 
 
 def _data_dir(ctx: click.Context) -> str | None:
@@ -53,13 +54,18 @@ def specs_command(as_json: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any spec field, value in TOML syntax (repeatable), e.g. --set aggregation.f=2.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write STORE/report.md and figures.")
+@click.option("--engine", type=click.Choice(ENGINES), default="pudlab", show_default=True,
+              help="pudlab: in-process simulation; flower: the same rounds through Flower (the flower extra).")
+@click.option("--flower-runtime", type=click.Choice(("simulation", "deployment")), default="simulation",
+              show_default=True, help="--engine flower: Flower's simulation runtime (Ray) or a SuperLink with one "
+                                      "SuperNode per client on 127.0.0.1.")
 @click.option("--quiet", is_flag=True, help="Only the summary, no per-round lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int | None, defence: str | None,
                      clients: int | None, seed: int | None, local_epochs: int | None, lr: float | None,
                      sigma: float | None, threads: int | None, workers: int | None, overrides: tuple[str, ...],
-                     report: bool, quiet: bool, as_json: bool) -> None:
+                     report: bool, engine: str, flower_runtime: str, quiet: bool, as_json: bool) -> None:
     """Run (or resume) the simulation SPEC.toml (a path, or a shipped spec's name) into --store.
 
     A killed run continues from the last finished round with identical results; the spec may
@@ -78,9 +84,14 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
     spec = load_spec(spec_path, [*overrides, *((s, k, v) for s, k, v in named if v is not None)])
     log = None if quiet or as_json else (lambda message: click.echo(message, err=True))
     started = time.perf_counter()
-    results = run_simulation(spec, store, data_dir=_data_dir(ctx), log=log)
+    if engine == "flower":
+        from pudlab.fl.flower.engine import run_flower
+
+        results = run_flower(spec, store, data_dir=_data_dir(ctx), log=log, runtime=flower_runtime)
+    else:
+        results = run_simulation(spec, store, data_dir=_data_dir(ctx), log=log)
     seconds = time.perf_counter() - started
-    summary: dict = {"spec": spec.source, "store": store, "seconds": seconds, "defences": {}}
+    summary: dict = {"spec": spec.source, "store": store, "engine": engine, "seconds": seconds, "defences": {}}
     for name, records in results.items():
         last = records[-1]
         summary["defences"][name] = {"rounds": last.round, "final_accuracy": last.accuracy,
@@ -118,10 +129,12 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
               help="Colluding clients 1..k [default: the spec's f].")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any spec field, value in TOML syntax (repeatable).")
+@click.option("--engine", type=click.Choice(ENGINES), default="pudlab", show_default=True,
+              help="pudlab: in-process simulations; flower: each through Flower's simulation runtime.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.pass_context
 def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: str, attacks: str,
-                       colluders: int | None, overrides: tuple[str, ...], as_json: bool) -> None:
+                       colluders: int | None, overrides: tuple[str, ...], engine: str, as_json: bool) -> None:
     """Final accuracy per aggregation rule x attack, with and without PoL challenges on obfuscated data.
 
     Runs the spec's adversaries replaced by each named attack, under every rule, once without and
@@ -143,7 +156,7 @@ def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: st
     log = None if as_json else (lambda message: click.echo(message, err=True))
     table = robustness_table(spec, store, rules=chosen_rules, attacks=chosen_attacks,
                              colluders=None if colluders is None else range(1, colluders + 1), log=log,
-                             data_dir=_data_dir(ctx))
+                             data_dir=_data_dir(ctx), engine=engine)
     write_bytes_atomic(f"{store}/robustness.md", (table.markdown() + "\n").encode())
     click.echo(to_json(table.to_dict()) if as_json else table.markdown())
 

@@ -80,12 +80,21 @@ class RobustnessTable:
 def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[str] = BASE_RULES,
                      attacks: Sequence[str] = ATTACKS, colluders: Sequence[int] | None = None,
                      source: Any = None, log: Callable[[str], None] | None = None,
-                     data_dir: str | None = None) -> RobustnessTable:
-    """Run every (rule, attack) under the defences none and pol; write and return the table."""
+                     data_dir: str | None = None, engine: str = "pudlab") -> RobustnessTable:
+    """Run every (rule, attack) under the defences none and pol; write and return the table.
+
+    ``engine``: ``pudlab`` (in process) or ``flower`` (each simulation through Flower,
+    :func:`pudlab.fl.flower.engine.run_flower`; the same numbers).
+    """
     import time
 
     from pudlab.fl.simulation import final_accuracy, run_simulation
     from pudlab.io import write_json
+
+    if engine not in ("pudlab", "flower"):
+        raise SpecError(f"robustness: unknown engine {engine!r}; expected pudlab or flower")
+    if engine == "flower" and source is not None:
+        raise SpecError("robustness: the flower engine loads the spec's dataset itself; pass no source")
 
     unknown = [rule for rule in rules if rule not in BASE_RULES]
     if unknown:
@@ -100,12 +109,17 @@ def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[
                 spec, aggregation=dataclasses.replace(spec.aggregation, rule=rule),
                 simulation=dataclasses.replace(spec.simulation, defence="all", name=f"{spec.name}-{rule}-{attack}"),
                 adversaries=attack_adversaries(attack, chosen))
-            results = run_simulation(variant, Path(root) / rule / attack, defences=("none", "pol"), source=source,
-                                     data_dir=data_dir)
+            if engine == "flower":
+                from pudlab.fl.flower.engine import run_flower
+
+                results = run_flower(variant, Path(root) / rule / attack, defences=("none", "pol"), data_dir=data_dir)
+            else:
+                results = run_simulation(variant, Path(root) / rule / attack, defences=("none", "pol"), source=source,
+                                         data_dir=data_dir)
             accuracy.setdefault(rule, {})[attack] = {d: final_accuracy(results[d]) for d in ("none", "pol")}
-            records = [r for r in results["pol"] if r.pol is not None]
-            caught.setdefault(rule, {})[attack] = [sum(r.pol.cheaters_caught for r in records),
-                                                   sum(r.pol.cheaters_challenged for r in records)]
+            summaries = [r.pol for r in results["pol"] if r.pol is not None]
+            caught.setdefault(rule, {})[attack] = [sum(p.cheaters_caught for p in summaries),
+                                                   sum(p.cheaters_challenged for p in summaries)]
             if log is not None:
                 cell = accuracy[rule][attack]
                 log(f"{rule:>12} x {attack:<11}: rule only {cell['none']:.3f}, + PoL {cell['pol']:.3f}")

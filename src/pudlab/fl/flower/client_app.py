@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,15 +40,20 @@ from pudlab.fl.flower import FlowerError
 from pudlab.fl.flower.transport import (
     DATA_DIR_KEY,
     SPEC_KEY,
+    array_record,
+    as_int,
     bundle_record,
+    config_record,
     oracle_submissions,
     record_weights,
     spec_from_json,
     submission_content,
 )
-from pudlab.fl.records import Submission
+from pudlab.fl.partition import ClientData
+from pudlab.fl.records import Submission, Weights
 from pudlab.fl.rounds import adapt_submissions
 from pudlab.fl.spec import SimulationSpec
+from pudlab.model import ModelConfig
 from pudlab.train.trainer import torch_threads
 
 STATE_KEY = "pudlab"
@@ -57,8 +63,8 @@ STATE_KEY = "pudlab"
 class NodePool(ClientPool):
     """A :class:`ClientPool` whose clients may hold their own noise keys (``noise-seed`` per node)."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, spec: SimulationSpec, model_config: ModelConfig, members: Sequence[ClientData]) -> None:
+        super().__init__(spec, model_config, members)
         self.secret_seeds: dict[int, int] = {}
 
     def noise_seed(self, client: int) -> int:
@@ -85,7 +91,7 @@ class ClientRuntime:
         pool = self.pools[key]
         client = node_client(context, pool.spec)
         if "noise-seed" in context.node_config:
-            pool.secret_seeds[client] = int(context.node_config["noise-seed"])  # type: ignore[arg-type]
+            pool.secret_seeds[client] = as_int(context.node_config["noise-seed"], "node config noise-seed")
         return pool, client
 
 
@@ -93,11 +99,11 @@ def _build_pool(spec: SimulationSpec, data_dir: str | None) -> NodePool:
     from pudlab.data.dataset import split_train_eval
     from pudlab.data.sources import load_source
     from pudlab.fl.partition import partition_clients
-    from pudlab.model import ModelConfig
 
     source = load_source(spec.simulation.dataset, data_dir)
     split = split_train_eval(source, eval_fraction=spec.simulation.eval_fraction, seed=spec.simulation.split_seed)
-    model_config = ModelConfig(source.sample_shape, tuple(spec.model.widths), spec.model.hidden,  # type: ignore[arg-type]
+    widths = spec.model.widths
+    model_config = ModelConfig(source.sample_shape, (widths[0], widths[1], widths[2]), spec.model.hidden,
                                source.num_classes)
     return NodePool(spec, model_config, partition_clients(spec, split.train, source.num_classes))
 
@@ -107,7 +113,7 @@ def node_client(context: Context, spec: SimulationSpec) -> int:
     if "partition-id" not in context.node_config:
         raise FlowerError("this SuperNode has no partition-id: start it with "
                           "--node-config \"partition-id=K num-partitions=N\"")
-    client = int(context.node_config["partition-id"])  # type: ignore[arg-type]
+    client = as_int(context.node_config["partition-id"], "node config partition-id")
     if not 0 <= client < spec.simulation.clients:
         raise FlowerError(f"partition-id {client} is outside the spec's {spec.simulation.clients} clients")
     return client
@@ -144,8 +150,8 @@ def make_client_app(runtime: ClientRuntime | None = None) -> ClientApp:
     @app.train()
     def train(message: Message, context: Context) -> Message:
         pool, client = runtime.pool(context)
-        config = message.content["config"]
-        round_index = int(config["round"])  # type: ignore[arg-type]
+        config = config_record(message.content, "config")
+        round_index = as_int(config["round"], "round")
         proof_dir = _round_dir(context, client, round_index) if bool(config["prove"]) else None
         role = pool.role(client, round_index)
         claimed = len(pool.members[client].data)
@@ -154,7 +160,7 @@ def make_client_app(runtime: ClientRuntime | None = None) -> ClientApp:
             return _reply(message, submission_content(None, client=client, role=role, claimed_samples=claimed,
                                                       pending=True))
         with torch_threads(pool.spec.simulation.threads):
-            submission = pool.submission(client, round_index, record_weights(message.content["arrays"]),
+            submission = pool.submission(client, round_index, record_weights(array_record(message.content, "arrays")),
                                          proof_dir=proof_dir)
         _remember_bundle(context, round_index, submission.bundle)
         return _reply(message, submission_content(submission, client=client, role=role, claimed_samples=claimed,
@@ -163,10 +169,10 @@ def make_client_app(runtime: ClientRuntime | None = None) -> ClientApp:
     @app.train("adapt")
     def adapt(message: Message, context: Context) -> Message:
         pool, client = runtime.pool(context)
-        config = message.content["config"]
-        round_index = int(config["round"])  # type: ignore[arg-type]
+        config = config_record(message.content, "config")
+        round_index = as_int(config["round"], "round")
         prove = bool(config["prove"])
-        global_weights = record_weights(message.content["arrays"])
+        global_weights = record_weights(array_record(message.content, "arrays"))
         others = oracle_submissions(message.content)
         role = pool.role(client, round_index)
         with torch_threads(pool.spec.simulation.threads):
@@ -181,7 +187,7 @@ def make_client_app(runtime: ClientRuntime | None = None) -> ClientApp:
 
     @app.query("pol")
     def challenge(message: Message, context: Context) -> Message:
-        round_index = int(message.content["config"]["round"])  # type: ignore[arg-type]
+        round_index = as_int(config_record(message.content, "config")["round"], "round")
         bundle = _own_bundle(context, round_index)
         if bundle is None or not bundle.is_dir():
             return _reply(message, RecordDict({"config": ConfigRecord({"error": f"no proof bundle of round {round_index}"})}))
@@ -200,13 +206,13 @@ def _own_bundle(context: Context, round_index: int) -> Path | None:
     """The bundle this node logged in ``round_index`` (None: none, or of another round)."""
     if STATE_KEY not in context.state:
         return None
-    state = context.state[STATE_KEY]
-    if int(state["bundle-round"]) != round_index or not state["bundle"]:  # type: ignore[call-overload]
+    state = config_record(context.state, STATE_KEY)
+    if as_int(state["bundle-round"], "bundle-round") != round_index or not state["bundle"]:
         return None
     return Path(str(state["bundle"]))
 
 
-def _adapted(pool: ClientPool, client: int, round_index: int, global_weights: dict, others: dict[int, Submission],
+def _adapted(pool: ClientPool, client: int, round_index: int, global_weights: Weights, others: dict[int, Submission],
              bundle: Path | None) -> Submission:
     """An adaptive attacker's submission: :func:`adapt_submissions` over the round's submissions in
     client order (its own with its bundle), as pudlab's engine computes it for every colluder."""

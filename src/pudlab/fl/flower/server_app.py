@@ -30,6 +30,7 @@ from pudlab.fl.flower.transport import (
     ROUNDS_KEY,
     SPEC_KEY,
     STORE_KEY,
+    as_int,
     record_weights,
     spec_from_json,
     weights_record,
@@ -68,7 +69,8 @@ class FlowerRounds:
 
     def _save_cost(self, round_index: int, seconds: float) -> None:
         cost = self.strategy.costs[round_index]
-        data = read_json(self.costs_path) if self.costs_path.exists() else {"engine": "flower", "rounds": {}}
+        data: dict[str, Any] = (read_json(self.costs_path) if self.costs_path.exists()
+                                else {"engine": "flower", "rounds": {}})
         data["rounds"][str(round_index)] = {"seconds": seconds, "bytes": dict(cost.bytes), "total_bytes": cost.total,
                                             "messages": cost.messages}
         write_json(self.costs_path, data)
@@ -81,7 +83,7 @@ def run_server(grid: Grid, run_config: dict, *, log: Any = None) -> dict[str, li
     spec = spec_from_json(str(run_config[SPEC_KEY]))
     store = Path(str(run_config[STORE_KEY]))
     defences = [d for d in str(run_config.get(DEFENCES_KEY, "")).split(",") if d] or list(spec.defences)
-    rounds = int(run_config.get(ROUNDS_KEY, -1))  # type: ignore[arg-type]
+    rounds = as_int(run_config.get(ROUNDS_KEY, -1), ROUNDS_KEY)
     data_dir = str(run_config.get(DATA_DIR_KEY, "")) or None
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     try:

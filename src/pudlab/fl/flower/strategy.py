@@ -41,6 +41,7 @@ from pudlab.fl.flower.transport import (
     ADAPT,
     CHALLENGE,
     TRAIN,
+    array_record,
     content_submission,
     oracle_content,
     payload_bytes,
@@ -49,7 +50,14 @@ from pudlab.fl.flower.transport import (
     write_bundle,
 )
 from pudlab.fl.partition import ClientData
-from pudlab.fl.records import ChallengeOutcome, Challenger, ChallengeRequest, RoundRecord, Submission, Weights
+from pudlab.fl.records import (
+    ChallengeOutcome,
+    Challenger,
+    ChallengeRequest,
+    RoundRecord,
+    Submission,
+    Weights,
+)
 from pudlab.fl.rounds import challenged, conclude_round, uses_pol
 from pudlab.fl.spec import DEFENCES, SimulationSpec
 from pudlab.model import ModelConfig
@@ -249,7 +257,7 @@ class PudlabStrategy(Strategy):
             for client in chosen:
                 submission = submissions[client]
                 content = replies[client].content
-                submission.bundle = (write_bundle(content["bundle"], round_dir / f"client_{client:03d}")
+                submission.bundle = (write_bundle(array_record(content, "bundle"), round_dir / f"client_{client:03d}")
                                      if "bundle" in content else None)
                 outcomes.append(self.challenger(self._request(server_round, submission)))
         finally:

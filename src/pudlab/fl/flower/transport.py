@@ -30,6 +30,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from pudlab.errors import BundleError
+from pudlab.fl.flower import FlowerError
 from pudlab.fl.records import Submission, Weights
 from pudlab.fl.spec import AdversarySpec, SimulationSpec
 from pudlab.fl.spec_reader import spec_from_dict
@@ -75,6 +76,41 @@ def spec_from_json(text: str) -> SimulationSpec:
     return spec_from_dict(data["spec"], data["source"])
 
 
+# ----------------------------------------------------------------------------------- record values
+def as_int(value: object, what: str) -> int:
+    """A config / metric value as an int (a :class:`~pudlab.fl.flower.FlowerError` naming ``what`` if it is none)."""
+    if isinstance(value, bool | int | float | str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise FlowerError(f"{what} = {value!r:.60}; expected an integer")
+
+
+def array_record(content: RecordDict, key: str) -> ArrayRecord:
+    """``content[key]``, which must be an ``ArrayRecord``."""
+    record = content.get(key)
+    if not isinstance(record, ArrayRecord):
+        raise FlowerError(f"message record {key!r} is missing or not an ArrayRecord")
+    return record
+
+
+def config_record(content: RecordDict, key: str) -> ConfigRecord:
+    """``content[key]``, which must be a ``ConfigRecord``."""
+    record = content.get(key)
+    if not isinstance(record, ConfigRecord):
+        raise FlowerError(f"message record {key!r} is missing or not a ConfigRecord")
+    return record
+
+
+def metric_record(content: RecordDict, key: str) -> MetricRecord:
+    """``content[key]``, which must be a ``MetricRecord``."""
+    record = content.get(key)
+    if not isinstance(record, MetricRecord):
+        raise FlowerError(f"message record {key!r} is missing or not a MetricRecord")
+    return record
+
+
 # ----------------------------------------------------------------------------------- weights
 def weights_record(weights: Mapping[str, torch.Tensor]) -> ArrayRecord:
     """A model as an ``ArrayRecord`` (names and order kept, arrays bit for bit)."""
@@ -104,11 +140,12 @@ def submission_content(submission: Submission | None, *, client: int, role: str,
 
 def content_submission(content: RecordDict) -> tuple[Submission, bool]:
     """(the submission, pending) of a ``train`` / ``train.adapt`` reply (bundle: None)."""
-    metrics = content["metrics"]
-    config = content["config"]
-    submission = Submission(int(metrics["client"]), str(config["role"]),  # type: ignore[arg-type]
-                            record_weights(content["arrays"]), int(metrics["num-examples"]),  # type: ignore[arg-type]
-                            int(metrics["claimed-steps"]), int(metrics["real-steps"]))  # type: ignore[arg-type]
+    metrics = metric_record(content, "metrics")
+    config = config_record(content, "config")
+    submission = Submission(as_int(metrics["client"], "client"), str(config["role"]),
+                            record_weights(array_record(content, "arrays")),
+                            as_int(metrics["num-examples"], "num-examples"),
+                            as_int(metrics["claimed-steps"], "claimed-steps"), as_int(metrics["real-steps"], "real-steps"))
     return submission, bool(config["pending"])
 
 
@@ -127,12 +164,20 @@ def oracle_content(global_weights: Weights, submissions: Sequence[Submission]) -
 
 def oracle_submissions(content: RecordDict) -> dict[int, Submission]:
     """:func:`oracle_content`'s submissions by client (bundles: None)."""
-    oracle = content["oracle"]
-    columns = [list(oracle[key]) for key in  # type: ignore[arg-type]
-               ("clients", "roles", "claimed-samples", "claimed-steps", "real-steps")]
-    return {int(client): Submission(int(client), str(role), record_weights(content[f"client-{client}"]),
-                                    int(samples), int(claimed), int(real))  # type: ignore[arg-type]
-            for client, role, samples, claimed, real in zip(*columns, strict=True)}
+    oracle = config_record(content, "oracle")
+    columns = []
+    for key in ("clients", "roles", "claimed-samples", "claimed-steps", "real-steps"):
+        value = oracle[key]
+        if not isinstance(value, list):
+            raise FlowerError(f"oracle record {key!r} is not a list")
+        columns.append(value)
+    result = {}
+    for client, role, samples, claimed, real in zip(*columns, strict=True):
+        index = as_int(client, "oracle client")
+        result[index] = Submission(index, str(role), record_weights(array_record(content, f"client-{index}")),
+                                   as_int(samples, "claimed-samples"), as_int(claimed, "claimed-steps"),
+                                   as_int(real, "real-steps"))
+    return result
 
 
 # ----------------------------------------------------------------------------------- proof bundles
@@ -168,6 +213,10 @@ def payload_bytes(message: Message) -> int:
 
 __all__ = [
     "ADAPT",
+    "array_record",
+    "as_int",
+    "config_record",
+    "metric_record",
     "CHALLENGE",
     "DATA_DIR_KEY",
     "DEFENCES_KEY",
