@@ -231,7 +231,7 @@ class PudlabStrategy(Strategy):
                cost: RoundCost) -> list[Submission]:
         """The pending clients' final submissions, given the others (``train.adapt``)."""
         assert self._global is not None
-        known = [s for s in submissions if s.client not in pending]
+        known = [s for s in submissions if s.weights]  # all but the thieves, who have nothing to show yet
         messages = []
         for client in pending:
             content = oracle_content(self._global, known)
