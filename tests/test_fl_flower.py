@@ -8,6 +8,7 @@ runtime (Ray) and its deployment runtime (a SuperLink and SuperNodes on 127.0.0.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,16 +16,17 @@ import torch
 
 pytest.importorskip("flwr", reason="the flower extra is not installed (pip install 'pudlab[flower]')")
 
-from flwr.app import ArrayRecord, Context, Message, RecordDict  # noqa: E402
-from flwr.serverapp import Grid  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
 
-from pudlab.errors import BundleError  # noqa: E402
-from pudlab.fl.flower import flower_missing  # noqa: E402
-from pudlab.fl.flower.client_app import make_client_app  # noqa: E402
-from pudlab.fl.flower.server_app import COSTS_FILE, run_server  # noqa: E402
-from pudlab.fl.flower.strategy import REJECTION_CODES, rejection_code  # noqa: E402
-from pudlab.fl.flower.transport import (  # noqa: E402
+from pudlab.config import read_toml
+from pudlab.errors import BundleError
+from pudlab.fl.flower import flower_missing
+from pudlab.fl.flower.client_app import make_client_app
+from pudlab.fl.flower.server_app import COSTS_FILE, run_server
+from pudlab.fl.flower.strategy import REJECTION_CODES, rejection_code
+from pudlab.fl.flower.transport import (
     DATA_DIR_KEY,
     DEFENCES_KEY,
     ROUNDS_KEY,
@@ -35,13 +37,13 @@ from pudlab.fl.flower.transport import (  # noqa: E402
     spec_to_json,
     write_bundle,
 )
-from pudlab.fl.simulation import run_simulation  # noqa: E402
-from pudlab.fl.spec_reader import load_spec, spec_from_dict  # noqa: E402
-from pudlab.fl.store import SimulationStore, spec_sha256  # noqa: E402
-from pudlab.io import read_json  # noqa: E402
+from pudlab.fl.simulation import run_simulation
+from pudlab.fl.spec_reader import load_spec, spec_from_dict
+from pudlab.fl.store import SimulationStore, spec_sha256
+from pudlab.io import read_json
 
-from .conftest import write_npz_dataset  # noqa: E402
-from .test_fl import tiny_spec, without_timings  # noqa: E402
+from .conftest import write_npz_dataset
+from .test_fl import _cli, tiny_spec, without_timings
 
 
 class InProcessGrid(Grid):
@@ -229,15 +231,27 @@ def test_a_client_without_partition_is_refused(tmp_path, flower_identity):
     assert "partition-id" in str(reply_or_error)
 
 
+def test_cli_writes_a_flower_app_for_flwr_run(tmp_path):
+    done = _cli("fl", "flower-app", "mnist5k_noniid", "--out", "app", "--store", "runs", "--rounds", "3",
+                "--defence", "pol", "--superlink", "127.0.0.1:9300", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    project = read_toml(tmp_path / "app" / "pyproject.toml")
+    assert project["tool"]["flwr"]["app"]["components"]["serverapp"] == "pudlab.fl.flower.apps:server_app"
+    config = project["tool"]["flwr"]["app"]["config"]
+    assert config[ROUNDS_KEY] == 3 and config[DEFENCES_KEY] == "pol" and config[STORE_KEY] == str(tmp_path / "runs")
+    assert spec_from_json(config[SPEC_KEY]).simulation.defence == "pol"
+    home = read_toml(tmp_path / "app" / "flwr_home" / "config.toml")
+    assert home["superlink"]["pudlab"] == {"address": "127.0.0.1:9300", "insecure": True}
+    bad = _cli("fl", "flower-app", "mnist5k_noniid", "--out", "app2", "--store", "runs", "--superlink", "10.0.0.1:9",
+               cwd=tmp_path)
+    assert bad.returncode != 0 and "loopback only" in bad.stderr
+
+
 # ------------------------------------------------------------------------------------ Flower's runtimes
 @pytest.mark.slow
 @pytest.mark.flower
 def test_flower_simulation_runtime_equals_pudlab_engine(tmp_path):
     """pudlab fl simulate --engine flower on a tiny spec: Ray simulation runtime vs pudlab's engine."""
-    from click.testing import CliRunner
-
-    from pudlab.cli import main
-
     spec_file = tmp_path / "tiny.toml"
     data = write_npz_dataset(tmp_path / "tiny.npz")
     spec_file.write_text(
@@ -246,11 +260,14 @@ def test_flower_simulation_runtime_equals_pudlab_engine(tmp_path):
         '[training]\nbatch_size = 16\nlr = 3e-3\n[aggregation]\nf = 0\n'
         '[pol]\nsigma = 0.1\ncheckpoint_every = 2\ntop_q = 1\nutility_epochs = 0\n'
         '[[adversaries]]\nkind = "thief"\nclients = [2]\nvictim = 0\n')
-    runner = CliRunner()
+    summaries = {}
     for engine in ("pudlab", "flower"):
-        result = runner.invoke(main, ["fl", "simulate", str(spec_file), "--store", str(tmp_path / engine),
-                                      "--engine", engine, "--json", "--no-report"])
-        assert result.exit_code == 0, result.output
+        done = _cli("fl", "simulate", "tiny.toml", "--store", engine, "--engine", engine, "--json", "--no-report",
+                    cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        summaries[engine] = json.loads(done.stdout)
+    assert summaries["flower"]["engine"] == "flower"
+    assert summaries["flower"]["defences"] == summaries["pudlab"]["defences"]
     spec = load_spec(spec_file)
     assert_same_runs(spec, tmp_path / "pudlab", tmp_path / "flower", ("pol",))
     assert (tmp_path / "flower" / "pol" / COSTS_FILE).exists()

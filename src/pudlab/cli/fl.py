@@ -161,6 +161,53 @@ def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: st
     click.echo(to_json(table.to_dict()) if as_json else table.markdown())
 
 
+@fl_group.command("flower-app")
+@click.argument("spec_path", metavar="SPEC.toml")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Folder of the Flower App to write (pyproject.toml) and of its FLWR_HOME (flwr_home/).")
+@click.option("--store", type=click.Path(file_okay=False), required=True,
+              help="Store the ServerApp writes (as pudlab fl simulate's --store).")
+@click.option("--rounds", type=click.IntRange(min=0), default=None, help="Rounds [default: the spec's].")
+@click.option("--defence", type=click.Choice(DEFENCE_CHOICES), default=None, help="Defence(s) [default: the spec's].")
+@click.option("--superlink", default="127.0.0.1:9092", show_default=True,
+              help="SuperLink address of the connection 'pudlab' in OUT/flwr_home/config.toml.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any spec field, value in TOML syntax (repeatable).")
+@click.pass_context
+def flower_app_command(ctx: click.Context, spec_path: str, out: str, store: str, rounds: int | None,
+                       defence: str | None, superlink: str, overrides: tuple[str, ...]) -> None:
+    """Write a Flower App that runs SPEC.toml with pudlab's ServerApp and ClientApp (for flwr run).
+
+    Start a SuperLink and one SuperNode per client (--node-config "partition-id=K num-partitions=N"),
+    then: FLWR_HOME=OUT/flwr_home flwr run OUT pudlab --stream (docs/fl.md, "Flower").
+    """
+    from pathlib import Path
+
+    from pudlab.fl.flower.launch import write_app, write_flower_home
+    from pudlab.fl.flower.transport import (
+        DATA_DIR_KEY,
+        DEFENCES_KEY,
+        ROUNDS_KEY,
+        SPEC_KEY,
+        STORE_KEY,
+        spec_to_json,
+    )
+    from pudlab.fl.spec_reader import load_spec
+
+    spec = load_spec(spec_path, [*overrides, *((s, k, v) for s, k, v in (("simulation", "defence", defence),)
+                                               if v is not None)])
+    host, _, port = superlink.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        raise click.BadParameter(f"{superlink!r}: expected 127.0.0.1:PORT (loopback only)", param_hint="--superlink")
+    data_dir = _data_dir(ctx)
+    app = write_app(Path(out), {SPEC_KEY: spec_to_json(spec), STORE_KEY: str(Path(store).resolve()),
+                                DEFENCES_KEY: ",".join(spec.defences), ROUNDS_KEY: -1 if rounds is None else rounds,
+                                DATA_DIR_KEY: str(Path(data_dir).resolve()) if data_dir else ""})
+    write_flower_home(app / "flwr_home", int(port), host=host)
+    click.echo(f"{app}/pyproject.toml: {spec.simulation.clients} clients, defences {', '.join(spec.defences)}; "
+               f"run with FLWR_HOME={app}/flwr_home flwr run {app} pudlab --stream")
+
+
 @fl_group.command("report")
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 def report_command(store: str) -> None:

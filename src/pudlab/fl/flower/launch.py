@@ -57,12 +57,12 @@ def flower_env(home: Path) -> dict[str, str]:
     return env
 
 
-def write_flower_home(home: Path, port: int) -> Path:
-    """``FLWR_HOME/config.toml`` with the connection :data:`CONNECTION` to 127.0.0.1:``port`` (insecure)."""
+def write_flower_home(home: Path, port: int, *, host: str = "127.0.0.1") -> Path:
+    """``FLWR_HOME/config.toml`` with the connection :data:`CONNECTION` to ``host:port`` (insecure: loopback)."""
     home.mkdir(parents=True, exist_ok=True)
     path = home / "config.toml"
     path.write_text(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-                    f'address = "127.0.0.1:{port}"\ninsecure = true\n', encoding="utf-8")
+                    f'address = "{host}:{port}"\ninsecure = true\n', encoding="utf-8")
     return path
 
 
