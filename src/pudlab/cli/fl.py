@@ -183,26 +183,18 @@ def flower_app_command(ctx: click.Context, spec_path: str, out: str, store: str,
     """
     from pathlib import Path
 
+    from pudlab.fl.flower import require_flower
+    from pudlab.fl.flower.engine import app_config
     from pudlab.fl.flower.launch import write_app, write_flower_home
-    from pudlab.fl.flower.transport import (
-        DATA_DIR_KEY,
-        DEFENCES_KEY,
-        ROUNDS_KEY,
-        SPEC_KEY,
-        STORE_KEY,
-        spec_to_json,
-    )
     from pudlab.fl.spec_reader import load_spec
 
+    require_flower()
     spec = load_spec(spec_path, [*overrides, *((s, k, v) for s, k, v in (("simulation", "defence", defence),)
                                                if v is not None)])
     host, _, port = superlink.rpartition(":")
     if host not in ("127.0.0.1", "localhost") or not port.isdigit():
         raise click.BadParameter(f"{superlink!r}: expected 127.0.0.1:PORT (loopback only)", param_hint="--superlink")
-    data_dir = _data_dir(ctx)
-    app = write_app(Path(out), {SPEC_KEY: spec_to_json(spec), STORE_KEY: str(Path(store).resolve()),
-                                DEFENCES_KEY: ",".join(spec.defences), ROUNDS_KEY: -1 if rounds is None else rounds,
-                                DATA_DIR_KEY: str(Path(data_dir).resolve()) if data_dir else ""})
+    app = write_app(Path(out), app_config(spec, Path(store), spec.defences, rounds, _data_dir(ctx)))
     write_flower_home(app / "flwr_home", int(port), host=host)
     click.echo(f"{app}/pyproject.toml: {spec.simulation.clients} clients, defences {', '.join(spec.defences)}; "
                f"run with FLWR_HOME={app}/flwr_home flwr run {app} pudlab --stream")

@@ -13,6 +13,7 @@ before the app exits with it.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -94,6 +95,7 @@ def run_server(grid: Grid, run_config: dict, *, log: Any = None) -> dict[str, li
                                       work_dir=store / defence / "flower_work")
             simulation.round_runner = FlowerRounds(strategy, grid, store / defence / COSTS_FILE)
             results[defence] = simulation.run(defence, rounds=None if rounds < 0 else rounds)
+            shutil.rmtree(strategy.work_dir, ignore_errors=True)
         finish_clients(grid, spec.simulation.clients)
         return results
     except Exception as exc:

@@ -215,6 +215,7 @@ class PudlabStrategy(Strategy):
                 raise FlowerError(f"round {server_round}: node {reply.metadata.src_node_id} failed: "
                                   f"{reply.error.reason}")
             cost.add(phase, payload_bytes(reply))
+            cost.messages += 1
             submission, waiting = content_submission(reply.content)
             if submission.client in by_client:
                 raise FlowerError(f"round {server_round}: two nodes claim to be client {submission.client}")
