@@ -51,7 +51,8 @@ class InProcessGrid(Grid):
 
     def __init__(self, clients: int, run_config: dict) -> None:
         self.app = make_client_app()
-        self.contexts = {100 + k: Context(run_id=7, node_id=100 + k, node_config={"partition-id": k},
+        work = str(Path(run_config[STORE_KEY]).parent / "nodes")  # the clients' working folders
+        self.contexts = {100 + k: Context(run_id=7, node_id=100 + k, node_config={"partition-id": k, "work-dir": work},
                                           state=RecordDict(), run_config=run_config) for k in range(clients)}
         self.sent: list[str] = []
 
@@ -177,7 +178,8 @@ def test_flower_messages_reach_the_pudlab_engine_bit_for_bit(tmp_path, flower_id
     assert grid.sent.count("query.pol") == spec.simulation.clients * spec.simulation.rounds
     costs = read_json(tmp_path / "flower" / "both" / COSTS_FILE)["rounds"]["1"]
     assert costs["bytes"]["pol-up"] > costs["bytes"]["model-up"] > 0
-    assert not list((tmp_path / "flower" / "both").glob("flower_work/round_*"))  # received bundles removed
+    assert not (tmp_path / "flower" / "both" / "flower_work").exists()  # received bundles removed
+    assert not (tmp_path / "nodes" / "pudlab-flower-7").exists()  # query.finish: the clients cleaned up
 
 
 def test_adaptive_attackers_run_as_flower_clients(tmp_path, flower_identity):
@@ -210,6 +212,7 @@ def test_strategy_metrics_name_rejected_clients(tmp_path, flower_identity):
 
     messages = strategy.configure_train(1, weights_record(simulation.initial_weights), ConfigRecord(), grid)
     arrays, metrics = strategy.aggregate_train(1, grid.send_and_receive(messages))
+    assert list((tmp_path / "nodes" / "pudlab-flower-7").glob("client_*/round_0001/client_*/manifest.json"))
     assert arrays is not None and metrics is not None
     assert metrics["rejected-clients"] == [1] and metrics["rejection-codes"] == [3]
     assert metrics["aggregated-clients"] == [0, 2] and metrics["accepted"] == 2
