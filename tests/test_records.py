@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pudlab.errors import PudlabError
 from pudlab.io import to_json
+from pudlab.privacy.report import PrivacyReport
+from pudlab.records import Record, plain
 
 FIXTURE = Path(__file__).parent / "data" / "records_v1.json"
 
@@ -31,8 +35,7 @@ def _privacy_cases() -> dict[str, Any]:
         DenoisingResult,
         ImageScores,
     )
-    from pudlab.privacy.extended import LearnedDenoising
-    from pudlab.privacy.learned import LabelInference, LearnedDenoiserConfig
+    from pudlab.privacy.learned import LabelInference, LearnedDenoiserConfig, LearnedDenoising
     from pudlab.privacy.linkage import LinkageSummary
     from pudlab.privacy.lira import LiraResult
     from pudlab.privacy.membership import MembershipAudit, MembershipResult
@@ -261,3 +264,97 @@ def test_frozen_json_reads_back_unchanged(name: str) -> None:
 
 if __name__ == "__main__":  # regenerate the fixture (only ever from the code that defines the format)
     FIXTURE.write_text(to_json({name: record.to_dict() for name, record in cases().items()}) + "\n")
+
+
+# ---------------------------------------------------------------------------------------- the helper
+@dataclass(frozen=True)
+class _Inner(Record):
+    a: int
+    b: float | None = None
+
+    OMIT_NONE = ("b",)
+
+
+@dataclass(frozen=True)
+class _Outer(Record):
+    name: str
+    inner: _Inner
+    flat: _Inner
+    values: tuple[float, ...] = ()
+    pair: tuple[int, str] | None = None
+    by_client: dict[int, float] = field(default_factory=dict)
+    nested: dict[str, list[_Inner]] = field(default_factory=dict)
+    label: str | int | None = None
+
+    FLATTEN = ("flat",)
+    RENAMED = {"name": "title"}
+    DERIVED = ("size",)
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+
+OUTER = _Outer("x", _Inner(1, 0.5), _Inner(2), (1.0, 2), (3, "c"), {10: 0.25, 2: 0.75}, {"k": [_Inner(4)]}, 7)
+
+
+def test_helper_writes_by_name_and_reads_back() -> None:
+    data = OUTER.to_dict()
+    assert data == {"title": "x", "inner": {"a": 1, "b": 0.5}, "a": 2, "values": [1.0, 2], "pair": [3, "c"],
+                    "by_client": {"10": 0.25, "2": 0.75}, "nested": {"k": [{"a": 4}]}, "label": 7, "size": 2}
+    loaded = _Outer.from_dict(json.loads(json.dumps(data)))
+    assert loaded == OUTER and isinstance(loaded.values, tuple) and isinstance(loaded.nested["k"], list)
+    assert list(loaded.by_client) == [10, 2] and type(loaded.values[1]) is int  # keys read back, values untouched
+    assert to_json(loaded.to_dict()) == to_json(data)
+    assert plain({"t": (1, (2, 3)), 4: None}) == {"t": [1, [2, 3]], "4": None}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"extra": 1}, r"outer: unknown key\(s\) \['extra'\]; known: title, inner, values"),
+    ({"title": None}, r"outer.title: expected a string, got None"),
+    ({"inner": {"b": 1.0}}, r"outer.inner: missing key\(s\) \['a'\]; expected a"),
+    ({"inner": [1]}, r"outer.inner: expected an object, got list"),
+    ({"values": 3.0}, r"outer.values: expected a list of numbers, got float"),
+    ({"values": [1.0, "2"]}, r"outer.values\[1\]: expected a number, got '2'"),
+    ({"values": [True]}, r"outer.values\[0\]: expected a number, got True"),
+    ({"pair": [1]}, r"outer.pair: expected a list of 2 items, got 1 item\(s\)"),
+    ({"by_client": {"one": 0.5}}, r"outer.by_client: key 'one' is not an integer"),
+    ({"nested": {"k": [{"a": "4"}]}}, r"outer.nested.k\[0\].a: expected an integer, got '4'"),
+    ({"label": 1.5}, r"outer.label: expected a string or an integer or null, got 1.5"),
+])
+def test_helper_errors_name_where_and_what(change: dict, message: str) -> None:
+    with pytest.raises(PudlabError, match=message):
+        _Outer.from_dict({**OUTER.to_dict(), **change}, where="outer")
+
+
+def test_helper_missing_flattened_keys_and_derived_keys() -> None:
+    data = OUTER.to_dict()
+    del data["a"]
+    with pytest.raises(PudlabError, match=r"outer: missing key\(s\) \['a'\]"):  # the flattened record's key
+        _Outer.from_dict(data, where="outer")
+    assert _Outer.from_dict({**OUTER.to_dict(), "size": 99}) == OUTER  # derived: written, never read
+    with pytest.raises(PudlabError, match=r"_Outer: expected an object, got list"):
+        _Outer.from_dict([])
+    with pytest.raises(TypeError, match="not a record"):
+        plain(_Plain(1))
+
+
+@dataclass(frozen=True)
+class _Plain:
+    x: int
+
+
+def test_privacy_report_errors_name_the_file() -> None:
+    report = cases()["privacy.PrivacyReport"].to_dict()
+    report["sigmas"][1]["dp"]["by_sensitivity"]["image"]["composition"][0]["n"] = "one"
+    with pytest.raises(PudlabError, match=r"^privacy.json: sigmas\[1\].dp.by_sensitivity.image.composition\[0\].n: "
+                                          "expected an integer, got 'one'$"):
+        PrivacyReport.from_dict(report, where="privacy.json")
+
+
+def test_round_record_keeps_whether_utility_was_due() -> None:
+    from pudlab.fl.records import RoundRecord
+
+    due = {"round": 0, "defence": "pol", "accuracy": 0.1, "loss": 2.0, "utility": None}
+    assert RoundRecord.from_dict(due).utility_measured and RoundRecord.from_dict(due).to_dict() == due
+    assert not RoundRecord.from_dict({k: v for k, v in due.items() if k != "utility"}).utility_measured

@@ -180,9 +180,12 @@ def forge_interpolated(thief_bundle: Path, target: Path, stolen: dict[str, torch
     initial = load_file(str(target / manifest["init"]["file"]))
     total = manifest["schedule"]["num_steps"]
     for index, record in enumerate(manifest["checkpoints"]):
-        fraction = record["step"] / total
-        edit_checkpoint_weights(target, index, lambda weights, f=fraction: {
-            n: initial[n] + f * (stolen[n] - initial[n]) for n in weights})
+
+        def interpolate(weights: dict[str, torch.Tensor], fraction: float = record["step"] / total
+                        ) -> dict[str, torch.Tensor]:
+            return {n: initial[n] + fraction * (stolen[n] - initial[n]) for n in weights}
+
+        edit_checkpoint_weights(target, index, interpolate)
     reseal_bundle(target)
     return target
 
