@@ -143,6 +143,7 @@ def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], 
     if len(set(sigmas)) != len(sigmas):
         raise PudlabError(f"--sigma: each value once, got {', '.join(f'{s:g}' for s in sigmas)}")
     key, used = _release_key(key_file, key_out, insecure_seed)
+    key_path = key_file or key_out  # the key file that records the sigmas released under the key
     source = load_source(dataset, state.data_dir)
     split = split_train_eval(source, seed=split_seed)
     if key_out:
@@ -163,9 +164,9 @@ def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], 
                                     insecure_seed=insecure_seed)
         manifest.update(dataset=source.name, description=source.description, file=str(target))
         write_json(target.with_suffix(".json"), manifest)
-        if key_file or key_out:
+        if key_path:
             try:
-                record_key_use(key_file or key_out, [sigma])
+                record_key_use(key_path, [sigma])
             except OSError as exc:
                 click.echo(f"warning: could not record sigma {sigma:g} in the key file: {exc}", err=True)
         manifests.append(manifest)
