@@ -16,7 +16,12 @@ from pudlab.errors import PudlabError
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def datasets_group(ctx: click.Context, as_json: bool) -> None:
-    """List the known dataset sources, whether each is present locally, and sizes."""
+    """List the known dataset sources, whether each is present locally, and sizes.
+
+    A named source is looked up in <data dir>/NAME/; fashion-mnist also in the system data dir
+    ($PUDLAB_SYSTEM_DATA_DIR, default /usr/share/datasets, where Debian's dataset-fashion-mnist
+    puts it; set it empty to search no system folder).
+    """
     if ctx.invoked_subcommand is not None:
         return
     from pudlab.data import resolve_data_dir, source_status
@@ -37,12 +42,15 @@ def datasets_group(ctx: click.Context, as_json: bool) -> None:
 
 @datasets_group.command("fetch")
 @click.argument("name")
+@click.option("--mirror", metavar="URL", default=None,
+              help="Base URL (https://, http:// or file://) holding the official file names, used instead of "
+                   "the official URLs [default: $PUDLAB_MIRROR_<NAME>, e.g. PUDLAB_MIRROR_FASHION_MNIST].")
 @click.pass_obj
-def datasets_fetch(state: CliState, name: str) -> None:
-    """Download NAME's official files into the data dir, verifying checksums."""
+def datasets_fetch(state: CliState, name: str, mirror: str | None) -> None:
+    """Download NAME's official files into the data dir, verifying their published MD5 checksums."""
     from pudlab.data.fetch import fetch_source
 
-    where = fetch_source(name, state.data_dir, progress=True)
+    where = fetch_source(name, state.data_dir, progress=True, mirror=mirror)
     click.echo(f"{name}: ready in {where}")
 
 
