@@ -24,7 +24,7 @@ from pudlab.experiments import RunOptions, Store, load_preset, run_sweep
 from pudlab.model import ModelConfig, initial_state
 from pudlab.train.ensemble import train_ensemble
 from pudlab.train.trainer import Checkpointing, TrainConfig, TrainingInterrupted, train_model
-from tests.conftest import make_images
+from tests.conftest import make_images, wait_until
 
 MODEL = ModelConfig((1, 12, 12), (2, 2, 4), 8, 10)
 CONFIG = TrainConfig(epochs=2, batch_size=32, lr=3e-3, shuffle_seed=5)
@@ -209,22 +209,25 @@ def test_report_and_plot_on_a_read_only_store_point_to_out(tmp_path, npz_dataset
 # ------------------------------------------------------------------------------- workers and signals
 def test_child_dies_with_parent_and_releases_output(tmp_path):
     """SIGKILL a parent: its child (die_with_parent) exits, and the parent's output pipe reaches EOF."""
+    ready = tmp_path / "child-ready"  # the child's output is detached: it says so with a file
     child = textwrap.dedent("""
         import os, sys, time
+        from pathlib import Path
         from pudlab.processes import die_with_parent
         parent = int(sys.argv[1])
         die_with_parent(parent)
+        Path(sys.argv[2]).touch()
         time.sleep(120)
     """)
     parent = textwrap.dedent(f"""
         import os, subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())])
+        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid()), {str(ready)!r}])
         print(child.pid, flush=True)
         time.sleep(120)
     """)
     process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
     child_pid = int(process.stdout.readline())
-    time.sleep(1.0)
+    assert wait_until(ready.exists, 60), "the child never finished die_with_parent"
     process.kill()
     process.wait()
     started = time.monotonic()
@@ -251,14 +254,15 @@ def test_reaper_kills_helpers_that_outlive_their_driver(tmp_path, with_reaper):
     driver = textwrap.dedent(f"""
         import subprocess, sys, time
         from pudlab import reaper
+        service = subprocess.Popen([sys.executable, "-c", {service!r}], stdout=subprocess.PIPE, text=True)
+        helper = service.stdout.readline().strip()
         if {with_reaper}:
-            reaper.start("test-tag")
-        subprocess.Popen([sys.executable, "-c", {service!r}])
+            reaper.start("test-tag")  # returns once the reaper has seen the driver's descendants
+        print(helper, flush=True)
         time.sleep(120)
     """)
     process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
     helper_pid = int(process.stdout.readline())
-    time.sleep(1.0)  # the reaper has seen the helper among the driver's descendants
     process.kill()
     process.wait()
     deadline = time.monotonic() + 5
@@ -327,8 +331,7 @@ def test_ctrl_c_stops_at_a_safe_point_and_resumes(tmp_path, npz_dataset):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
-    time.sleep(1)
-    assert not _tagged("ctrlc")
+    assert wait_until(lambda: not _tagged("ctrlc"), 5), "a worker outlived its interrupted driver by 5 s"
     subprocess.run([*args, "--store", str(store)], check=True, capture_output=True)
     assert _weights(store) == _weights(reference)
 
