@@ -48,10 +48,10 @@ _API: dict[str, str] = {
     # files and experiments
     "load_weights": "pudlab.io",
     "save_weights": "pudlab.io",
-    "open_store": "pudlab.experiments.export",
+    "open_store": "pudlab.experiments.results",
     "load_experiment": "pudlab.experiments.spec",
     "load_preset": "pudlab.experiments.spec",
-    "run_sweep": "pudlab.experiments.engine",
+    "run_sweep": "pudlab.experiments.sweep",
 }
 
 __all__ = ["__version__", *_API]
@@ -74,9 +74,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from pudlab.data.dataset import LabeledImages, SourceDataset, split_train_eval
     from pudlab.data.sources import load_source
-    from pudlab.experiments.engine import run_sweep
-    from pudlab.experiments.export import open_store
+    from pudlab.experiments.results import open_store
     from pudlab.experiments.spec import load_experiment, load_preset
+    from pudlab.experiments.sweep import run_sweep
     from pudlab.io import load_weights, save_weights
     from pudlab.metrics import distinguishability, model_distance, per_layer_distance, roc_auc
     from pudlab.model import ModelConfig, build_model, initial_state
