@@ -58,13 +58,13 @@ def _class_source(cls: type) -> ast.ClassDef:
 
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
-    """Each field's docstring (the string right below the field in the class body), whitespace collapsed."""
+    """Each field's docstring (the string right below the field in the class body) as plain text."""
     body = _class_source(cls).body
     docs = {}
     for node, after in zip(body, body[1:], strict=False):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
                 and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
+            docs[node.target.id] = " ".join(after.value.value.replace("``", "").split())  # reST literals: plain
     return docs
 
 

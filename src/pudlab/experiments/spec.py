@@ -260,11 +260,11 @@ class Preset:
     """
 
     name: str = field(metadata={"option": {"name": "--preset-name"}})
-    """Name the preset is recorded under (``quick``, ``paper`` or a file's stem)."""
+    """Name the preset is recorded under (quick, paper or a preset file's stem)."""
     description: str = ""
     """One line on what the preset is for."""
     datasets: tuple[str, ...] = ("mnist-5k",)
-    """Datasets ``reproduce`` runs on by default."""
+    """Datasets the sweep runs on: known names or paths (see pudlab datasets)."""
     sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
     """Sigma grid of sweeps, in [0, 1] pixel units."""
     epochs: int = 180
@@ -272,7 +272,7 @@ class Preset:
     lr: float = 1e-4
     """Adam learning rate, per step."""
     batch_size: int = 0
-    """0 = the paper's: 128 one-channel, 64 colour."""
+    """Batch size; 0: the paper's (128 one-channel, 64 colour)."""
     widths: tuple[int, int, int] = (32, 64, 128)
     """M_cnn conv widths."""
     hidden: int = 128
