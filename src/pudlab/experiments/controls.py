@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def permuted_control(tables: Tables, seed: int) -> Tables:
     return result
 
 
-def _curve(kind: str, xs: list[float], rows: list[list[float]]) -> dict:
+def _curve(kind: str, xs: Sequence[float], rows: list[list[float]]) -> dict:
     entry = {"kind": kind, "x": list(xs)}
     _set(entry, rows)
     return entry
