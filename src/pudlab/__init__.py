@@ -69,12 +69,12 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names (``X as X`
     from pudlab.data.dataset import split_train_eval as split_train_eval
     from pudlab.data.sources import load_source as load_source
     from pudlab.experiments.options import RunOptions as RunOptions
-    from pudlab.experiments.sweep import prepare_sweep as prepare_sweep
-    from pudlab.experiments.sweep import run_sweep as run_sweep
     from pudlab.experiments.results import open_store as open_store
     from pudlab.experiments.spec import load_experiment as load_experiment
     from pudlab.experiments.spec import load_preset as load_preset
     from pudlab.experiments.store import Store as Store
+    from pudlab.experiments.sweep import prepare_sweep as prepare_sweep
+    from pudlab.experiments.sweep import run_sweep as run_sweep
     from pudlab.io import load_weights as load_weights
     from pudlab.io import save_weights as save_weights
     from pudlab.metrics import distinguishability as distinguishability

@@ -86,7 +86,6 @@ def _curve(kind: str, xs: Sequence[float], rows: list[list[float]]) -> dict:
     return entry
 
 
-# long: one synthetic series per shipped series, each with its planted shape, reads best as one table
 def planted_tables(seed: int, *, effect: float = 1.0, repeats: int = 3, floor_std: float = 0.05,
                    accuracy_noise: float = 0.005,
                    sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)) -> Tables:

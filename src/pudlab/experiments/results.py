@@ -199,7 +199,6 @@ def _diff(first: float | None, second: float | None) -> float | None:
     return second - first
 
 
-# long: one pass per table (jobs, series, claims), each a few lines; together they are the comparison
 def compare_stores(first: str | os.PathLike, second: str | os.PathLike, *, weights: bool = True) -> dict:
     """Two stores side by side.
 

@@ -171,7 +171,6 @@ def remove_temp_files(root: Path) -> int:
 class Store:
     """A result store directory (see the module docstring). Use as a context manager."""
 
-    # long: one place decides writer vs reader, lock, open mode and schema check
     def __init__(self, root: str | os.PathLike, *, create: bool = True, read_only: bool = False,
                  wait: bool = False) -> None:
         self.root = Path(root)
