@@ -24,7 +24,7 @@ from pudlab.config import read_toml
 from pudlab.errors import BundleError
 from pudlab.fl.flower import flower_missing
 from pudlab.fl.flower.client_app import make_client_app
-from pudlab.fl.flower.server_app import COSTS_FILE, run_server
+from pudlab.fl.flower.server_app import COSTS_FILE, FlowerCosts, run_server
 from pudlab.fl.flower.strategy import REJECTION_CODES, rejection_code
 from pudlab.fl.flower.transport import (
     DATA_DIR_KEY,
@@ -176,8 +176,11 @@ def test_flower_messages_reach_the_pudlab_engine_bit_for_bit(tmp_path, flower_id
     assert pol_round.pol is not None and set(pol_round.pol.rejected) == {2, 3}  # both cheaters caught
     assert grid.sent.count("train.adapt") == 2 * len(defences)  # the thief, once per round
     assert grid.sent.count("query.pol") == spec.simulation.clients * spec.simulation.rounds
-    costs = read_json(tmp_path / "flower" / "both" / COSTS_FILE)["rounds"]["1"]
+    stored = read_json(tmp_path / "flower" / "both" / COSTS_FILE)
+    assert FlowerCosts.from_dict(stored).to_dict() == stored and sorted(stored["rounds"]) == ["1", "2"]
+    costs = stored["rounds"]["1"]
     assert costs["bytes"]["pol-up"] > costs["bytes"]["model-up"] > 0
+    assert costs["total_bytes"] == sum(costs["bytes"].values())
     assert not (tmp_path / "flower" / "both" / "flower_work").exists()  # received bundles removed
     assert not (tmp_path / "nodes" / "pudlab-flower-7").exists()  # query.finish: the clients cleaned up
 

@@ -71,11 +71,11 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
     A killed run continues from the last finished round with identical results; the spec may
     change only in rounds, defence and workers between runs into the same store.
     """
-    from pudlab.fl.report import write_fl_report
     from pudlab.fl.simulation import run_simulation
     from pudlab.fl.spec_reader import load_spec
     from pudlab.fl.summary import detection_summary
     from pudlab.io import to_json
+    from pudlab.report.fl_document import write_fl_report
 
     named = [("simulation", "rounds", rounds), ("simulation", "defence", defence),
              ("simulation", "clients", clients), ("simulation", "seed", seed),
@@ -153,10 +153,17 @@ def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: st
         raise click.BadParameter(f"unknown or missing rule/attack {bad}; rules: {', '.join(BASE_RULES)}; "
                                  f"attacks: {', '.join(ATTACKS)}")
     spec = load_spec(spec_path, list(overrides))
+    simulate = None
+    if engine == "flower":
+        from pudlab.fl.flower import require_flower
+        from pudlab.fl.flower.engine import run_flower
+
+        require_flower()
+        simulate = run_flower
     log = None if as_json else (lambda message: click.echo(message, err=True))
     table = robustness_table(spec, store, rules=chosen_rules, attacks=chosen_attacks,
                              colluders=None if colluders is None else range(1, colluders + 1), log=log,
-                             data_dir=_data_dir(ctx), engine=engine)
+                             data_dir=_data_dir(ctx), simulate=simulate)
     write_bytes_atomic(f"{store}/robustness.md", (table.markdown() + "\n").encode())
     click.echo(to_json(table.to_dict()) if as_json else table.markdown())
 
@@ -204,7 +211,7 @@ def flower_app_command(ctx: click.Context, spec_path: str, out: str, store: str,
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 def report_command(store: str) -> None:
     """(Re)write STORE/report.md and its figures from the stored rounds."""
-    from pudlab.fl.report import write_fl_report
+    from pudlab.report.fl_document import write_fl_report
 
     click.echo(str(write_fl_report(store)))
 

@@ -13,18 +13,24 @@ Attacks (the colluders are clients ``1 .. k``, k = ``colluders``, default the sp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from pudlab.errors import SpecError
 from pudlab.fl.spec import BASE_RULES, AdversarySpec, SimulationSpec
+from pudlab.records import Record, record_from_dict, require_mapping
+
+if TYPE_CHECKING:
+    from pudlab.fl.records import RoundRecord
 
 ATTACKS = ("clean", "sign_flip", "alie", "fang_krum", "fang_trmean", "inflate")
 """Named attacks of the robustness table (``clean``: no adversary)."""
 DEFENCE_COLUMNS = {"none": "rule only", "pol": "rule + PoL"}
 TABLE_KIND = "pudlab.fl_robustness"
+Simulate = Callable[..., "dict[str, list[RoundRecord]]"]
+"""One simulation into a store, records per defence (``run_simulation``, ``run_flower``)."""
 
 
 def attack_adversaries(attack: str, colluders: Sequence[int]) -> tuple[AdversarySpec, ...]:
@@ -37,7 +43,7 @@ def attack_adversaries(attack: str, colluders: Sequence[int]) -> tuple[Adversary
 
 
 @dataclass(frozen=True)
-class RobustnessTable:
+class RobustnessTable(Record):
     """Final accuracy per rule, attack and defence (``none`` / ``pol``), with what was run."""
 
     spec_name: str
@@ -50,17 +56,19 @@ class RobustnessTable:
     """rule -> attack -> [cheating submissions rejected, cheating submissions challenged] over all rounds."""
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": TABLE_KIND, **dataclasses.asdict(self), "rules": list(self.rules),
-                "attacks": list(self.attacks), "colluders": list(self.colluders)}
+    DERIVED = ("kind",)
+
+    @property
+    def kind(self) -> str:
+        """The JSON's ``kind``: :data:`TABLE_KIND`."""
+        return TABLE_KIND
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RobustnessTable:
-        if data.get("kind") != TABLE_KIND:
-            raise SpecError(f"not a robustness table (expected kind '{TABLE_KIND}')")
-        fields = {k: v for k, v in data.items() if k != "kind"}
-        return cls(**{**fields, "rules": tuple(fields["rules"]), "attacks": tuple(fields["attacks"]),
-                      "colluders": tuple(fields["colluders"])})
+    def from_dict(cls, data: object, *, where: str | None = None) -> Self:
+        where = "robustness table" if where is None else where
+        if require_mapping(data, where).get("kind") != TABLE_KIND:
+            raise SpecError(f"{where}: not a robustness table (expected kind '{TABLE_KIND}')")
+        return record_from_dict(cls, data, where)
 
     def markdown(self) -> str:
         """The table as Markdown: one row per attack, a column pair (rule only / + PoL) per rule."""
@@ -80,22 +88,21 @@ class RobustnessTable:
 def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[str] = BASE_RULES,
                      attacks: Sequence[str] = ATTACKS, colluders: Sequence[int] | None = None,
                      source: Any = None, log: Callable[[str], None] | None = None,
-                     data_dir: str | None = None, engine: str = "pudlab") -> RobustnessTable:
+                     data_dir: str | None = None, simulate: Simulate | None = None) -> RobustnessTable:
     """Run every (rule, attack) under the defences none and pol; write and return the table.
 
-    ``engine``: ``pudlab`` (in process) or ``flower`` (each simulation through Flower,
-    :func:`pudlab.fl.flower.engine.run_flower`; the same numbers).
+    ``simulate`` runs one simulation (default :func:`pudlab.fl.simulation.run_simulation`, in process;
+    :func:`pudlab.fl.flower.engine.run_flower` runs each through Flower, with the same numbers). It
+    is called as ``simulate(spec, store, defences=..., data_dir=...)``, with ``source=`` only when
+    ``source`` is given.
     """
     import time
 
     from pudlab.fl.simulation import final_accuracy, run_simulation
     from pudlab.io import write_json
 
-    if engine not in ("pudlab", "flower"):
-        raise SpecError(f"robustness: unknown engine {engine!r}; expected pudlab or flower")
-    if engine == "flower" and source is not None:
-        raise SpecError("robustness: the flower engine loads the spec's dataset itself; pass no source")
-
+    run = simulate or run_simulation
+    extra: dict[str, Any] = {} if source is None else {"source": source}
     unknown = [rule for rule in rules if rule not in BASE_RULES]
     if unknown:
         raise SpecError(f"robustness: unknown rule(s) {unknown}; expected some of {', '.join(BASE_RULES)}")
@@ -109,17 +116,11 @@ def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[
                 spec, aggregation=dataclasses.replace(spec.aggregation, rule=rule),
                 simulation=dataclasses.replace(spec.simulation, defence="all", name=f"{spec.name}-{rule}-{attack}"),
                 adversaries=attack_adversaries(attack, chosen))
-            if engine == "flower":
-                from pudlab.fl.flower.engine import run_flower
-
-                results = run_flower(variant, Path(root) / rule / attack, defences=("none", "pol"), data_dir=data_dir)
-            else:
-                results = run_simulation(variant, Path(root) / rule / attack, defences=("none", "pol"), source=source,
-                                         data_dir=data_dir)
+            results = run(variant, Path(root) / rule / attack, defences=("none", "pol"), data_dir=data_dir, **extra)
             accuracy.setdefault(rule, {})[attack] = {d: final_accuracy(results[d]) for d in ("none", "pol")}
-            summaries = [r.pol for r in results["pol"] if r.pol is not None]
-            caught.setdefault(rule, {})[attack] = [sum(p.cheaters_caught for p in summaries),
-                                                   sum(p.cheaters_challenged for p in summaries)]
+            challenges = [r.pol for r in results["pol"] if r.pol is not None]
+            caught.setdefault(rule, {})[attack] = [sum(p.cheaters_caught for p in challenges),
+                                                   sum(p.cheaters_challenged for p in challenges)]
             if log is not None:
                 cell = accuracy[rule][attack]
                 log(f"{rule:>12} x {attack:<11}: rule only {cell['none']:.3f}, + PoL {cell['pol']:.3f}")
@@ -129,4 +130,5 @@ def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[
     return table
 
 
-__all__ = ["ATTACKS", "DEFENCE_COLUMNS", "TABLE_KIND", "RobustnessTable", "attack_adversaries", "robustness_table"]
+__all__ = ["ATTACKS", "DEFENCE_COLUMNS", "TABLE_KIND", "RobustnessTable", "Simulate", "attack_adversaries",
+           "robustness_table"]

@@ -141,7 +141,6 @@ def _reply(message: Message, content: RecordDict) -> Message:
     return Message(content, reply_to=message)
 
 
-# long: one handler per message type, each a few lines over the shared runtime
 def make_client_app(runtime: ClientRuntime | None = None) -> ClientApp:
     """pudlab's ``ClientApp`` (a fresh :class:`ClientRuntime` unless one is given)."""
     runtime = runtime or ClientRuntime()

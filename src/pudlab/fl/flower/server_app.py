@@ -16,6 +16,7 @@ import dataclasses
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,35 @@ from pudlab.fl.flower.transport import (
 from pudlab.fl.records import RoundRecord, Weights
 from pudlab.fl.rounds import Evaluate
 from pudlab.io import read_json, write_bytes_atomic, write_json
+from pudlab.records import Record
 
 COSTS_FILE = "flower_costs.json"
 ERROR_FILE = "flower_error.txt"
+
+
+@dataclass(frozen=True)
+class RoundCostRecord(Record):
+    """One Flower round's cost: wall time (train, relays, challenges, T_e evaluation) and payload bytes."""
+
+    seconds: float
+    bytes: dict[str, int]
+    """Payload bytes by phase (:class:`~.strategy.RoundCost`: ``model-down``, ``model-up``, ...)."""
+    messages: int
+    """Messages sent and received."""
+
+    DERIVED = ("total_bytes",)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+
+@dataclass(frozen=True)
+class FlowerCosts(Record):
+    """``STORE/<defence>/flower_costs.json``: every round's cost, by round."""
+
+    engine: str = "flower"
+    rounds: dict[int, RoundCostRecord] = field(default_factory=dict)
 
 
 class FlowerRounds:
@@ -70,11 +97,10 @@ class FlowerRounds:
 
     def _save_cost(self, round_index: int, seconds: float) -> None:
         cost = self.strategy.costs[round_index]
-        data: dict[str, Any] = (read_json(self.costs_path) if self.costs_path.exists()
-                                else {"engine": "flower", "rounds": {}})
-        data["rounds"][str(round_index)] = {"seconds": seconds, "bytes": dict(cost.bytes), "total_bytes": cost.total,
-                                            "messages": cost.messages}
-        write_json(self.costs_path, data)
+        costs = (FlowerCosts.from_dict(read_json(self.costs_path), where=str(self.costs_path))
+                 if self.costs_path.exists() else FlowerCosts())
+        rounds = {**costs.rounds, round_index: RoundCostRecord(seconds, dict(cost.bytes), cost.messages)}
+        write_json(self.costs_path, dataclasses.replace(costs, rounds=rounds).to_dict())
 
 
 def run_server(grid: Grid, run_config: dict, *, log: Any = None) -> dict[str, list[RoundRecord]]:
@@ -121,4 +147,5 @@ def make_server_app() -> ServerApp:
     return app
 
 
-__all__ = ["COSTS_FILE", "ERROR_FILE", "FlowerRounds", "finish_clients", "make_server_app", "run_server"]
+__all__ = ["COSTS_FILE", "ERROR_FILE", "FlowerCosts", "FlowerRounds", "RoundCostRecord", "finish_clients",
+           "make_server_app", "run_server"]
