@@ -129,12 +129,21 @@ def test_clipping_matches_a_per_sample_reference():
         assert torch.allclose(p.detach(), private.train.weights[name], atol=1e-5), name
 
 
-def test_poisson_batches_noise_and_determinism():
-    data = make_images(64, SHAPE, seed=7)
+def test_poisson_batches():
     sizes = [len(batch_positions(1000, step=s, sample_rate=0.1, batch_size=100, sampling="poisson", shuffle_seed=1))
              for s in range(50)]
     assert len(set(sizes)) > 5 and 80 < np.mean(sizes) < 120  # varying sizes around q N
+    again = batch_positions(1000, step=3, sample_rate=0.1, batch_size=100, sampling="poisson", shuffle_seed=1)
+    assert len(again) == sizes[3]  # a pure function of (seed, step)
     assert len(batch_positions(10, step=0, sample_rate=1e-9, batch_size=1, sampling="poisson", shuffle_seed=0)) == 0
+    shuffled = [batch_positions(25, step=s, sample_rate=0.5, batch_size=10, sampling="shuffle", shuffle_seed=2)
+                for s in range(3)]
+    assert sorted(np.concatenate(shuffled).tolist()) == list(range(25))  # the trainer's epoch: a permutation
+
+
+@pytest.mark.slow
+def test_dpsgd_is_deterministic_and_steps_on_empty_batches():
+    data = make_images(64, SHAPE, seed=7)
     initial = initial_state(MODEL, init_seed=8)
     config = TrainConfig(epochs=2, batch_size=16, lr=1e-2, shuffle_seed=2)
     dp = DpSgdConfig(noise_multiplier=1.0, max_grad_norm=1.0, noise_seed=3)

@@ -23,7 +23,9 @@ def _floats(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 
 # long: the command's options, then run, write and print
 @click.command("compare-dp")
-@click.argument("dataset")
+@click.argument("dataset", required=False)
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Redraw the table and figures of a dp_comparison.json (no training; give no DATASET).")
 @click.option("--sigma", "sigmas", multiple=True, callback=_floats,
               help="Release noise std of the obfuscation grid; several as 0,0.5 or repeated [default: 0,0.25,0.5,1,2].")
 @click.option("--noise-multiplier", "noise_multipliers", multiple=True, callback=_floats,
@@ -55,25 +57,36 @@ def _floats(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_obj
-def compare_dp_command(state: Any, dataset: str, sigmas: tuple[float, ...], noise_multipliers: tuple[float, ...],
+def compare_dp_command(state: Any, dataset: str | None, from_json: str | None, sigmas: tuple[float, ...], noise_multipliers: tuple[float, ...],
                        target_epsilons: tuple[float, ...], clip_norm: float, accountant: str, repeats: int,
                        members: int, nonmembers: int, epochs: int, batch_size: int, lr: float, widths: str,
                        lira_shadows: int, fresh_shadows: bool, delta: float, seed: int, split_seed: int, clip: bool,
                        device: str, threads: int, out: str | None, as_json: bool, quiet: bool) -> None:
     """Obfuscation (train on O(T; sigma)) next to DP-SGD (Opacus, on raw T) on DATASET: accuracy, formal
     epsilon and the same membership attacks (loss threshold, LiRA) per point, with repeats. Needs the
-    dp extra (pip install 'pudlab[dp]'). See docs/privacy.md sec. 6."""
+    dp extra (pip install 'pudlab[dp]'). See docs/privacy.md sec. 6.
+
+    With --from-json FILE instead of DATASET: redraw FILE's table (and, with --out, its figures)."""
+    from pudlab.privacy.dp_results import ComparisonReport
+
+    if from_json is not None:
+        if dataset is not None:
+            raise PudlabError("compare-dp: give a DATASET to measure or --from-json FILE to redraw, not both")
+        from pudlab.io import read_json
+
+        _write_outputs(ComparisonReport.from_dict(read_json(from_json), source=from_json), None, out, as_json)
+        return
+    if dataset is None:
+        raise PudlabError("compare-dp: give a DATASET to measure (or --from-json FILE to redraw)")
     import dataclasses
 
     import torch
 
-    from pudlab.cli._common import parse_widths, print_json
+    from pudlab.cli._common import parse_widths
     from pudlab.data.sources import load_source
-    from pudlab.io import replace_non_finite, write_bytes_atomic, write_json
+    from pudlab.io import replace_non_finite
     from pudlab.privacy.dp_comparison import ComparisonConfig, compare_dp
-    from pudlab.privacy.dp_results import ComparisonReport
     from pudlab.privacy.dpsgd import require_opacus
-    from pudlab.report.dp_figures import comparison_markdown, save_comparison_figures
     from pudlab.train.trainer import resolve_device
 
     require_opacus()
@@ -96,20 +109,31 @@ def compare_dp_command(state: Any, dataset: str, sigmas: tuple[float, ...], nois
     measured = dataclasses.replace(measured, command_wall_seconds=time.perf_counter() - started,
                                    torch_threads=torch.get_num_threads())
     data = replace_non_finite(measured.to_dict())
-    report = ComparisonReport.from_dict(data)  # what the JSON says (an infinite epsilon is None)
+    _write_outputs(ComparisonReport.from_dict(data), data, out, as_json)  # what the JSON says (inf is None)
+
+
+def _write_outputs(report: Any, data: dict[str, Any] | None, out: str | None, as_json: bool) -> None:
+    """The JSON (when measured now), the Markdown table and the figures under ``out``; then print."""
+    from pudlab.cli._common import print_json
+    from pudlab.io import replace_non_finite, write_bytes_atomic, write_json
+    from pudlab.report.dp_figures import comparison_markdown, save_comparison_figures
+
     table = comparison_markdown(report)
     if out is not None:
-        write_json(Path(out) / "dp_comparison.json", data)
+        if data is not None:
+            write_json(Path(out) / "dp_comparison.json", data)
         write_bytes_atomic(Path(out) / "dp_comparison.md", (table + "\n").encode("utf-8"))
         save_comparison_figures(report, out)
     if as_json:
-        print_json(data)
+        print_json(data if data is not None else replace_non_finite(report.to_dict()))
         return
     click.echo(table)
-    wall = report.command_wall_seconds or 0.0
-    click.echo(f"\n{wall:.1f} s wall ({math.floor(wall / 60)} min), {report.torch_threads} torch threads"
-               + (f"; wrote {out}/dp_comparison.json, dp_comparison.md, dp_vs_obfuscation.png/.svg, "
-                  "dp_utility_epsilon.png/.svg" if out else ""))
+    wall = report.command_wall_seconds
+    if wall is not None:
+        click.echo(f"\n{wall:.1f} s wall ({math.floor(wall / 60)} min), {report.torch_threads} torch threads")
+    if out is not None:
+        click.echo(f"wrote {out}: " + ("dp_comparison.json, " if data is not None else "")
+                   + "dp_comparison.md, dp_vs_obfuscation.png/.svg, dp_utility_epsilon.png/.svg")
 
 
 __all__ = ["compare_dp_command"]

@@ -115,23 +115,18 @@ def dpsgd_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, de
     return float(ledger.get_epsilon(delta=delta))
 
 
-def replace_one_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    """An upper bound on DP-SGD's epsilon(delta) under replace-one neighbours (the relation of a release's
-    epsilon, :mod:`pudlab.privacy.accounting`): replacing a record is removing it and adding another, so
-    by group privacy an (e, d) add/remove guarantee gives (2e, (1 + e^e) d). The add/remove epsilon comes
-    from the RDP curve (whatever the run's accountant: PRV cannot reach the tiny d needed) at a d with
-    (1 + e^e) d <= ``delta``, checked exactly and found by iterating towards the fixed point. Loose
-    when epsilon is large (d then shrinks like e^-e)."""
-    require_opacus()
+def _rdp_curve(noise_multiplier: float, sample_rate: float, steps: int) -> tuple[list[float], Any]:
+    """(orders, RDP of the run at each order): what Opacus's RDP accountant computes."""
     from opacus.accountants import RDPAccountant
-    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+    from opacus.accountants.analysis.rdp import compute_rdp
 
-    if steps <= 0:
-        return 0.0
-    if noise_multiplier <= 0:
-        return math.inf
-    orders = RDPAccountant.DEFAULT_ALPHAS
-    curve = compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
+    orders = list(RDPAccountant.DEFAULT_ALPHAS)
+    return orders, compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
+
+
+def _replace_one_from_curve(orders: list[float], curve: Any, delta: float) -> float:
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
     inner = delta / 2
     for _ in range(200):
         epsilon = float(get_privacy_spent(orders=orders, rdp=curve, delta=inner)[0])
@@ -141,7 +136,22 @@ def replace_one_epsilon(*, noise_multiplier: float, sample_rate: float, steps: i
             return 2 * epsilon
         # a smaller inner delta raises epsilon: aim a little below the fixed point so that the check passes
         inner = delta / (1 + math.exp(epsilon)) * (1 - 1e-3)
-    raise PudlabError(f"DP-SGD: the replace-one bound did not converge (noise {noise_multiplier}, q {sample_rate})")
+    raise PudlabError(f"DP-SGD: the replace-one bound did not converge (delta {delta})")
+
+
+def replace_one_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """An upper bound on DP-SGD's epsilon(delta) under replace-one neighbours (the relation of a release's
+    epsilon, :mod:`pudlab.privacy.accounting`): replacing a record is removing it and adding another, so
+    by group privacy an (e, d) add/remove guarantee gives (2e, (1 + e^e) d). The add/remove epsilon comes
+    from the RDP curve (whatever the run's accountant: PRV cannot reach the tiny d needed) at a d with
+    (1 + e^e) d <= ``delta``, checked exactly and found by iterating towards the fixed point. Loose
+    when epsilon is large (d then shrinks like e^-e)."""
+    require_opacus()
+    if steps <= 0:
+        return 0.0
+    if noise_multiplier <= 0:
+        return math.inf
+    return _replace_one_from_curve(*_rdp_curve(noise_multiplier, sample_rate, steps), delta)
 
 
 def noise_for_epsilon(target_epsilon: float, *, sample_rate: float, steps: int, delta: float,
@@ -197,12 +207,21 @@ class DpSgdRecord:
 @functools.lru_cache(maxsize=256)
 def _accounted(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
                accountant: str) -> tuple[float, float]:
-    """(add/remove epsilon, replace-one bound): a pure function, memoized (an RDP curve takes ~1 s and every
-    shadow of a comparison point asks for the same one)."""
-    epsilon = dpsgd_epsilon(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta,
-                            accountant=accountant)
-    return epsilon, replace_one_epsilon(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps,
-                                        delta=delta)
+    """(add/remove epsilon, replace-one bound): a pure function, memoized (an RDP curve takes seconds in
+    pure Python and every shadow of a comparison point asks for the same one); with RDP both come from one
+    curve, as :func:`dpsgd_epsilon` and :func:`replace_one_epsilon` would compute it."""
+    if steps <= 0 or noise_multiplier <= 0:
+        return (0.0, 0.0) if steps <= 0 else (math.inf, math.inf)
+    require_opacus()
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    orders, curve = _rdp_curve(noise_multiplier, sample_rate, steps)
+    if accountant == "rdp":
+        epsilon = float(get_privacy_spent(orders=orders, rdp=curve, delta=delta)[0])
+    else:
+        epsilon = dpsgd_epsilon(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps, delta=delta,
+                                accountant=accountant)
+    return epsilon, _replace_one_from_curve(orders, curve, delta)
 
 
 def dpsgd_record(dp: DpSgdConfig, *, num_samples: int, batch_size: int, epochs: int) -> DpSgdRecord:
