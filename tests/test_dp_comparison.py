@@ -51,6 +51,15 @@ def test_matched_points_claim_a_winner_only_when_ranges_do_not_overlap():
                                 _point("dp-sgd", 1.0, [0.9, 0.9], [0.04, 0.08])], accuracy_tolerance=0.01,
                                leak_tolerance=0.0)
     assert [pair.verdict for pair in overlapping] == ["no clear difference (ranges over repeats overlap)"]
+    from pudlab.data.dataset import LabeledImages
+    from pudlab.privacy.dp_comparison import label_prior_auc
+
+    def labelled(labels):
+        return LabeledImages(np.zeros((len(labels), 1, 8, 8), np.float32), np.array(labels), np.arange(len(labels)))
+
+    assert label_prior_auc(labelled([0, 1, 0, 1]), labelled([1, 0])) == 0.5  # same label mix: a coin
+    # members favour label 0: 3 of 4 members outscore both non-members, the fourth ties: 3/4 + 1/8
+    assert label_prior_auc(labelled([0, 0, 0, 1]), labelled([1, 1])) == 0.875
     band = Band.of([1.0, None, 3.0, math.nan])
     assert band is not None and (band.mean, band.low, band.high, band.count) == (2.0, 1.0, 3.0, 2)
 
@@ -87,6 +96,7 @@ def test_compare_dp_command_on_tiny_data(tmp_path):
         assert (point["repeats"][0]["release"] is not None) == (point["method"] == "obfuscation")
     assert [run["distance_to_clean"] for run in clean["repeats"]] == [0.0, 0.0]  # sigma 0 is the clean model
     assert all(run["distance_to_clean"] > 0 for run in private["repeats"])
+    assert 0 <= data["label_prior_auc"] <= 1 and data["environment"]["dp_sgd_memory_format"] == "contiguous_format"
     assert len(data["distance_floor"]) == 2 and all(d > 0 for d in data["distance_floor"])
     for name in ("dp_comparison.json", "dp_comparison.md", "dp_vs_obfuscation.png", "dp_vs_obfuscation.svg",
                  "dp_utility_epsilon.png", "dp_utility_epsilon.svg"):

@@ -327,8 +327,20 @@ def compare_dp(source: SourceDataset, config: ComparisonConfig | None = None, *,
     ]
     if not config.fresh_shadows:
         notes.append("LiRA's shadows are trained once per point and shared by its repeats.")
-    return ComparisonReport(__version__, dataset, config.to_dict(), environment(torch.device(device)), points, floors,
-                            matches, time.perf_counter() - started, notes)
+    env = environment(torch.device(device))
+    env.update(opacus=require_opacus().__version__, dp_sgd_memory_format="contiguous_format")
+    return ComparisonReport(__version__, dataset, config.to_dict(), env, points, floors, matches,
+                            time.perf_counter() - started, notes, label_prior_auc(setting.members, setting.nonmembers))
 
 
-__all__ = ["ComparisonConfig", "compare_dp", "dp_grid"]
+def label_prior_auc(members: LabeledImages, nonmembers: LabeledImages) -> float:
+    """AUC of the label-frequency attack: score a record by log(frequency of its label among the members).
+    What a model that learned only its training labels' prior would give a loss-threshold attacker."""
+    from pudlab.metrics import roc_auc
+
+    frequency = np.bincount(members.labels, minlength=int(max(members.labels.max(), nonmembers.labels.max())) + 1)
+    score = np.log(np.maximum(frequency, 0.5) / len(members))
+    return roc_auc(positives=score[members.labels], negatives=score[nonmembers.labels])
+
+
+__all__ = ["ComparisonConfig", "compare_dp", "dp_grid", "label_prior_auc"]

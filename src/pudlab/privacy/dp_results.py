@@ -244,6 +244,11 @@ class ComparisonReport:
     matches: list[MatchedPair]
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
+    label_prior_auc: float | None = None
+    """The membership AUC of an attack that knows only the members' label frequencies (score: log of the
+    frequency of a record's label): the floor that a loss-threshold or LiRA AUC is read against, above
+    0.5 when members and non-members happen to differ in label mix (a model that learned nothing but
+    the label prior reaches it)."""
     command_wall_seconds: float | None = None
     """Set by ``pudlab compare-dp``: the whole command, dataset loading included."""
     torch_threads: int | None = None
@@ -255,7 +260,7 @@ class ComparisonReport:
                 "points": [point.to_dict() for point in self.points], "distance_floor": list(self.distance_floor),
                 "matches": [pair.to_dict() for pair in self.matches], "wall_seconds": self.wall_seconds,
                 "notes": list(self.notes)}
-        for key in ("command_wall_seconds", "torch_threads"):
+        for key in ("label_prior_auc", "command_wall_seconds", "torch_threads"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         return data

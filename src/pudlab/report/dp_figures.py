@@ -29,6 +29,10 @@ def _parameter_label(point: ComparisonPoint) -> str:
 
 
 def _draw_leak(axis: Any, report: ComparisonReport, metric: str, fpr: float) -> None:
+    """Per point: its mean, and its band over repeats as a box (x range by y range); a thin line joins a
+    method's points in the order of their parameter (sigma or noise multiplier), not of the leak."""
+    from matplotlib.patches import Rectangle
+
     for method, (colour, marker, label) in STYLE.items():
         rows = []
         for point in _points(report, method):
@@ -37,18 +41,16 @@ def _draw_leak(axis: Any, report: ComparisonReport, metric: str, fpr: float) -> 
                 rows.append((point, x_band, y_band))
         if not rows:
             continue
-        rows.sort(key=lambda row: row[1].mean)
-        xs = np.array([x.mean for _, x, _ in rows])
-        axis.fill_between(xs, [y.low for _, _, y in rows], [y.high for _, _, y in rows], color=colour, alpha=0.15,
-                          linewidth=0)
-        axis.plot(xs, [y.mean for _, _, y in rows], "-", color=colour, linewidth=1, label=label)
+        axis.plot([x.mean for _, x, _ in rows], [y.mean for _, _, y in rows], "-", color=colour, linewidth=0.8,
+                  alpha=0.6, label=label)
         for point, x, y in rows:
-            axis.errorbar(x.mean, y.mean, xerr=[[x.mean - x.low], [x.high - x.mean]],
-                          yerr=[[y.mean - y.low], [y.high - y.mean]], fmt=marker, color=colour, markersize=5,
-                          markerfacecolor="white" if point.control else colour, capsize=2, linewidth=0.8)
+            axis.add_patch(Rectangle((x.low, y.low), max(x.high - x.low, 1e-4), max(y.high - y.low, 1e-3),
+                                     facecolor=colour, edgecolor=colour, alpha=0.15, linewidth=0.6))
+            axis.plot(x.mean, y.mean, marker, color=colour, markersize=5,
+                      markerfacecolor="white" if point.control else colour)
             axis.annotate(_parameter_label(point), (x.mean, y.mean), textcoords="offset points", xytext=(4, 3),
                           fontsize=6, color=colour)
-    axis.axvline(fpr, color="0.5", linestyle=":", linewidth=0.8, label=f"a coin (TPR = FPR = {fpr:g})")
+    axis.axvline(fpr, color="0.5", linestyle=":", linewidth=0.8, label="a coin (TPR = FPR)")
     axis.set_xlabel(f"LiRA TPR at {fpr * 100:g} % FPR (stronger of offline / online)")
     axis.set_ylabel("accuracy on T_e")
     axis.grid(alpha=0.3)
@@ -62,8 +64,8 @@ def leak_figure(report: ComparisonReport) -> Any:
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False)
     repeats = report.config.get("repeats")
-    figure.suptitle(f"Utility vs empirical privacy: {report.dataset.get('description', '')} "
-                    f"({repeats} repeats; band and bars: min..max; hollow: controls σ=0, z=0)", fontsize=9)
+    figure.suptitle(f"Utility vs empirical privacy: {report.dataset.get('description', '')} ({repeats} repeats; "
+                    "boxes: min..max over repeats; hollow: controls σ=0, z=0)", fontsize=9)
     return figure
 
 
@@ -93,7 +95,7 @@ def epsilon_figure(report: ComparisonReport) -> Any:
     axis.set_xlabel(f"formal ε at δ = {report.config.get('delta', 1e-5):g} (log scale)")
     axis.set_ylabel("accuracy on T_e")
     axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     axis.set_title("Utility vs formal ε: the two ε protect different things (docs/privacy.md sec. 6)", fontsize=8)
     return figure
 
@@ -131,7 +133,9 @@ def comparison_markdown(report: ComparisonReport) -> str:
             f"{_cell(point.band('lira_tpr_at_1pct'))} | {_cell(point.band('distance_to_clean'), '.2f', spread=False)} | "
             f"{_cell(point.band('release_linkage'), '.3f', spread=False)} | {point.seconds:.0f} |")
     floor = np.mean(report.distance_floor) if report.distance_floor else math.nan
-    lines += ["", f"D floor (clean model vs another shuffle seed): {floor:.2f}; total wall time "
+    prior = ("" if report.label_prior_auc is None else
+             f"; membership AUC of the label-frequency attack (the floor of the AUCs): {report.label_prior_auc:.3f}")
+    lines += ["", f"D floor (clean model vs another shuffle seed): {floor:.2f}{prior}; total wall time "
               f"{report.wall_seconds:.0f} s.", ""]
     if not report.matches:
         lines.append("No matched pairs: no DP-SGD point lies within the tolerances of an obfuscation point.")
