@@ -1,6 +1,14 @@
-"""Shared fixtures: tiny synthetic data in memory (file-format fixtures live in the data tests)."""
+"""Shared fixtures: tiny synthetic data in memory (file-format fixtures live in the data tests), and a
+deadline poll for tests that wait on other processes."""
 
 from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +31,20 @@ def make_images(num: int, shape=(1, 12, 12), *, seed: int = 0, num_classes: int 
     return LabeledImages(np.clip(images, 0, 1).astype(np.float32), labels, np.arange(num, dtype=np.int64))
 
 
+def wait_until(condition: Callable[[], object], timeout: float, *, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds have passed; whether it held.
+
+    For waits on other processes: returns as soon as the condition holds (no fixed sleep), and a
+    condition that never holds costs ``timeout`` at most. The caller asserts on the result.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def make_source(num: int = 600, shape=(1, 12, 12), *, seed: int = 0) -> SourceDataset:
     return SourceDataset("synthetic", "synthetic bars", make_images(num, shape, seed=seed), None, CLASSES, "memory")
 
@@ -37,6 +59,26 @@ def write_npz_dataset(path, num: int = 600, shape=(1, 16, 16), *, seed: int = 0)
     data = make_images(num, shape, seed=seed)
     np.savez(path, x=(data.images * 255).round().astype(np.uint8), y=data.labels)
     return path
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on the loopback interface by a thread: (folder, base URL)."""
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture

@@ -115,6 +115,8 @@ TRAIN_CASES = {
     "train batch 0": ["--batch-size", "0"],
     "train hidden 0": ["--hidden", "0"],
     "train widths": ["--widths", "1,2"],
+    "train widths words": ["--widths", "a,b,c"],
+    "train widths empty": ["--widths", ","],
     "train setting": ["--setting", "S-9"],
     "train labels": ["--labels", "11"],
     "train device": ["--device", "bogus"],
@@ -162,6 +164,7 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("train out is a file", ["train", "{good}", "--epochs", "1", "--out", "{a_file}"]),
         ("distance garbage", ["distance", "{garbage_weights}", "{garbage_weights}"]),
         ("distance missing", ["distance", "{tmp}/nope", "{garbage_weights}"]),
+        ("datasets fetch unknown", ["--data-dir", "{tmp}/data", "datasets", "fetch", "imagenet"]),
     ]
     return cases
 

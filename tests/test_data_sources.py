@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
+import re
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,13 @@ from pudlab.data import (
 )
 from pudlab.data.cifar import CIFAR10_CLASSES
 from pudlab.data.fetch import mirror_env_var
-from pudlab.data.registry import DATA_DIR_ENV
+from pudlab.data.registry import (
+    DATA_DIR_ENV,
+    DEFAULT_SYSTEM_DATA_DIR,
+    SYSTEM_DATA_DIR_ENV,
+    search_dirs,
+    system_data_dir,
+)
 from pudlab.errors import DatasetError
 
 from .test_data_formats import (
@@ -43,8 +46,11 @@ MNIST_5K_FINGERPRINT = "68151cd74d08f8cecc269f565f49f97ad631fb6823ae08968a5f7ff5
 
 
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No data dir or mirror from the environment, and an empty system data dir: the tests see only
+    what they write, whatever datasets this machine has installed (e.g. dataset-fashion-mnist)."""
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(SYSTEM_DATA_DIR_ENV, str(tmp_path / "no-system-datasets"))
     for name in KNOWN_SOURCES:
         monkeypatch.delenv(mirror_env_var(name), raising=False)
 
@@ -86,15 +92,25 @@ def test_named_source_via_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert source.description == "Fashion-MNIST (IDX)" and source.classes[0] == "T-shirt/top"
 
 
-def test_fashion_mnist_system_dir(tmp_path: Path) -> None:
-    system = tmp_path / "usr-share"
-    write_mnist_files(system)
-    base = KNOWN_SOURCES["fashion-mnist"]
-    custom = KnownSource(**{**base.__dict__, "extra_dirs": (str(system),)})
-    assert "/usr/share/datasets/fashion-mnist" in base.extra_dirs
-    from pudlab.data.sources import _locate_known
+def test_fashion_mnist_system_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fashion-MNIST is also found where Debian's package puts it: <system data dir>/fashion-mnist."""
+    system = tmp_path / "usr-share-datasets"
+    write_mnist_files(system / "fashion-mnist")
+    monkeypatch.setenv(SYSTEM_DATA_DIR_ENV, str(system))
+    source = load_source("fashion-mnist", tmp_path / "empty")
+    assert source.origin == str(system / "fashion-mnist") and len(source.train) == 30
+    write_mnist_files(tmp_path / "empty" / "fashion-mnist", n_train=20)  # the data dir comes first
+    assert len(load_source("fashion-mnist", tmp_path / "empty").train) == 20
+    monkeypatch.setenv(SYSTEM_DATA_DIR_ENV, "")  # empty: no system folder is searched
+    assert search_dirs(KNOWN_SOURCES["fashion-mnist"], tmp_path) == [tmp_path / "fashion-mnist"]
 
-    assert _locate_known(custom, tmp_path / "empty").path == system
+
+def test_system_data_dir_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SYSTEM_DATA_DIR_ENV)
+    assert system_data_dir() == DEFAULT_SYSTEM_DATA_DIR == Path("/usr/share/datasets")
+    assert search_dirs(KNOWN_SOURCES["fashion-mnist"], Path("/data")) == [
+        Path("/data/fashion-mnist"), Path("/usr/share/datasets/fashion-mnist")]
+    assert search_dirs(KNOWN_SOURCES["mnist"], Path("/data")) == [Path("/data/mnist")]
 
 
 def test_missing_dataset_message(tmp_path: Path) -> None:
@@ -109,8 +125,10 @@ def test_missing_dataset_message(tmp_path: Path) -> None:
     assert "cifar-10-python.tar.gz" in str(info.value) and "pudlab datasets fetch cifar10" in str(
         info.value
     )
-    with pytest.raises(DatasetError, match="/usr/share/datasets/fashion-mnist"):
+    with pytest.raises(DatasetError) as info:  # the system folder is searched, and named, too
         load_source("fashion-mnist", tmp_path)
+    assert f"searched {tmp_path / 'fashion-mnist'} and {tmp_path / 'no-system-datasets' / 'fashion-mnist'};" in str(
+        info.value)
 
 
 def test_partial_dataset_names_missing_files(tmp_path: Path) -> None:
@@ -276,28 +294,6 @@ def _tiny_source(folder: Path, name: str = "tiny") -> tuple[KnownSource, dict[st
     ), contents
 
 
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A folder served over HTTP on localhost: (folder, base URL)."""
-    root = tmp_path / "served"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_fetch_over_http_then_load(tmp_path: Path, http_root: tuple[Path, str]) -> None:
     served, url = http_root
     source, contents = _tiny_source(served)
@@ -360,11 +356,18 @@ def test_fetch_accepts_recompressed_or_raw_copy_by_content(tmp_path: Path) -> No
     (folder / spec.raw_name).write_bytes(content)  # un-gzipped copy, content MD5 matches
     for other in source.files[1:]:
         (folder / other.name).write_bytes(contents[other.name])
-    fetch_source(source, tmp_path / "data", progress=False, mirror="http://127.0.0.1:9/never-used/")
-    assert not (folder / spec.name).exists()
+    unreachable = "http://127.0.0.1:9/never-used/"  # a download would fail: nothing is downloaded
+    assert fetch_source(source, tmp_path / "data", progress=False, mirror=unreachable) == folder
+    assert not (folder / spec.name).exists() and (folder / spec.raw_name).read_bytes() == content
     (folder / spec.raw_name).unlink()
-    (folder / spec.name).write_bytes(gzip.compress(content, compresslevel=1))  # recompressed copy
-    fetch_source(source, tmp_path / "data", progress=False, mirror="http://127.0.0.1:9/never-used/")
+    recompressed = gzip.compress(content, compresslevel=1)
+    assert _md5(recompressed) != spec.md5  # not the published file, only the same content
+    (folder / spec.name).write_bytes(recompressed)
+    assert fetch_source(source, tmp_path / "data", progress=False, mirror=unreachable) == folder
+    assert (folder / spec.name).read_bytes() == recompressed and not (folder / spec.raw_name).exists()
+    (folder / spec.name).write_bytes(gzip.compress(content[:-1]))  # other content: not accepted
+    with pytest.raises(DatasetError, match=re.escape(f"could not download {unreachable}{spec.name}:")):
+        fetch_source(source, tmp_path / "data", progress=False, mirror=unreachable, timeout=5)
 
 
 def test_fetch_network_failure(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from pudlab.cli import cli
 from pudlab.errors import PudlabError, SpecError
 from pudlab.privacy.dp_results import (
     Band,
+    ComparisonConfig,
+    ComparisonDataset,
     ComparisonPoint,
     ComparisonReport,
     RepeatResult,
@@ -112,13 +114,25 @@ def test_compare_dp_command_on_tiny_data(tmp_path):
 
 def test_comparison_json_is_read_strictly(tmp_path):
     with pytest.raises(SpecError, match="x.json: not a pudlab DP comparison"):
-        ComparisonReport.from_dict({"kind": "pudlab.privacy_report"}, source="x.json")
-    report = ComparisonReport("0", {}, {}, {}, [_point("obfuscation", 0.5, [0.9], [0.1])], [1.0], [], 1.0)
+        ComparisonReport.from_dict({"kind": "pudlab.privacy_report"}, where="x.json")
+    dataset = ComparisonDataset("tiny", "tiny bars", "ab" * 32, (1, 12, 12), 1, 1, 1)
+    report = ComparisonReport("0", dataset, ComparisonConfig(), {}, [_point("obfuscation", 0.5, [0.9], [0.1])], [1.0],
+                              [], 1.0)
     data = json.loads(json.dumps(report.to_dict()))
     assert ComparisonReport.from_dict(data).to_dict() == report.to_dict()
-    data["points"][0]["repeats"][0]["surprise"] = 1
-    with pytest.raises(PudlabError, match=r"x.json: points\[0\].repeats\[0\]: unknown key\(s\) \['surprise'\]"):
-        ComparisonReport.from_dict(data, source="x.json")
+    assert data["config"]["widths"] == [8, 16, 32] and data["dataset"]["sample_shape"] == [1, 12, 12]
+    for change, message in [
+        (lambda d: d["points"][0]["repeats"][0].update(surprise=1),
+         r"^x.json: points\[0\].repeats\[0\]: unknown key\(s\) \['surprise'\]"),
+        (lambda d: d["points"][0]["repeats"][0].update(accuracy="high"),
+         r"^x.json: points\[0\].repeats\[0\].accuracy: expected a number, got 'high'$"),
+        (lambda d: d["config"].update(widths=[8, 16]), r"^x.json: config.widths: expected a list of 3 integers"),
+        (lambda d: d["config"].update(sigmas=[-1.0]), r"compare-dp: sigmas must be finite and >= 0"),
+    ]:
+        broken = json.loads(json.dumps(report.to_dict()))
+        change(broken)
+        with pytest.raises(PudlabError, match=message):
+            ComparisonReport.from_dict(broken, where="x.json")
     runner = CliRunner()
     both = runner.invoke(cli, ["compare-dp", "data", "--from-json", __file__])
     assert both.exit_code == 1 and "not both" in both.stderr

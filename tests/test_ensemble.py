@@ -15,7 +15,14 @@ from pudlab.train.ensemble import (
     to_grouped_input,
     train_ensemble,
 )
-from pudlab.train.trainer import TrainConfig, Trainer, epoch_batches, train_model
+from pudlab.train.trainer import (
+    Checkpointing,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    epoch_batches,
+    train_model,
+)
 
 from .conftest import make_images
 
@@ -40,6 +47,25 @@ def test_exact_mode_is_bit_identical_to_separate_trainings(members):
         assert [h.train_loss for h in result.history] == [h.train_loss for h in single.history]
         assert [h.eval_accuracy for h in result.history] == [h.eval_accuracy for h in single.history]
     assert ensemble[0].environment["trainer"] == "ensemble-exact"
+
+
+def test_resumed_exact_member_is_an_uninterrupted_single_training(members, tmp_path):
+    """Stopped mid-epoch 2 and resumed from its checkpoint, each exact member still has, tensor for
+    tensor, the weights and losses of its member trained alone without a stop."""
+    sets, configs, eval_set = members
+    init = initial_state(CONFIG)
+    path, polls = tmp_path / "ensemble.pt", iter(range(1, 100))
+    with pytest.raises(TrainingInterrupted):  # 6 steps an epoch: the 8th is inside the second
+        train_ensemble(sets, eval_set, CONFIG, init, configs, mode="exact",
+                       checkpoint=Checkpointing(path, 3600, identity="e", should_stop=lambda: next(polls) >= 8))
+    resumed_from = Checkpointing(path, 3600, identity="e")
+    ensemble = train_ensemble(sets, eval_set, CONFIG, init, configs, mode="exact", checkpoint=resumed_from)
+    assert resumed_from.resumed_at == (1, 2)
+    for result, train_set, config in zip(ensemble, sets, configs, strict=True):
+        single = train_model(train_set, eval_set, CONFIG, init, config)
+        assert list(result.weights) == list(single.weights)
+        assert all(torch.equal(result.weights[name], single.weights[name]) for name in single.weights)
+        assert [h.train_loss for h in result.history] == [h.train_loss for h in single.history]
 
 
 def test_fused_weights_round_trip_and_forward_match():

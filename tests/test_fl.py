@@ -29,11 +29,11 @@ from pudlab.fl.aggregation import (
 )
 from pudlab.fl.partition import partition_clients
 from pudlab.fl.records import RoundRecord
-from pudlab.fl.report import write_fl_report
 from pudlab.fl.rounds import effective_krum
 from pudlab.fl.simulation import Simulation, run_simulation
 from pudlab.fl.spec_reader import load_spec, parse_override, spec_from_dict
 from pudlab.fl.summary import detection_auc, detection_summary
+from pudlab.report.fl_document import write_fl_report
 from pudlab.train.trainer import torch_threads
 
 from .conftest import make_source

@@ -37,6 +37,25 @@ def test_coordinate_rules_hand_computed_and_robust_to_one_outlier():
     assert coordinate_median(weights).aggregate["a"].dtype == torch.float32
 
 
+def test_bulyan_hand_computed():
+    # Prepare: n = 7, f = 1 (n >= 4f + 3): theta = n - 2f = 5 picked by repeated Krum, beta = theta - 2f = 3.
+    updates = [np.array([v]) for v in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 100.0)]
+    # Krum over all 7 (n - f - 2 = 4 nearest): 0: 1+4+9+16, 1: 1+1+4+9, 2: 1+1+4+4, 3: 1+1+4+4, 4: 15, 5: 30,
+    # 100: 95^2 + 96^2 + 97^2 + 98^2. Picks 2; then over the 6 left (3 nearest) 3 scores 1+4+4 = 9 and is picked;
+    # over 5 (2 nearest) 1 and 4 tie at 10, 1 first; over 4 (1 nearest) 4 scores 1; then 0 of {0, 5, 100}.
+    expected_scores = [30.0, 15.0, 10.0, 10.0, 15.0, 30.0, 95.0**2 + 96**2 + 97**2 + 98**2]
+
+    # Execute
+    result = bulyan(updates, f=1)
+
+    # Assert: the outlier is never picked; of the picked 0..4 the beta = 3 values nearest their median 2
+    # are 2, 1, 3, whose mean is 2
+    assert result.selected == (0, 1, 2, 3, 4)
+    assert result.scores.tolist() == expected_scores
+    assert result.aggregate.tolist() == [2.0]
+    assert bulyan([np.array([v]) for v in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, -100.0)], f=1).aggregate.tolist() == [2.0]
+
+
 def _weights(vector) -> dict[str, torch.Tensor]:
     return {"w": torch.tensor(vector, dtype=torch.float32)}
 

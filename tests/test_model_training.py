@@ -8,7 +8,7 @@ from pudlab.errors import ModelError, PudlabError
 from pudlab.io import load_weights, save_weights
 from pudlab.metrics import distinguishability, model_distance, per_layer_distance
 from pudlab.model import MCnn, ModelConfig, build_model, initial_state
-from pudlab.train.trainer import TrainConfig, epoch_batches, train_model
+from pudlab.train.trainer import TrainConfig, Trainer, epoch_batches, train_model
 
 from .conftest import make_images
 
@@ -64,6 +64,21 @@ def test_training_is_deterministic():
     first, second = _train(), _train()
     assert model_distance(first.weights, second.weights) == 0.0
     assert [h.train_loss for h in first.history] == [h.train_loss for h in second.history]
+
+
+def test_train_model_is_the_step_loop_that_proof_of_learning_replays():
+    """train_model's epoch loop is Trainer.step over epoch_batches, bit for bit: the loop pol.prove
+    logs and the verifier replays (and the FL clients run)."""
+    data, config = make_images(100, (1, 12, 12), seed=3), TrainConfig(epochs=2, batch_size=32, lr=3e-3, shuffle_seed=4)
+    trained = train_model(data, None, SMALL, initial_state(SMALL), config).weights
+    stepped = Trainer(SMALL, initial_state(SMALL), data, config)
+    for epoch in range(config.epochs):
+        for positions in epoch_batches(len(data), config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch):
+            stepped.step(positions)
+    by_hand = stepped.weights()
+    assert list(trained) == list(by_hand)
+    assert all(torch.equal(trained[name], by_hand[name]) for name in by_hand)
+    assert not torch.equal(trained["dense2.weight"], initial_state(SMALL)["dense2.weight"])  # it trained
 
 
 def test_training_learns_and_shuffle_seed_matters():

@@ -94,7 +94,7 @@ def test_moment_forgery_within_adam_bounds_is_rejected_by_moment_replay(bundles,
                                                          "adam-bound": True, "moments": True}
     assert not verdict.accepted and verdict.exit_code == EXIT_REJECT
     bad = [s for s in verdict.segments if not s.passed]
-    assert [s.index for s in bad] == [2] and "Adam exp_avg_sq" in bad[0].failure(), verdict.reason
+    assert [s.index for s in bad] == [2] and "Adam exp_avg_sq" in bad[0].failure, verdict.reason
     assert [s.distance for s in verdict.segments] == [0.0] * 4  # the weights alone reproduce exactly
     assert last.step == 14
 

@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.conftest import wait_until
 
 
 def _children(pid: int) -> list[int]:
@@ -36,15 +37,20 @@ def test_fl_defence_workers_die_with_a_killed_parent(tmp_path):
                "--defence", "all", "--workers", "2", "--rounds", "50", "--no-report"]
     parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
-    deadline = time.time() + 120
-    while time.time() < deadline and len(workers) < 2:
-        time.sleep(0.5)
-        workers = _children(parent.pid)
-    assert len(workers) >= 2, "the simulation never started its worker processes"
-    time.sleep(3)  # let the workers get into training
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
-    time.sleep(5)
+
+    def two_workers() -> bool:
+        workers[:] = _children(parent.pid)
+        return len(workers) >= 2
+
+    try:
+        assert wait_until(two_workers, 120, interval=0.5), "the simulation never started its worker processes"
+        # each worker saves its defence's round 0 before training round 1: then both are into training
+        assert wait_until(lambda: len(list((tmp_path / "s").glob("*/progress.json"))) >= 2, 300), \
+            "the workers never saved a round"
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    wait_until(lambda: not any(_alive(pid) for pid in workers), 5)
     survivors = [pid for pid in workers if _alive(pid)]
     for pid in survivors:  # clean up before failing
         os.kill(pid, signal.SIGKILL)

@@ -259,12 +259,13 @@ def test_privacy_report_structure():
     again = privacy_report(source, [0.5], TINY)
     assert again.entries[0].decline == half.decline  # every random choice is seeded
 
-    # The JSON layout on disk (read by stored reports, `pud --privacy-json` and the store report).
+    # The JSON layout on disk (read by stored reports, `pud --privacy-json` and the store report; written
+    # key-sorted, so only the keys matter; every record's exact JSON: tests/test_records.py).
     data = report.to_dict()
     assert data["kind"] == "pudlab.privacy_report"
-    assert list(data) == ["kind", "version", "dataset", "config", "environment", "sigmas", "wall_seconds"]
-    assert list(data["sigmas"][1]) == ["sigma", "similarity", "linkage", "denoising", "decline", "dp", "membership",
-                                       "learned", "lira", "threat_models", "pud_privacy", "seconds"]
+    assert sorted(data) == ["config", "dataset", "environment", "kind", "sigmas", "version", "wall_seconds"]
+    assert sorted(data["sigmas"][1]) == ["decline", "denoising", "dp", "learned", "linkage", "lira", "membership",
+                                         "pud_privacy", "seconds", "sigma", "similarity", "threat_models"]
     assert list(data["sigmas"][1]["pud_privacy"]) == ["linkage", "linkage_chance", "best_ssim", "mia_auc",
                                                       "release_ssim", "label_accuracy", "label_chance", "lira_auc"]
     assert data["sigmas"][1]["threat_models"]["attacks"]["membership_lira"] == "model"
@@ -293,14 +294,14 @@ def test_privacy_report_from_dict_errors():
     trimmed = {"kind": "pudlab.privacy_report", "sigmas": [entry]}
     assert pud_privacy_by_sigma(trimmed)[0.5].best_ssim == 0.2  # the P axis needs no more than this
     with pytest.raises(PudlabError, match=r"x.json: missing key\(s\) \['version', 'dataset', 'config'"):
-        PrivacyReport.from_dict(trimmed, source="x.json")
+        PrivacyReport.from_dict(trimmed, where="x.json")
     with pytest.raises(PudlabError, match=r"x.json: sigmas\[0\]: missing key\(s\) \['similarity', 'linkage'"):
         SigmaPrivacy.from_dict(entry, where="x.json: sigmas[0]")
     with pytest.raises(PudlabError, match=r"x.json: config.denoise.tv_weights: expected a list of numbers"):
         PrivacyConfig.from_dict({"denoise": {"tv_weights": 1.0}}, where="x.json: config")
     assert PrivacyConfig.from_dict(TINY.to_dict()) == TINY
     with pytest.raises(SpecError, match="x.json: not a pudlab privacy report"):
-        PrivacyReport.from_dict({"kind": "pudlab.pud", "sigmas": []}, source="x.json")
+        PrivacyReport.from_dict({"kind": "pudlab.pud", "sigmas": []}, where="x.json")
     with pytest.raises(PudlabError, match=r"x.json: sigmas\[0\].pud_privacy: unknown key\(s\) \['extra'\]"):
         pud_privacy_by_sigma({**trimmed, "sigmas": [{**entry, "pud_privacy": {**entry["pud_privacy"], "extra": 1}}]},
                              source="x.json")

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from pudlab.cli import cli
-from pudlab.errors import SpecError
+from pudlab.errors import PudlabError, SpecError
 from pudlab.pud import (
     PudPoint,
     builtin_profiles,
@@ -233,8 +233,13 @@ def test_point_value_rejects_unknown_axis():
 def test_point_round_trip():
     point = _points()[3]
     assert PudPoint.from_dict(json.loads(json.dumps(point.to_dict()))) == point
-    with pytest.raises(SpecError, match="expected sigma, privacy, utility, distinguishability"):
+    with pytest.raises(PudlabError, match=r"PudPoint: missing key\(s\) \['privacy', 'utility', 'distinguishability'\]; "
+                                          "expected sigma, privacy, utility, distinguishability"):
         PudPoint.from_dict({"sigma": 0.1})
+    with pytest.raises(PudlabError, match=r"point: unknown key\(s\) \['speed'\]"):
+        PudPoint.from_dict({**point.to_dict(), "speed": 1.0}, where="point")
+    with pytest.raises(PudlabError, match="point.utility: expected a number, got 'high'"):
+        PudPoint.from_dict({**point.to_dict(), "utility": "high"}, where="point")
 
 
 # ---------------------------------------------------------------------------------------- CLI

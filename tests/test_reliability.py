@@ -20,11 +20,14 @@ import pytest
 import torch
 
 from pudlab.errors import StoreError
-from pudlab.experiments import RunOptions, Store, load_preset, run_sweep
+from pudlab.experiments.options import RunOptions
+from pudlab.experiments.spec import load_preset
+from pudlab.experiments.store import Store
+from pudlab.experiments.sweep import prepare_sweep, run_sweep
 from pudlab.model import ModelConfig, initial_state
 from pudlab.train.ensemble import train_ensemble
 from pudlab.train.trainer import Checkpointing, TrainConfig, TrainingInterrupted, train_model
-from tests.conftest import make_images
+from tests.conftest import make_images, wait_until
 
 MODEL = ModelConfig((1, 12, 12), (2, 2, 4), 8, 10)
 CONFIG = TrainConfig(epochs=2, batch_size=32, lr=3e-3, shuffle_seed=5)
@@ -112,7 +115,7 @@ def test_ensemble_resume_is_bit_identical(tmp_path, mode):
 
 # --------------------------------------------------------------------------------------- the lock
 def _holder(root: Path, seconds: float) -> subprocess.Popen:
-    code = (f"import sys,time\nfrom pudlab.experiments import Store\ns = Store({str(root)!r})\n"
+    code = (f"import sys,time\nfrom pudlab.experiments.store import Store\ns = Store({str(root)!r})\n"
             f"print('held', flush=True)\ntime.sleep({seconds})\ns.close()\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "held"
@@ -167,8 +170,9 @@ def _tree(root: Path) -> dict[str, tuple[str, int]]:
 def test_readers_never_write(tmp_path, npz_dataset):
     preset = load_preset("quick").with_overrides(epochs=1, widths=(2, 2, 4), hidden=8, sigmas=(0.0, 1.0),
                                                   batch_size=32, repeats=1)
+    options = RunOptions(workers=1, threads=1, progress=False)
     with Store(tmp_path / "s") as store:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, RunOptions(workers=1, threads=1, progress=False))
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     before = _tree(tmp_path / "s")
     for args in (["status", str(tmp_path / "s")], ["status", str(tmp_path / "s"), "--json"],
                  ["plot", str(tmp_path / "s"), "--out", str(tmp_path / "figures")],
@@ -195,8 +199,9 @@ def test_report_and_plot_on_a_read_only_store_point_to_out(tmp_path, npz_dataset
 
     preset = load_preset("quick").with_overrides(epochs=1, widths=(2, 2, 4), hidden=8, sigmas=(0.0,),
                                                   batch_size=32, repeats=1)
+    options = RunOptions(workers=1, threads=1, progress=False)
     with Store(tmp_path / "s") as store:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, RunOptions(workers=1, threads=1, progress=False))
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     before = _tree(tmp_path / "s")
     monkeypatch.setattr(_common.os, "access", lambda path, mode: not mode & os.W_OK)  # readable, not writable
     for command in ("report", "plot", "export"):
@@ -209,22 +214,25 @@ def test_report_and_plot_on_a_read_only_store_point_to_out(tmp_path, npz_dataset
 # ------------------------------------------------------------------------------- workers and signals
 def test_child_dies_with_parent_and_releases_output(tmp_path):
     """SIGKILL a parent: its child (die_with_parent) exits, and the parent's output pipe reaches EOF."""
+    ready = tmp_path / "child-ready"  # the child's output is detached: it says so with a file
     child = textwrap.dedent("""
         import os, sys, time
+        from pathlib import Path
         from pudlab.processes import die_with_parent
         parent = int(sys.argv[1])
         die_with_parent(parent)
+        Path(sys.argv[2]).touch()
         time.sleep(120)
     """)
     parent = textwrap.dedent(f"""
         import os, subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid())])
+        child = subprocess.Popen([sys.executable, "-c", {child!r}, str(os.getpid()), {str(ready)!r}])
         print(child.pid, flush=True)
         time.sleep(120)
     """)
     process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
     child_pid = int(process.stdout.readline())
-    time.sleep(1.0)
+    assert wait_until(ready.exists, 60), "the child never finished die_with_parent"
     process.kill()
     process.wait()
     started = time.monotonic()
@@ -251,14 +259,15 @@ def test_reaper_kills_helpers_that_outlive_their_driver(tmp_path, with_reaper):
     driver = textwrap.dedent(f"""
         import subprocess, sys, time
         from pudlab import reaper
+        service = subprocess.Popen([sys.executable, "-c", {service!r}], stdout=subprocess.PIPE, text=True)
+        helper = service.stdout.readline().strip()
         if {with_reaper}:
-            reaper.start("test-tag")
-        subprocess.Popen([sys.executable, "-c", {service!r}])
+            reaper.start("test-tag")  # returns once the reaper has seen the driver's descendants
+        print(helper, flush=True)
         time.sleep(120)
     """)
     process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
     helper_pid = int(process.stdout.readline())
-    time.sleep(1.0)  # the reaper has seen the helper among the driver's descendants
     process.kill()
     process.wait()
     deadline = time.monotonic() + 5
@@ -327,8 +336,7 @@ def test_ctrl_c_stops_at_a_safe_point_and_resumes(tmp_path, npz_dataset):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
-    time.sleep(1)
-    assert not _tagged("ctrlc")
+    assert wait_until(lambda: not _tagged("ctrlc"), 5), "a worker outlived its interrupted driver by 5 s"
     subprocess.run([*args, "--store", str(store)], check=True, capture_output=True)
     assert _weights(store) == _weights(reference)
 
@@ -382,7 +390,7 @@ def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_d
                                                   batch_size=32, repeats=1)
     options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
     with Store(tmp_path / "reference") as store:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     real, calls = runner.write_bytes_atomic, {"n": 0}
 
     def full_after_two(path, data):
@@ -393,7 +401,7 @@ def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_d
 
     monkeypatch.setattr(runner, "write_bytes_atomic", full_after_two)
     with Store(tmp_path / "s") as store, pytest.raises(StoreError) as info:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     message = str(info.value)
     assert "No space left on device" in message and str(tmp_path / "s") in message and "\n" not in message
     monkeypatch.setattr(runner, "write_bytes_atomic", real)
@@ -401,6 +409,6 @@ def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_d
         done = [row for row in store.job_rows() if row["status"] == "done"]
         for row in done:
             store.final_weights(row["key"])  # every committed job's files are complete and verified
-        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     assert _weights(tmp_path / "s") == _weights(tmp_path / "reference")
     assert json.loads(json.dumps(calls))["n"] > 2

@@ -148,3 +148,53 @@ def test_privacy_and_pud_sections_with_plots(report_store, tmp_path):
     pud = markdown.split("## PUD triangle (pudlab pud)")[1].split("\n## ")[0]
     assert "outsourcing: recommended sigma 1" in pud and "pol: recommended sigma 0" in pud
     assert "| 1 | 0.800 | 0.300 | 0.200 |" in pud
+
+
+# ---------------------------------------------------------------------------------------- rendering
+@pytest.mark.parametrize(("value", "text"), [
+    (-0.91234, "-0.912"), (-1234.5, "-1,234"), (999.4, "999"), (999.6, "1,000"), (99.96, "100"),
+    (9.996, "10.0"), (0.9996, "1.00"), (0.0009999, "0.001"), (0.00099949, "1.0e-03"), (-2e-5, "-2.0e-05"), (float("inf"), "∞"), (float("-inf"), "-∞"), (-3, "-3"),
+    (1_000_000, "1,000,000"), (False, "no"), ("a|b", "a|b"),
+])
+def test_fmt_number_format(value, text):
+    assert fmt(value) == text
+
+
+def test_mean_std_drops_a_zero_or_missing_spread():
+    assert mean_std(0.91234, 0.01234) == "0.912 ± 0.012"
+    assert mean_std(12.345, 0.0) == mean_std(12.345, None) == mean_std(12.345, float("nan")) == "12.3"
+    assert mean_std(None, 1.0) == mean_std(float("nan"), 1.0) == "–"
+
+
+def _blocks(figure: str) -> list:
+    from pudlab.report.render import Block
+
+    return [Block("heading", "Results & more", 2),
+            Block("text", "a <b> c", css="muted"),
+            Block("table", (["name", "value"], [["x|y", 0.91234], ["ok", True], ["n", 54000]])),
+            Block("figures", [(figure, "Fig", "caption <1>")]),
+            Block("details", [Block("glossary", [("D", "distance")])], title="Notation")]
+
+
+def test_render_markdown_blocks(tmp_path):
+    from pudlab.report.render import render_markdown
+
+    assert render_markdown(_blocks("figures/a.png")).splitlines() == [
+        "## Results & more", "", "a <b> c", "", "| name | value |", "|---|---|", "| x\\|y | 0.912 |", "| ok | yes |",
+        "| n | 54,000 |", "", "![Fig](figures/a.png)", "", "*Fig.* caption <1>", "", "<details><summary>Notation</summary>",
+        "", "| symbol | meaning |", "|---|---|", "| D | distance |", "", "</details>"]
+
+
+def test_render_html_blocks_escape_and_embed(tmp_path):
+    from pudlab.report.render import Block, render_html
+
+    wide = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8 + (300).to_bytes(4, "big") + (100).to_bytes(4, "big")
+    (tmp_path / "a.png").write_bytes(wide)
+    page = render_html(_blocks("a.png"), tmp_path, "T <1>")
+    assert "<title>T &lt;1&gt;</title>" in page and "<h2 id='results-more'>Results &amp; more</h2>" in page
+    assert "<p class='muted'>a &lt;b&gt; c</p>" in page
+    assert "<td class='num'>0.912</td>" in page and "<td>x|y</td>" in page and "<td class='num'>54,000</td>" in page
+    assert "<figure class='wide'>" in page and "<b>Fig.</b> caption &lt;1&gt;" in page  # 3:1 > WIDE_ASPECT
+    assert "<details><summary>Notation</summary><div class='scroll'><table class='glossary'>" in page
+    with pytest.raises(TypeError, match="a table block holds \\(header, rows\\), got str"):
+        render_html([Block("table", "oops")], tmp_path, "T")

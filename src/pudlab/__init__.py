@@ -15,8 +15,9 @@ needs it is used), so that the command line starts fast:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pudlab.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -48,38 +49,47 @@ _API: dict[str, str] = {
     # files and experiments
     "load_weights": "pudlab.io",
     "save_weights": "pudlab.io",
-    "open_store": "pudlab.experiments.export",
+    "open_store": "pudlab.experiments.results",
     "load_experiment": "pudlab.experiments.spec",
     "load_preset": "pudlab.experiments.spec",
-    "run_sweep": "pudlab.experiments.engine",
+    "RunOptions": "pudlab.experiments.options",
+    "prepare_sweep": "pudlab.experiments.sweep",
+    "run_sweep": "pudlab.experiments.sweep",
+    "Store": "pudlab.experiments.store",
 }
 
 __all__ = ["__version__", *_API]
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use (PEP 562)."""
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pudlab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _API)  # each public name imported on first use (PEP 562)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-if TYPE_CHECKING:  # static type checkers and IDEs see the real names
-    from pudlab.data.dataset import LabeledImages, SourceDataset, split_train_eval
-    from pudlab.data.sources import load_source
-    from pudlab.experiments.engine import run_sweep
-    from pudlab.experiments.export import open_store
-    from pudlab.experiments.spec import load_experiment, load_preset
-    from pudlab.io import load_weights, save_weights
-    from pudlab.metrics import distinguishability, model_distance, per_layer_distance, roc_auc
-    from pudlab.model import ModelConfig, build_model, initial_state
-    from pudlab.obfuscation import ReleaseKey, obfuscate, release
-    from pudlab.sampling import SamplingSetting, draw_sample, label_window
-    from pudlab.train.trainer import TrainConfig, evaluate, train_model
+if TYPE_CHECKING:  # static type checkers and IDEs see the real names (``X as X``: re-exported)
+    from pudlab.data.dataset import LabeledImages as LabeledImages
+    from pudlab.data.dataset import SourceDataset as SourceDataset
+    from pudlab.data.dataset import split_train_eval as split_train_eval
+    from pudlab.data.sources import load_source as load_source
+    from pudlab.experiments.options import RunOptions as RunOptions
+    from pudlab.experiments.results import open_store as open_store
+    from pudlab.experiments.spec import load_experiment as load_experiment
+    from pudlab.experiments.spec import load_preset as load_preset
+    from pudlab.experiments.store import Store as Store
+    from pudlab.experiments.sweep import prepare_sweep as prepare_sweep
+    from pudlab.experiments.sweep import run_sweep as run_sweep
+    from pudlab.io import load_weights as load_weights
+    from pudlab.io import save_weights as save_weights
+    from pudlab.metrics import distinguishability as distinguishability
+    from pudlab.metrics import model_distance as model_distance
+    from pudlab.metrics import per_layer_distance as per_layer_distance
+    from pudlab.metrics import roc_auc as roc_auc
+    from pudlab.model import ModelConfig as ModelConfig
+    from pudlab.model import build_model as build_model
+    from pudlab.model import initial_state as initial_state
+    from pudlab.obfuscation import ReleaseKey as ReleaseKey
+    from pudlab.obfuscation import obfuscate as obfuscate
+    from pudlab.obfuscation import release as release
+    from pudlab.sampling import SamplingSetting as SamplingSetting
+    from pudlab.sampling import draw_sample as draw_sample
+    from pudlab.sampling import label_window as label_window
+    from pudlab.train.trainer import TrainConfig as TrainConfig
+    from pudlab.train.trainer import evaluate as evaluate
+    from pudlab.train.trainer import train_model as train_model

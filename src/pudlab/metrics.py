@@ -9,7 +9,7 @@ Accuracy A(W) is :func:`pudlab.train.trainer.evaluate`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -82,12 +82,12 @@ def weight_norm(weights: Weights) -> float:
 
 
 # ---------------------------------------------------------------------------------------- detectors
-def _scores(values: object) -> np.ndarray:
+def _scores(values: Iterable[float] | np.ndarray) -> np.ndarray:
     array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64).ravel()
     return np.where(np.isnan(array), np.inf, array)  # a NaN statistic is as suspicious as it gets
 
 
-def roc_auc(*, positives: object, negatives: object) -> float:
+def roc_auc(*, positives: Iterable[float] | np.ndarray, negatives: Iterable[float] | np.ndarray) -> float:
     """Area under the ROC curve of a detector whose statistic is higher for positives.
 
     AUC = P(positive > negative) + P(tie) / 2 (the Mann-Whitney U over n_pos * n_neg). The
@@ -107,7 +107,8 @@ def roc_auc(*, positives: object, negatives: object) -> float:
     return float((below.sum() + 0.5 * ties.sum()) / (len(pos) * len(neg)))
 
 
-def tpr_at_fpr(*, positives: object, negatives: object, max_fpr: float = 0.01) -> float:
+def tpr_at_fpr(*, positives: Iterable[float] | np.ndarray, negatives: Iterable[float] | np.ndarray,
+               max_fpr: float = 0.01) -> float:
     """Largest true-positive rate of a rule ``statistic > t`` whose false-positive rate on the
     negatives is at most ``max_fpr`` (with n negatives the FPR moves in steps of 1/n).
 

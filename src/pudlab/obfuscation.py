@@ -366,7 +366,7 @@ def release_manifest(result: LabeledImages, *, sigma: float, fraction: float, cl
     guessable anyway).
     """
     mask = release_selected_mask(result.ids, fraction, key=key) if sigma > 0 else np.zeros(len(result), bool)
-    key_info = {"key_id": key.key_id, "key": "secret, 256-bit, not in the release"}
+    key_info: dict[str, str | int] = {"key_id": key.key_id, "key": "secret, 256-bit, not in the release"}
     if insecure_seed is not None:
         key_info = {"key_id": key.key_id, "key": "INSECURE: derived from a public integer seed; anyone can "
                     "regenerate the noise and remove it", "insecure_seed": int(insecure_seed)}

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
 
 from pudlab.processes import detach_output, pool_context, wait_for_exit
 
@@ -39,7 +40,7 @@ def start(preload: tuple[str, ...] = EXPERIMENT_PRELOAD) -> None:
 def _fork_server_listener() -> int | None:
     """The listening socket's fd while multiprocessing's fork server imports its preload modules;
     None everywhere else (this module imported as a library)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "main" and frame.f_globals.get("__name__") == "multiprocessing.forkserver":
             return frame.f_locals.get("listener_fd")

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TAG_VARIABLE = "PUDLAB_REAP_TAG"
@@ -26,6 +27,8 @@ ROUNDS = 20
 ROUND_SECONDS = 0.25
 """How often the reaper looks at the process table; after the driver exits it kills what it finds at
 most ``ROUNDS`` times, and stops after two rounds that find nothing."""
+READY_SECONDS = 10.0
+"""Longest :func:`start` waits for the reaper's first look at the process table."""
 
 
 def available() -> bool:
@@ -34,13 +37,21 @@ def available() -> bool:
 
 def start(tag: str) -> subprocess.Popen | None:
     """Start a reaper for this process and ``tag``; the caller then exports ``TAG_VARIABLE=tag`` to the
-    processes it starts (and only to them). None where reaping is not available."""
+    processes it starts (and only to them). None where reaping is not available.
+
+    Returns once the reaper has looked at the process table (or after ``READY_SECONDS``): every
+    descendant this process has by then is known to it; later ones are found within ``ROUND_SECONDS``.
+    """
     if not available():
         return None
     environment = {name: value for name, value in os.environ.items() if name != TAG_VARIABLE}
-    return subprocess.Popen([sys.executable, "-m", "pudlab.reaper", str(os.getpid()), tag], env=environment,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            close_fds=True, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "pudlab.reaper", str(os.getpid()), tag], env=environment,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               close_fds=True, start_new_session=True)
+    if process.stdout is not None:
+        with process.stdout:  # a line after the first look, or EOF if the reaper failed to start
+            select.select([process.stdout], [], [], READY_SECONDS)
+    return process
 
 
 def _processes() -> dict[int, tuple[int, str]]:
@@ -78,10 +89,10 @@ def _descendants(roots: set[int], table: dict[int, tuple[int, str]]) -> set[int]
     return found
 
 
-def reap(pid: int, tag: str) -> int:
+def reap(pid: int, tag: str, on_first_look: Callable[[], None] | None = None) -> int:
     """Follow ``pid``'s descendants while it lives; once it exits, SIGKILL those still alive (same
     start time: no reused PID is hit) and every process tagged ``tag``, until none is left. Returns
-    how many processes were killed."""
+    how many processes were killed. ``on_first_look`` runs once the first descendants are recorded."""
     try:
         handle = os.pidfd_open(pid)
     except (AttributeError, OSError):
@@ -92,6 +103,9 @@ def reap(pid: int, tag: str) -> int:
         if pid not in table:
             break
         known.update({child: table[child][1] for child in _descendants({pid}, table) if child != os.getpid()})
+        if on_first_look is not None:
+            on_first_look()
+            on_first_look = None
         if handle is not None:
             if select.select([handle], [], [], ROUND_SECONDS)[0]:
                 break
@@ -115,5 +129,13 @@ def reap(pid: int, tag: str) -> int:
     return killed
 
 
+def _tell_starter() -> None:
+    """Tell :func:`start` (reading our stdout) that the first look is done."""
+    try:
+        os.write(sys.stdout.fileno(), b"ready\n")
+    except (OSError, ValueError):  # the starter stopped waiting, or there is no stdout: nothing to tell
+        pass
+
+
 if __name__ == "__main__":
-    reap(int(sys.argv[1]), sys.argv[2])
+    reap(int(sys.argv[1]), sys.argv[2], _tell_starter)

@@ -212,10 +212,10 @@ def draw_recipe(pool_labels: np.ndarray, recipe: SampleRecipe) -> np.ndarray:
         positions = draw_recipe(pool_labels, earlier)
         excluded = positions if excluded is None else np.concatenate([excluded, positions])
     for earlier_seed in recipe.exclude_seeds:
-        earlier = draw_sample(
+        drawn = draw_sample(
             pool_labels, recipe.labels, recipe.setting.sampling_ratio, seed=earlier_seed, exclude=excluded
         )
-        excluded = earlier if excluded is None else np.concatenate([excluded, earlier])
+        excluded = drawn if excluded is None else np.concatenate([excluded, drawn])
     positions = draw_sample(
         pool_labels, recipe.labels, recipe.setting.sampling_ratio, seed=recipe.seed, exclude=excluded
     )

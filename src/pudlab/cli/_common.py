@@ -15,6 +15,7 @@ from pudlab.io import to_json
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class CliState:
@@ -28,7 +29,7 @@ class CliState:
 class PudlabGroup(click.Group):
     """A click group that turns pudlab errors into one-line messages."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # a bad option or argument: one line, not the usage block
@@ -50,15 +51,23 @@ def print_json(data: object) -> None:
     click.echo(to_json(data))
 
 
+def parse_list(text: str, what: str, convert: Callable[[str], T], noun: str) -> tuple[T, ...]:
+    """The one comma-separated value parser: ``convert`` each non-blank part; at least one value.
+
+    ``noun`` (plural) names the values in its errors, e.g. ``"integers"``.
+    """
+    try:
+        values = tuple(convert(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{what}: expected comma-separated {noun}, got {text!r}") from exc
+    if not values:
+        raise click.BadParameter(f"{what}: expected comma-separated {noun}, got {text!r}: no value")
+    return values
+
+
 def parse_floats(text: str, what: str = "value") -> tuple[float, ...]:
     """``"0,0.5,1"`` -> (0.0, 0.5, 1.0); at least one number."""
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"{what}: expected comma-separated numbers, got {text!r}") from exc
-    if not values:
-        raise click.BadParameter(f"{what}: expected at least one number")
-    return values
+    return parse_list(text, what, float, "numbers")
 
 
 def parse_finite(text: str, what: str = "value", *, minimum: float | None = None) -> tuple[float, ...]:
@@ -71,23 +80,12 @@ def parse_finite(text: str, what: str = "value", *, minimum: float | None = None
     return values
 
 
-def parse_ints(text: str, what: str = "value") -> tuple[int, ...]:
-    """``"8,16,32"`` -> (8, 16, 32); at least one integer."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"{what}: expected comma-separated integers, got {text!r}") from exc
-    if not values:
-        raise click.BadParameter(f"{what}: expected at least one integer")
-    return values
-
-
 def parse_widths(text: str) -> tuple[int, int, int]:
     """M_cnn conv widths: three positive integers, e.g. ``"32,64,128"``."""
-    widths = parse_ints(text, "widths")
+    widths = parse_list(text, "widths", int, "integers")
     if len(widths) != 3 or min(widths) < 1:
         raise click.BadParameter(f"widths: expected three positive integers like 32,64,128, got {text!r}")
-    return widths  # type: ignore[return-value]
+    return widths
 
 
 def apply_options(*options: Callable[[F], F]) -> Callable[[F], F]:

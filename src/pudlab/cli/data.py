@@ -16,7 +16,12 @@ from pudlab.errors import PudlabError
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def datasets_group(ctx: click.Context, as_json: bool) -> None:
-    """List the known dataset sources, whether each is present locally, and sizes."""
+    """List the known dataset sources, whether each is present locally, and sizes.
+
+    A named source is looked up in <data dir>/NAME/; fashion-mnist also in the system data dir
+    ($PUDLAB_SYSTEM_DATA_DIR, default /usr/share/datasets, where Debian's dataset-fashion-mnist
+    puts it; set it empty to search no system folder).
+    """
     if ctx.invoked_subcommand is not None:
         return
     from pudlab.data import resolve_data_dir, source_status
@@ -37,12 +42,15 @@ def datasets_group(ctx: click.Context, as_json: bool) -> None:
 
 @datasets_group.command("fetch")
 @click.argument("name")
+@click.option("--mirror", metavar="URL", default=None,
+              help="Base URL (https://, http:// or file://) holding the official file names, used instead of "
+                   "the official URLs [default: $PUDLAB_MIRROR_<NAME>, e.g. PUDLAB_MIRROR_FASHION_MNIST].")
 @click.pass_obj
-def datasets_fetch(state: CliState, name: str) -> None:
-    """Download NAME's official files into the data dir, verifying checksums."""
+def datasets_fetch(state: CliState, name: str, mirror: str | None) -> None:
+    """Download NAME's official files into the data dir, verifying their published MD5 checksums."""
     from pudlab.data.fetch import fetch_source
 
-    where = fetch_source(name, state.data_dir, progress=True)
+    where = fetch_source(name, state.data_dir, progress=True, mirror=mirror)
     click.echo(f"{name}: ready in {where}")
 
 
@@ -143,6 +151,7 @@ def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], 
     if len(set(sigmas)) != len(sigmas):
         raise PudlabError(f"--sigma: each value once, got {', '.join(f'{s:g}' for s in sigmas)}")
     key, used = _release_key(key_file, key_out, insecure_seed)
+    key_path = key_file or key_out  # the key file that records the sigmas released under the key
     source = load_source(dataset, state.data_dir)
     split = split_train_eval(source, seed=split_seed)
     if key_out:
@@ -163,9 +172,9 @@ def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], 
                                     insecure_seed=insecure_seed)
         manifest.update(dataset=source.name, description=source.description, file=str(target))
         write_json(target.with_suffix(".json"), manifest)
-        if key_file or key_out:
+        if key_path:
             try:
-                record_key_use(key_file or key_out, [sigma])
+                record_key_use(key_path, [sigma])
             except OSError as exc:
                 click.echo(f"warning: could not record sigma {sigma:g} in the key file: {exc}", err=True)
         manifests.append(manifest)

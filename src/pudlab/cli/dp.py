@@ -21,7 +21,6 @@ def _floats(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     return tuple(value for text in values for value in parse_floats(text, f"--{param.name}".replace("_", "-")))
 
 
-# long: the command's options, then run, write and print
 @click.command("compare-dp")
 @click.argument("dataset", required=False)
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -74,7 +73,7 @@ def compare_dp_command(state: Any, dataset: str | None, from_json: str | None, s
             raise PudlabError("compare-dp: give a DATASET to measure or --from-json FILE to redraw, not both")
         from pudlab.io import read_json
 
-        _write_outputs(ComparisonReport.from_dict(read_json(from_json), source=from_json), None, out, as_json)
+        _write_outputs(ComparisonReport.from_dict(read_json(from_json), where=from_json), None, out, as_json)
         return
     if dataset is None:
         raise PudlabError("compare-dp: give a DATASET to measure (or --from-json FILE to redraw)")

@@ -65,11 +65,11 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
     A killed run continues from the last finished round with identical results; the spec may
     change only in rounds, defence and workers between runs into the same store.
     """
-    from pudlab.fl.report import write_fl_report
     from pudlab.fl.simulation import run_simulation
     from pudlab.fl.spec_reader import load_spec
     from pudlab.fl.summary import detection_summary
     from pudlab.io import to_json
+    from pudlab.report.fl_document import write_fl_report
 
     named = [("simulation", "rounds", rounds), ("simulation", "defence", defence),
              ("simulation", "clients", clients), ("simulation", "seed", seed),
@@ -152,7 +152,7 @@ def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: st
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 def report_command(store: str) -> None:
     """(Re)write STORE/report.md and its figures from the stored rounds."""
-    from pudlab.fl.report import write_fl_report
+    from pudlab.report.fl_document import write_fl_report
 
     click.echo(str(write_fl_report(store)))
 

@@ -22,7 +22,7 @@ def _debug(ctx: click.Context) -> bool:
 class PolGroup(click.Group):
     """Turns a :class:`BundleError` into one line and exit 2, usage and other errors into exit 3."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except click.exceptions.Exit:
@@ -123,8 +123,9 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
                                "labels": list(recipe.labels), "samples": len(private)})
     if key_out:
         key.write(key_out)
-    if key_out or key_file:
-        record_key_use(key_out or key_file, [sigma])
+    key_path = key_out or key_file
+    if key_path:
+        record_key_use(key_path, [sigma])
     if result.checkpoint_every != checkpoint_every:
         click.echo(f"notice: --checkpoint-every {checkpoint_every} is more than the {result.num_steps} steps; "
                    f"checkpointed every {result.checkpoint_every}", err=True)
@@ -252,7 +253,7 @@ def verify_command(ctx: click.Context, bundle: str, top_q: int, threshold_text: 
                        for d, t in zip(seg.moment_distances, seg.moment_thresholds, strict=True)]
             click.echo(f"  {seg.index:>7} {seg.role:>11} {seg.epoch:>5} {f'{seg.start_step}-{seg.end_step}':>11} "
                        f"{seg.update_norm:>10.4g} {seg.distance:>12.6g} {seg.threshold:>12.6g} {moments[0]:>10} "
-                       f"{moments[1]:>10} {seg.update_ratio:>6.3g} {'ok' if seg.passed else 'FAIL: ' + str(seg.failure())}")
+                       f"{moments[1]:>10} {seg.update_ratio:>6.3g} {'ok' if seg.passed else 'FAIL: ' + str(seg.failure)}")
         click.echo(f"{'ACCEPT' if verdict.accepted else 'REJECT'}: {verdict.reason}")
     ctx.exit(verdict.exit_code)
 
@@ -300,6 +301,7 @@ def evaluate_command(ctx: click.Context, dataset: str, sigmas: str, trials: int,
     from pudlab.pol.evaluation import EvaluationConfig, evaluate_detection
     from pudlab.pol.evaluation_results import format_attack_table, format_table
     from pudlab.pol.verifier import DEFAULT_CALIBRATION_REPLAYS, DEFAULT_MULTIPLIER
+    from pudlab.report.pol_figures import plot_evaluation
 
     config = EvaluationConfig(
         sigmas=parse_floats(sigmas, "--sigmas"), trials=trials, setting=setting, epochs=epochs, batch_size=batch_size,
@@ -313,6 +315,8 @@ def evaluate_command(ctx: click.Context, dataset: str, sigmas: str, trials: int,
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, workers)
     report = evaluate_detection(source, config, out, workers=workers, keep_bundles=keep_bundles, progress=progress,
                                 log=log)
+    plot_evaluation(report.rows, f"{out}/pol_evaluation.png", f"{out}/pol_evaluation.svg",
+                    title=f"PoL on {source.description}", attacks=report.attacks)
     if as_json:
         print_json(report.to_dict())
         return

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -63,7 +62,7 @@ class RawImages:
         )
 
 
-def check_label_range(labels: np.ndarray, num_classes: int, where: str | Path) -> None:
+def check_label_range(labels: np.ndarray, num_classes: int, where: PathLike) -> None:
     """DatasetError naming the first label outside 0..num_classes-1 (and how many are bad)."""
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:

@@ -17,7 +17,8 @@ def fingerprint_arrays(*arrays: np.ndarray) -> str:
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        if array.size:  # (a memoryview with a 0 in its shape cannot be cast to bytes)
+            digest.update(array.data.cast("B"))  # the buffer itself, no copy
     return digest.hexdigest()
 
 

@@ -49,10 +49,10 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
                     raise DatasetError(
                         f"{source}: image mode {mode!r} is not 8-bit; expected 8-bit grayscale or RGB"
                     )
-                image = image.convert("L")
-            elif mode != "RGB":
-                image = image.convert("RGB")  # RGBA, P, CMYK, YCbCr: alpha dropped
-            pixels = np.asarray(image, dtype=np.uint8)
+                target = "L"
+            else:
+                target = "RGB"  # RGBA, P, CMYK, YCbCr: alpha dropped
+            pixels = np.asarray(image if mode == target else image.convert(target), dtype=np.uint8)
     except DatasetError:
         raise
     except Exception as exc:  # PIL raises many types for a bad file

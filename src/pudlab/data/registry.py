@@ -3,7 +3,9 @@ data directory they are looked up in.
 
 Each :class:`KnownSource` says what the dataset is, where it is published (URLs, file names,
 MD5s) and how its files are laid out. The data dir is ``--data-dir``, else ``$PUDLAB_DATA_DIR``,
-else ``platformdirs.user_cache_dir("pudlab")/data`` (:func:`resolve_data_dir`).
+else ``platformdirs.user_cache_dir("pudlab")/data`` (:func:`resolve_data_dir`). Some sources are
+also looked for where a distribution package installs them: under the system data dir,
+``$PUDLAB_SYSTEM_DATA_DIR``, else ``/usr/share/datasets`` (:func:`system_data_dir`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from pudlab.data.cifar import CIFAR10_ARCHIVE, CIFAR10_CLASSES
 
 DATA_DIR_ENV = "PUDLAB_DATA_DIR"
 """Environment variable naming the data directory (used when no ``data_dir`` is given)."""
+SYSTEM_DATA_DIR_ENV = "PUDLAB_SYSTEM_DATA_DIR"
+"""Environment variable naming the folder distribution packages install datasets into (empty: none)."""
+DEFAULT_SYSTEM_DATA_DIR = Path("/usr/share/datasets")
+"""The system data dir when ``$PUDLAB_SYSTEM_DATA_DIR`` is unset (Debian's ``dataset-*`` packages)."""
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 FASHION_MNIST_CLASSES = (
@@ -63,8 +69,9 @@ class KnownSource:
     """Base URLs tried in order; a file's URL is ``base + file name``."""
     files: tuple[SourceFile, ...] = ()
     """Files that :func:`fetch_source` downloads (and, for ``idx``, that loading needs)."""
-    extra_dirs: tuple[str, ...] = ()
-    """Folders searched after ``<data dir>/<name>/`` (e.g. a Debian package's)."""
+    system_dirs: tuple[str, ...] = ()
+    """Folders of the system data dir (:func:`system_data_dir`) searched after ``<data dir>/<name>/``
+    (e.g. ``fashion-mnist``, where Debian's package puts it)."""
     homepage: str = ""
     license: str = ""
     note: str = ""
@@ -135,7 +142,7 @@ KNOWN_SOURCES: Mapping[str, KnownSource] = MappingProxyType(
                     "15d484375f8d13e6eb1aabb0c3f46965",
                 ),
             ),
-            extra_dirs=("/usr/share/datasets/fashion-mnist",),
+            system_dirs=("fashion-mnist",),
             homepage="https://github.com/zalandoresearch/fashion-mnist",
             license="MIT",
             note="60,000 train + 10,000 test, 1x28x28; also apt package dataset-fashion-mnist",
@@ -178,3 +185,18 @@ def resolve_data_dir(data_dir: PathLike | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("pudlab")) / "data"
+
+
+def system_data_dir() -> Path | None:
+    """Where distribution packages install datasets: ``$PUDLAB_SYSTEM_DATA_DIR`` when set (empty: no
+    such folder is searched), else ``/usr/share/datasets``."""
+    from_env = os.environ.get(SYSTEM_DATA_DIR_ENV)
+    if from_env is None:
+        return DEFAULT_SYSTEM_DATA_DIR
+    return Path(from_env).expanduser() if from_env else None
+
+
+def search_dirs(source: KnownSource, data_dir: Path) -> list[Path]:
+    """Where ``source`` is looked for, in order: ``<data dir>/<name>/``, then its system folders."""
+    system = system_data_dir()
+    return [data_dir / source.name, *(system / name for name in source.system_dirs if system is not None)]

@@ -43,6 +43,7 @@ from pudlab.data.registry import (
     KnownSource,
     SourceFile,
     resolve_data_dir,
+    search_dirs,
 )
 from pudlab.errors import DatasetError
 
@@ -73,10 +74,6 @@ def _idx_file(folder: Path, spec: SourceFile) -> Path | None:
         if name and (folder / name).is_file():
             return folder / name
     return None
-
-
-def _search_dirs(source: KnownSource, data_dir: Path) -> list[Path]:
-    return [data_dir / source.name, *(Path(d) for d in source.extra_dirs)]
 
 
 def _locate_idx(source: KnownSource, folder: Path) -> tuple[FoundFiles | None, list[str]]:
@@ -126,7 +123,7 @@ def _missing_message(source: KnownSource, searched: list[Path]) -> str:
 
 
 def _locate_known(source: KnownSource, data_dir: Path) -> FoundFiles:
-    searched = _search_dirs(source, data_dir)
+    searched = search_dirs(source, data_dir)
     partial: list[str] = []
     for folder in searched:
         if source.layout == "idx":
@@ -359,7 +356,7 @@ def source_status(data_dir: PathLike | None = None) -> list[dict[str, Any]]:
             "name": source.name,
             "description": source.description,
             "present": False,
-            "where": str(_search_dirs(source, resolved)[0]),
+            "where": str(search_dirs(source, resolved)[0]),
             "train_size": None,
             "test_size": None,
             "note": source.note,

@@ -14,16 +14,16 @@ simulation. Imports flow one way, top to bottom:
 * :mod:`.rounds`: one round (collect, challenge, aggregate, evaluate);
 * :mod:`.store`: the on-disk layout of a simulation (progress, round records, resume);
 * :mod:`.simulation`: ``run_simulation``, the loop over rounds and defences, the challenger's utility;
-* :mod:`.summary`: detection numbers from the records; :mod:`.report`: markdown section and figures.
+* :mod:`.summary`: detection numbers from the records.
 
-The command line is :mod:`pudlab.cli.fl` (``pudlab fl``). Names are loaded lazily
-(``import pudlab.fl`` does not import matplotlib).
+The report of a simulation (markdown, HTML, figures) is :mod:`pudlab.report.fl_document` and
+:mod:`pudlab.report.fl_figures`; the command line is :mod:`pudlab.cli.fl` (``pudlab fl``). Names are
+loaded lazily (``import pudlab.fl`` does not import torch).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pudlab.lazy import lazy_exports
 
 _EXPORTS = {
     "AggregationResult": "aggregation",
@@ -44,15 +44,8 @@ _EXPORTS = {
     "pol_challenge": "challenge",
     "DetectionSummary": "summary",
     "detection_summary": "summary",
-    "write_fl_report": "report",
-    "report_section": "report",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pudlab.fl' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__, __dir__ = lazy_exports(__name__, {name: f".{module}" for name, module in _EXPORTS.items()})

@@ -43,7 +43,7 @@ from ``(seed, "adversary", round, client)``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -161,7 +161,7 @@ def _krum_picks_crafted(candidates: list[np.ndarray], crafted: int, f: int) -> b
 
 
 def adaptive_models(adversary: AdversarySpec, global_weights: Mapping[str, torch.Tensor],
-                    honest: list[Mapping[str, torch.Tensor]], own: list[Mapping[str, torch.Tensor]], *,
+                    honest: Sequence[Mapping[str, torch.Tensor]], own: Sequence[Mapping[str, torch.Tensor]], *,
                     clients: int, f: int, rng: np.random.Generator) -> list[Weights]:
     """What each of ``adversary``'s colluders submits (one per entry of ``own``, their honest models).
 

@@ -4,17 +4,17 @@ In memory only: :class:`Submission` (what a client hands in, and what it really 
 :class:`ChallengeRequest` (everything one PoL challenge needs). Stored as ``record.json`` per round
 (see :mod:`pudlab.fl.store`): :class:`RoundRecord`, made of :class:`ClientRecord`,
 :class:`AggregationRecord`, :class:`PolSummary` (with every :class:`ChallengeOutcome`) and
-:class:`ChallengerUtility`. Each stored type has ``to_dict()`` (the JSON written) and
-``from_dict()`` (reads it back): ``from_dict(x).to_dict() == x`` for every stored record.
+:class:`ChallengerUtility`. Each stored type is a :class:`pudlab.records.Record`: ``to_dict()`` is
+the JSON written, ``from_dict()`` reads it back, and ``from_dict(x).to_dict() == x``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 
@@ -22,6 +22,7 @@ from pudlab.data.dataset import LabeledImages
 from pudlab.fl.partition import ClientData
 from pudlab.fl.spec import SimulationSpec
 from pudlab.model import ModelConfig
+from pudlab.records import Record, record_from_dict, require_mapping
 
 Weights = dict[str, torch.Tensor]
 
@@ -64,7 +65,7 @@ class ChallengeRequest:
 
 # ----------------------------------------------------------------------------------- stored
 @dataclass(frozen=True)
-class ChallengeOutcome:
+class ChallengeOutcome(Record):
     """The verdict of one PoL challenge."""
 
     client: int
@@ -79,6 +80,9 @@ class ChallengeOutcome:
     role: str | None = None
     """The challenged client's role (set by the round, which knows it; the verifier does not)."""
 
+    OMIT_NONE = ("role",)
+    DERIVED = ("max_distance", "max_score")
+
     @property
     def max_distance(self) -> float | None:
         return max(self.distances) if self.distances else None
@@ -92,27 +96,13 @@ class ChallengeOutcome:
                   for d, t in zip(self.distances, self.thresholds, strict=True)]
         return max(scores)
 
-    def to_dict(self) -> dict:
-        data = {"client": self.client, "accepted": self.accepted, "reason": self.reason,
-                "distances": list(self.distances), "thresholds": list(self.thresholds),
-                "max_distance": self.max_distance, "max_score": self.max_score, "seconds": self.seconds}
-        if self.role is not None:
-            data["role"] = self.role
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChallengeOutcome:
-        """Read :meth:`to_dict`'s output (``max_distance`` and ``max_score`` are recomputed)."""
-        return cls(data["client"], data["accepted"], data["reason"], tuple(data.get("distances", ())),
-                   tuple(data.get("thresholds", ())), data.get("seconds", 0.0), data.get("role"))
-
 
 Challenger = Callable[[ChallengeRequest], ChallengeOutcome]
 """A server's challenge procedure (default :func:`pudlab.fl.challenge.pol_challenge`)."""
 
 
 @dataclass(frozen=True)
-class ClientRecord:
+class ClientRecord(Record):
     """One client's submission in one round, as recorded."""
 
     client: int
@@ -126,20 +116,9 @@ class ClientRecord:
     aggregated: bool
     """In the aggregate (accepted and kept by the aggregation rule)."""
 
-    def to_dict(self) -> dict:
-        return {"client": self.client, "role": self.role, "claimed_samples": self.claimed_samples,
-                "claimed_steps": self.claimed_steps, "real_steps": self.real_steps,
-                "distance_to_global": self.distance_to_global, "accepted": self.accepted,
-                "aggregated": self.aggregated}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClientRecord:
-        return cls(data["client"], data["role"], data["claimed_samples"], data["claimed_steps"], data["real_steps"],
-                   data["distance_to_global"], data["accepted"], data["aggregated"])
-
 
 @dataclass(frozen=True)
-class AggregationRecord:
+class AggregationRecord(Record):
     """How the server aggregated one round."""
 
     rule: str
@@ -155,29 +134,18 @@ class AggregationRecord:
     scores: dict[int, float] | None = None
     """Per client: its Krum score, or its FedAvg weight."""
 
-    def to_dict(self) -> dict:
-        data: dict[str, Any] = {"rule": self.rule}
-        if self.reason is not None:
-            data["reason"] = self.reason
-        if self.f is not None:
-            data.update(f=self.f, m=self.m)
-        if self.selected_clients is not None:
-            data["selected_clients"] = list(self.selected_clients)
-        if self.scores is not None:
-            data["scores"] = {str(client): score for client, score in self.scores.items()}
-        return data
+    OMIT_NONE = ("reason", "f", "selected_clients", "scores")
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AggregationRecord:
-        selected = data.get("selected_clients")
-        scores = data.get("scores")
-        return cls(data["rule"], data.get("reason"), data.get("f"), data.get("m"),
-                   None if selected is None else tuple(selected),
-                   None if scores is None else {int(client): score for client, score in scores.items()})
+    def to_dict(self) -> dict[str, Any]:
+        """As written since the first version: ``m`` (null for the coordinate-wise rules) comes with ``f``."""
+        data = super().to_dict()
+        if self.f is None:
+            del data["m"]
+        return data
 
 
 @dataclass(frozen=True)
-class PolSummary:
+class PolSummary(Record):
     """The PoL challenges of one round."""
 
     challenges_issued: int
@@ -204,30 +172,12 @@ class PolSummary:
             honest_wrongly_rejected=sum(not c.accepted for c in honest),
             cheaters_challenged=len(cheaters),
             cheaters_caught=sum(not c.accepted for c in cheaters),
-            outcomes=tuple(_with_role(c, by_client[c.client].role) for c in challenges),
+            outcomes=tuple(replace(c, role=by_client[c.client].role) for c in challenges),
         )
-
-    def to_dict(self) -> dict:
-        return {"challenges_issued": self.challenges_issued, "challenged": list(self.challenged),
-                "rejected": list(self.rejected), "honest_challenged": self.honest_challenged,
-                "honest_wrongly_rejected": self.honest_wrongly_rejected,
-                "cheaters_challenged": self.cheaters_challenged, "cheaters_caught": self.cheaters_caught,
-                "outcomes": [outcome.to_dict() for outcome in self.outcomes]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PolSummary:
-        return cls(data["challenges_issued"], tuple(data["challenged"]), tuple(data["rejected"]),
-                   data["honest_challenged"], data["honest_wrongly_rejected"], data["cheaters_challenged"],
-                   data["cheaters_caught"], tuple(ChallengeOutcome.from_dict(o) for o in data["outcomes"]))
-
-
-def _with_role(outcome: ChallengeOutcome, role: str) -> ChallengeOutcome:
-    return ChallengeOutcome(outcome.client, outcome.accepted, outcome.reason, outcome.distances, outcome.thresholds,
-                            outcome.seconds, role)
 
 
 @dataclass(frozen=True)
-class SharedDataPrivacy:
+class SharedDataPrivacy(Record):
     """How much the obfuscated data O(T) a challenger received reveals of T."""
 
     psnr_db: float | None
@@ -235,16 +185,9 @@ class SharedDataPrivacy:
     noise_to_signal: float
     """Noise std / pixel std of T."""
 
-    def to_dict(self) -> dict:
-        return {"psnr_db": self.psnr_db, "noise_to_signal": self.noise_to_signal}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SharedDataPrivacy:
-        return cls(data.get("psnr_db"), data["noise_to_signal"])
-
 
 @dataclass(frozen=True)
-class ChallengerUtility:
+class ChallengerUtility(Record):
     """What the challenger learns from the obfuscated data it received (accuracy on T_e).
 
     Not :attr:`measured` when the challenger has received nothing and has no data of its own.
@@ -272,26 +215,14 @@ class ChallengerUtility:
     def measured(self) -> bool:
         return self.accuracy_obfuscated is not None
 
-    def to_dict(self) -> dict:
-        if not self.measured:
-            return {"received_clients": list(self.received_clients), "received_samples": self.received_samples}
-        return {"challenger": self.challenger, "received_clients": list(self.received_clients),
-                "privacy": None if self.privacy is None else self.privacy.to_dict(),
-                "received_samples": self.received_samples, "sigma": list(self.sigma),
-                "accuracy_obfuscated": self.accuracy_obfuscated, "accuracy_clean": self.accuracy_clean,
-                "baseline": self.baseline, "baseline_accuracy": self.baseline_accuracy, "gain": self.gain}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChallengerUtility:
-        privacy = data.get("privacy")
-        return cls(tuple(data["received_clients"]), data["received_samples"], data.get("challenger"),
-                   None if privacy is None else SharedDataPrivacy.from_dict(privacy), tuple(data.get("sigma", ())),
-                   data.get("accuracy_obfuscated"), data.get("accuracy_clean"), data.get("baseline"),
-                   data.get("baseline_accuracy"), data.get("gain"))
+    def to_dict(self) -> dict[str, Any]:
+        """Every field; only what was received when nothing was :attr:`measured`."""
+        data = super().to_dict()
+        return data if self.measured else {key: data[key] for key in ("received_clients", "received_samples")}
 
 
 @dataclass(frozen=True)
-class RoundRecord:
+class RoundRecord(Record):
     """What happened in one round of one defence (round 0: the initial model's accuracy only)."""
 
     round: int
@@ -316,36 +247,25 @@ class RoundRecord:
         """Round 0: the initial model, nothing submitted."""
         return self.clients is None
 
-    def to_dict(self) -> dict:
-        data: dict[str, Any] = {"round": self.round, "defence": self.defence, "accuracy": self.accuracy,
-                                "loss": self.loss}
-        if not self.initial:
-            data.update(
-                clients=[client.to_dict() for client in self.clients or ()],
-                aggregation=None if self.aggregation is None else self.aggregation.to_dict(),
-                pairwise_distances=[list(row) for row in self.pairwise_distances or ()],
-                pol=None if self.pol is None else self.pol.to_dict(),
-                seconds=self.seconds,
-            )
-        if self.utility_measured:
-            data["utility"] = None if self.utility is None else self.utility.to_dict()
+    def to_dict(self) -> dict[str, Any]:
+        """Round 0: round, defence, accuracy and loss only; ``utility`` only when it was due
+        (``utility_measured`` is whether the key is there)."""
+        data = super().to_dict()
+        del data["utility_measured"]
+        if self.initial:
+            data = {key: data[key] for key in ("round", "defence", "accuracy", "loss", "utility")}
+        elif self.pairwise_distances is None:
+            data["pairwise_distances"] = []
+        if not self.utility_measured:
+            del data["utility"]
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
+    def from_dict(cls, data: object, *, where: str | None = None) -> Self:
         """Read a stored ``record.json``."""
-        clients = data.get("clients")
-        aggregation, pol, utility = data.get("aggregation"), data.get("pol"), data.get("utility")
-        return cls(
-            round=data["round"], defence=data["defence"], accuracy=data["accuracy"], loss=data["loss"],
-            clients=None if clients is None else tuple(ClientRecord.from_dict(c) for c in clients),
-            aggregation=None if aggregation is None else AggregationRecord.from_dict(aggregation),
-            pairwise_distances=None if clients is None else tuple(tuple(r) for r in data["pairwise_distances"]),
-            pol=None if pol is None else PolSummary.from_dict(pol),
-            seconds=data.get("seconds"),
-            utility=None if utility is None else ChallengerUtility.from_dict(utility),
-            utility_measured="utility" in data,
-        )
+        where = cls.__name__ if where is None else where
+        stored = require_mapping(data, where)
+        return record_from_dict(cls, {**stored, "utility_measured": "utility" in stored}, where)
 
 
 __all__ = [

@@ -13,13 +13,14 @@ Attacks (the colluders are clients ``1 .. k``, k = ``colluders``, default the sp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pudlab.errors import SpecError
 from pudlab.fl.spec import BASE_RULES, AdversarySpec, SimulationSpec
+from pudlab.records import Record, record_from_dict, require_mapping
 
 ATTACKS = ("clean", "sign_flip", "alie", "fang_krum", "fang_trmean", "inflate")
 """Named attacks of the robustness table (``clean``: no adversary)."""
@@ -37,7 +38,7 @@ def attack_adversaries(attack: str, colluders: Sequence[int]) -> tuple[Adversary
 
 
 @dataclass(frozen=True)
-class RobustnessTable:
+class RobustnessTable(Record):
     """Final accuracy per rule, attack and defence (``none`` / ``pol``), with what was run."""
 
     spec_name: str
@@ -50,17 +51,19 @@ class RobustnessTable:
     """rule -> attack -> [cheating submissions rejected, cheating submissions challenged] over all rounds."""
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": TABLE_KIND, **dataclasses.asdict(self), "rules": list(self.rules),
-                "attacks": list(self.attacks), "colluders": list(self.colluders)}
+    DERIVED = ("kind",)
+
+    @property
+    def kind(self) -> str:
+        """The JSON's ``kind``: :data:`TABLE_KIND`."""
+        return TABLE_KIND
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RobustnessTable:
-        if data.get("kind") != TABLE_KIND:
-            raise SpecError(f"not a robustness table (expected kind '{TABLE_KIND}')")
-        fields = {k: v for k, v in data.items() if k != "kind"}
-        return cls(**{**fields, "rules": tuple(fields["rules"]), "attacks": tuple(fields["attacks"]),
-                      "colluders": tuple(fields["colluders"])})
+    def from_dict(cls, data: object, *, where: str | None = None) -> Self:
+        where = "robustness table" if where is None else where
+        if require_mapping(data, where).get("kind") != TABLE_KIND:
+            raise SpecError(f"{where}: not a robustness table (expected kind '{TABLE_KIND}')")
+        return record_from_dict(cls, data, where)
 
     def markdown(self) -> str:
         """The table as Markdown: one row per attack, a column pair (rule only / + PoL) per rule."""
@@ -103,9 +106,9 @@ def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[
             results = run_simulation(variant, Path(root) / rule / attack, defences=("none", "pol"), source=source,
                                      data_dir=data_dir)
             accuracy.setdefault(rule, {})[attack] = {d: final_accuracy(results[d]) for d in ("none", "pol")}
-            records = [r for r in results["pol"] if r.pol is not None]
-            caught.setdefault(rule, {})[attack] = [sum(r.pol.cheaters_caught for r in records),
-                                                   sum(r.pol.cheaters_challenged for r in records)]
+            challenges = [r.pol for r in results["pol"] if r.pol is not None]
+            caught.setdefault(rule, {})[attack] = [sum(p.cheaters_caught for p in challenges),
+                                                   sum(p.cheaters_challenged for p in challenges)]
             if log is not None:
                 cell = accuracy[rule][attack]
                 log(f"{rule:>12} x {attack:<11}: rule only {cell['none']:.3f}, + PoL {cell['pol']:.3f}")

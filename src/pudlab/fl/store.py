@@ -91,8 +91,8 @@ class SimulationStore:
     def load_records(self, defence: str, *, spec_hash: str | None = None) -> list[RoundRecord]:
         """The records of rounds 0..completed, in order."""
         completed = self.completed_rounds(defence, spec_hash=spec_hash)
-        return [RoundRecord.from_dict(read_json(self.round_dir(defence, r) / RECORD_FILE))
-                for r in range(completed + 1)]
+        paths = [self.round_dir(defence, r) / RECORD_FILE for r in range(completed + 1)]
+        return [RoundRecord.from_dict(read_json(path), where=str(path)) for path in paths]
 
     def write_meta(self, meta: dict) -> None:
         """``spec.json``: the spec (``to_dict``), its hash, its source and the client setup."""

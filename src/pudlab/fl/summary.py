@@ -1,7 +1,7 @@
 """The numbers of a finished simulation, from its round records: detection per role, challenge
 scores, their detection AUC, the challenger's latest utility.
 
-Used by the report (:mod:`pudlab.fl.report`) and the ``pudlab fl simulate`` summary.
+Used by the report (:mod:`pudlab.report.fl_document`) and the ``pudlab fl simulate`` summary.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import numpy as np
 
 from pudlab.fl.records import ChallengerUtility, RoundRecord
 from pudlab.metrics import roc_auc
+from pudlab.records import Record
 
 
 @dataclass(frozen=True)
-class PolTotals:
+class PolTotals(Record):
     """PoL challenges of one defence summed over all rounds."""
 
     challenges_issued: int
@@ -32,21 +33,9 @@ class PolTotals:
     rejected_by_role: dict[str, float]
     """Per role: fraction of its challenges that rejected."""
 
-    def to_dict(self) -> dict:
-        return {"challenges_issued": self.challenges_issued, "cheaters_challenged": self.cheaters_challenged,
-                "cheaters_caught": self.cheaters_caught, "honest_challenged": self.honest_challenged,
-                "honest_wrongly_rejected": self.honest_wrongly_rejected, "caught_rate": self.caught_rate,
-                "false_reject_rate": self.false_reject_rate, "rejected_by_role": dict(self.rejected_by_role)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> PolTotals:
-        return cls(data["challenges_issued"], data["cheaters_challenged"], data["cheaters_caught"],
-                   data["honest_challenged"], data["honest_wrongly_rejected"], data["caught_rate"],
-                   data["false_reject_rate"], dict(data["rejected_by_role"]))
-
 
 @dataclass(frozen=True)
-class DetectionSummary:
+class DetectionSummary(Record):
     """Detection numbers of one defence over all rounds."""
 
     excluded: dict[str, float]
@@ -54,16 +43,7 @@ class DetectionSummary:
     pol: PolTotals | None = None
     """PoL totals (None without PoL challenges)."""
 
-    def to_dict(self) -> dict:
-        data: dict = {"excluded": dict(self.excluded)}
-        if self.pol is not None:
-            data["pol"] = self.pol.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> DetectionSummary:
-        pol = data.get("pol")
-        return cls(dict(data["excluded"]), None if pol is None else PolTotals.from_dict(pol))
+    OMIT_NONE = ("pol",)
 
 
 def _rate(numerator: int, denominator: int) -> float | None:
@@ -126,17 +106,13 @@ def pol_challenge_scores(results: Mapping[str, Sequence[RoundRecord]]) -> dict[s
 
 
 @dataclass(frozen=True)
-class DetectionAuc:
+class DetectionAuc(Record):
     """How well the challenge scores separate honest clients from cheaters."""
 
     auc: float | None
     """ROC AUC, cheaters as positives (1 = perfectly separated; None: a side is empty)."""
     honest_max_score: float | None
     cheater_min_score: float | None
-
-    def to_dict(self) -> dict:
-        return {"auc": self.auc, "honest_max_score": self.honest_max_score,
-                "cheater_min_score": self.cheater_min_score}
 
 
 def detection_auc(scores: Mapping[str, Sequence[float]]) -> DetectionAuc:

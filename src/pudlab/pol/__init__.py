@@ -8,15 +8,15 @@ largest updates (and the segment before each) on O(T) and compares weights and A
 (:mod:`.verifier`, :mod:`.replay`), after the claims policy (:mod:`.policy`: hyper-parameter bounds,
 initialization) and the whole-history checks of what Adam can do (:mod:`.history`). :mod:`.forgers`
 are cheating provers; :mod:`.evaluation` measures honest acceptance against spoofers, model thieves
-and tampered bundles over sigma (results in :mod:`.evaluation_results`).
+and tampered bundles over sigma (per-verdict and per-sigma records in :mod:`.evaluation_results`; the
+figure in :mod:`pudlab.report.pol_figures`).
 
 Names are loaded lazily, so ``import pudlab.pol`` (and the CLI) does not import torch.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pudlab.lazy import lazy_exports
 
 _EXPORTS = {
     "BundleLimits": "manifest",
@@ -31,7 +31,6 @@ _EXPORTS = {
     "prove": "prover",
     "reshare": "prover",
     "capture_state": "replay",
-    "replay_segment": "replay",
     "restore_state": "replay",
     "VerifyPolicy": "policy",
     "history_checks": "history",
@@ -43,14 +42,9 @@ _EXPORTS = {
     "verify_status": "verifier",
     "EvaluationConfig": "evaluation",
     "evaluate_detection": "evaluation",
-    "DetectionReport": "evaluation_results",
+    "DetectionReport": "evaluation",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pudlab.pol' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__, __dir__ = lazy_exports(__name__, {name: f".{module}" for name, module in _EXPORTS.items()})

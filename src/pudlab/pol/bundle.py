@@ -269,7 +269,7 @@ def read_manifest(root: Path, limits: BundleLimits = DEFAULT_LIMITS) -> tuple[Ma
         raw = json.loads(raw_bytes)
     except (ValueError, RecursionError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from exc
-    return Manifest.from_dict(raw, source=str(path), limits=limits), hashlib.sha256(raw_bytes).hexdigest()
+    return Manifest.from_dict(raw, where=str(path), limits=limits), hashlib.sha256(raw_bytes).hexdigest()
 
 
 def open_bundle(path: str | os.PathLike, limits: BundleLimits = DEFAULT_LIMITS) -> ProofBundle:

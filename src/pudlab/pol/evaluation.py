@@ -5,7 +5,8 @@ For each trial, an honest prover trains on T_i (and, with attacks, a thief on T_
 of the same setting) once; every sigma re-shares those trainings, builds the spoof and the forgeries
 and verifies them all. :func:`evaluate_detection` reports, per sigma, the honest acceptance
 (1 - false-reject rate), spoof rejection, ROC AUC and TPR at 1 % FPR of spoof vs honest replay
-distances, and Delta (Eq. 4) (:mod:`pudlab.pol.evaluation_results`).
+distances, and Delta (Eq. 4) (:mod:`pudlab.pol.evaluation_results`), as a :class:`DetectionReport`
+(the figure of it: :func:`pudlab.report.pol_figures.plot_evaluation`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,9 @@ from pudlab.obfuscation import ReleaseKey, release
 from pudlab.pol.bundle import open_bundle
 from pudlab.pol.evaluation_results import (
     AttackOutcome,
-    DetectionReport,
+    SigmaRow,
     TrialOutcome,
     VerdictSummary,
-    plot_evaluation,
     rows_csv,
     summarise_sigma,
 )
@@ -63,6 +63,7 @@ from pudlab.pol.verifier import (
     verify_bundle,
     verify_status,
 )
+from pudlab.records import Record
 from pudlab.sampling import SamplingSetting, draw_recipe
 from pudlab.seeding import derive_seed
 from pudlab.train.run import make_recipe
@@ -70,7 +71,7 @@ from pudlab.train.trainer import TrainConfig, default_batch_size, environment
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
+class EvaluationConfig(Record):
     """``pudlab pol evaluate``: honest provers vs cheaters on one dataset, over sigma.
 
     The defaults run in a few minutes on 2 CPU cores on mnist-5k (deviations from the paper's
@@ -123,8 +124,34 @@ class EvaluationConfig:
             raise PudlabError("trials, epochs and checkpoint_every must be >= 1")
         SamplingSetting.parse(self.setting)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class DetectionReport(Record):
+    """Everything one evaluation measured; :meth:`to_dict` is ``pol_evaluation.json``."""
+
+    dataset: dict
+    """name, description, fingerprint of the source, split_seed."""
+    config: EvaluationConfig
+    model: ModelConfig
+    batch_size: int
+    threshold_method: str
+    rows: tuple[SigmaRow, ...]
+    trials: tuple[TrialOutcome, ...]
+    attacks: tuple[AttackOutcome, ...]
+    workers: int
+    environment: dict
+    seconds: float
+
+    DERIVED = ("kind",)
+
+    @property
+    def kind(self) -> str:
+        return "pudlab.pol_evaluation"
+
+    @property
+    def unexpected_attacks(self) -> list[AttackOutcome]:
+        """Attacks whose exit status was not the expected one."""
+        return [attack for attack in self.attacks if attack.status != attack.expected_status]
 
 TAMPER_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
 """Sizes of the checkpoint edits, in units of the edited segment's update norm."""
@@ -330,7 +357,8 @@ def evaluate_detection(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> DetectionReport:
-    """Run the evaluation; write ``pol_evaluation.{json,csv,png,svg}`` to ``out_dir``.
+    """Run the evaluation; write ``pol_evaluation.{json,csv}`` to ``out_dir`` (``pudlab pol evaluate``
+    adds the figure, :func:`pudlab.report.pol_figures.plot_evaluation`).
 
     ``workers``: processes that run the (trial, sigma) jobs side by side (each with
     ``config.threads`` threads); the result does not depend on it.
@@ -371,9 +399,6 @@ def evaluate_detection(
         environment=environment(torch.device("cpu")), seconds=time.perf_counter() - started)
     write_json(out / "pol_evaluation.json", report.to_dict())
     write_bytes_atomic(out / "pol_evaluation.csv", rows_csv(rows).encode())
-    for suffix in ("png", "svg"):
-        plot_evaluation(rows, out / f"pol_evaluation.{suffix}", title=f"PoL on {source.description}",
-                        attacks=report.attacks)
     return report
 
 
@@ -395,4 +420,4 @@ def _job_runner(context: _Context, workers: int) -> Iterator[Callable]:
         yield pool.map
 
 
-__all__ = ["ATTACK_NAMES", "LR_FACTORS", "TAMPER_SCALES", "EvaluationConfig", "evaluate_detection"]
+__all__ = ["ATTACK_NAMES", "LR_FACTORS", "TAMPER_SCALES", "DetectionReport", "EvaluationConfig", "evaluate_detection"]

@@ -1,5 +1,6 @@
 """What a detection evaluation (:func:`pudlab.pol.evaluation.evaluate_detection`) measured, as
-typed records, and the per-sigma summary as a table, a CSV and a figure.
+typed records, and the per-sigma summary as a table and a CSV (the figure:
+:mod:`pudlab.report.pol_figures`).
 
 Statistics of detection (higher = more suspicious): the mean replay distance of a verdict and its
 max distance/threshold score; positives are the spoofed bundles, negatives the honest ones.
@@ -11,22 +12,17 @@ import csv
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from pudlab.metrics import roc_auc, tpr_at_fpr
-from pudlab.model import ModelConfig
 from pudlab.pol.verifier import SegmentResult, Verdict
-
-if TYPE_CHECKING:
-    from pudlab.pol.evaluation import EvaluationConfig
+from pudlab.records import Record
 
 
 @dataclass(frozen=True)
-class VerdictSummary:
+class VerdictSummary(Record):
     """What the evaluation keeps of one :class:`~pudlab.pol.verifier.Verdict`."""
 
     accepted: bool
@@ -49,14 +45,9 @@ class VerdictSummary:
         """``max_score`` with None read as infinity (the detection statistic)."""
         return math.inf if self.max_score is None else self.max_score
 
-    def to_dict(self) -> dict:
-        return {"accepted": self.accepted, "reason": self.reason, "mean_distance": self.mean_distance,
-                "max_distance": self.max_distance, "max_score": self.max_score,
-                "segments": [segment.to_dict() for segment in self.segments], "seconds": self.seconds}
-
 
 @dataclass(frozen=True)
-class TrialOutcome:
+class TrialOutcome(Record):
     """The honest and the spoofed bundle of one (trial, sigma), verified."""
 
     trial: int
@@ -66,13 +57,9 @@ class TrialOutcome:
     delta: float
     """Delta (Eq. 4) = |D_honest - D_spoof| of the mean replay distances."""
 
-    def to_dict(self) -> dict:
-        return {"trial": self.trial, "sigma": self.sigma, "honest": self.honest.to_dict(),
-                "spoof": self.spoof.to_dict(), "delta": self.delta}
-
 
 @dataclass(frozen=True)
-class AttackOutcome:
+class AttackOutcome(Record):
     """One thief or tampered bundle, verified."""
 
     sigma: float
@@ -85,6 +72,8 @@ class AttackOutcome:
     max_distance: float | None
     """None when the bundle was malformed (nothing replayed)."""
 
+    DERIVED = ("caught",)
+
     @property
     def caught(self) -> bool:
         return self.status != 0
@@ -94,13 +83,9 @@ class AttackOutcome:
         """A model thief (claims a model it did not train) rather than a tamper of an honest bundle."""
         return self.attack.startswith(("thief", "moment-forgery", "stolen-init"))
 
-    def to_dict(self) -> dict:
-        return {"sigma": self.sigma, "attack": self.attack, "expected_status": self.expected_status,
-                "status": self.status, "caught": self.caught, "reason": self.reason, "max_distance": self.max_distance}
-
 
 @dataclass(frozen=True)
-class SigmaRow:
+class SigmaRow(Record):
     """Detection at one sigma, over every trial (one row of the table, the CSV and the figure)."""
 
     sigma: float
@@ -126,9 +111,6 @@ class SigmaRow:
     thief_rejection: float | None
     tamper_rejection: float | None
     attacks_as_expected: bool | None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -180,45 +162,6 @@ def summarise_sigma(sigma: float, outcomes: Sequence[TrialOutcome], attacks: Seq
     )
 
 
-@dataclass(frozen=True)
-class DetectionReport:
-    """Everything one evaluation measured; :meth:`to_dict` is ``pol_evaluation.json``."""
-
-    dataset: dict
-    """name, description, fingerprint of the source, split_seed."""
-    config: EvaluationConfig
-    model: ModelConfig
-    batch_size: int
-    threshold_method: str
-    rows: tuple[SigmaRow, ...]
-    trials: tuple[TrialOutcome, ...]
-    attacks: tuple[AttackOutcome, ...]
-    workers: int
-    environment: dict
-    seconds: float
-
-    @property
-    def unexpected_attacks(self) -> list[AttackOutcome]:
-        """Attacks whose exit status was not the expected one."""
-        return [attack for attack in self.attacks if attack.status != attack.expected_status]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "pudlab.pol_evaluation",
-            "dataset": self.dataset,
-            "config": self.config.to_dict(),
-            "model": self.model.to_dict(),
-            "batch_size": self.batch_size,
-            "threshold_method": self.threshold_method,
-            "rows": [row.to_dict() for row in self.rows],
-            "trials": [trial.to_dict() for trial in self.trials],
-            "attacks": [attack.to_dict() for attack in self.attacks],
-            "workers": self.workers,
-            "environment": self.environment,
-            "seconds": self.seconds,
-        }
-
-
 # ----------------------------------------------------------------------------------- outputs
 CSV_COLUMNS = ("sigma", "trials", "honest_acceptance", "false_reject_rate", "segment_false_reject_rate",
                "spoof_rejection", "auc", "tpr_at_1pct_fpr", "auc_score", "delta_mean", "delta_std",
@@ -236,58 +179,6 @@ def rows_csv(rows: Sequence[SigmaRow]) -> str:
         writer.writerow({k: ("" if data[k] is None else f"{data[k]:.6g}" if isinstance(data[k], float) else data[k])
                          for k in CSV_COLUMNS})
     return buffer.getvalue()
-
-
-def plot_evaluation(rows: Sequence[SigmaRow], path: str | Path, *, title: str | None = None,
-                    attacks: Sequence[AttackOutcome] = ()) -> Path:
-    """Panels vs sigma: detection rates (honest acceptance, spoof rejection, AUC, TPR at 1 %
-    FPR, thief rejection), the replay distances (honest, spoof, threshold, Delta) and, with
-    ``attacks``, the detection rate of every attack x sigma."""
-    from pudlab.report.figures import plt, save_figure
-
-    sigmas = [r.sigma for r in rows]
-    figure, axes = plt.subplots(1, 3 if attacks else 2, figsize=(17 if attacks else 11, 4.6))
-    rates, distances = axes[0], axes[1]
-    if attacks:
-        _plot_attacks(axes[2], attacks)
-    for key, label, style in (("honest_acceptance", "honest acceptance (1 - FRR)", "o-"),
-                              ("spoof_rejection", "spoof rejection", "s-"), ("auc", "ROC AUC honest vs spoof", "^--"),
-                              ("tpr_at_1pct_fpr", "TPR at 1% FPR", "v:"), ("thief_rejection", "thief rejection", "x-.")):
-        values = [getattr(r, key) for r in rows]
-        if all(v is None for v in values):
-            continue
-        rates.plot(sigmas, [np.nan if v is None else v for v in values], style, label=label)
-    rates.set_xlabel("sigma (noise std, [0, 1] pixel units)")
-    rates.set_ylabel("rate")
-    rates.set_ylim(-0.05, 1.05)
-    rates.legend(fontsize=8)
-    rates.grid(alpha=0.3)
-    for prefix, label in (("honest_distance", "honest replay D"), ("spoof_distance", "spoof replay D"),
-                          ("delta", "Delta (Eq. 4)")):
-        means = np.array([getattr(r, f"{prefix}_mean") for r in rows])
-        stds = np.array([getattr(r, f"{prefix}_std") for r in rows])
-        distances.errorbar(sigmas, means, yerr=stds, marker="o", capsize=3, label=f"{label} (mean ± std)")
-    distances.plot(sigmas, [r.threshold_mean for r in rows], "k--", label="auto threshold (mean)")
-    distances.set_xlabel("sigma (noise std, [0, 1] pixel units)")
-    distances.set_ylabel("F-norm distance per replayed segment")
-    distances.legend(fontsize=8)
-    distances.grid(alpha=0.3)
-    if title:
-        figure.suptitle(title)
-    return save_figure(figure, path)
-
-
-def _plot_attacks(axis, attacks: Sequence[AttackOutcome]) -> None:
-    names, sigmas, rates = attack_matrix(attacks)
-    grid = np.array([[rates.get((n, s), np.nan) for s in sigmas] for n in names])
-    axis.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-    axis.set_xticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
-    axis.set_yticks(range(len(names)), names, fontsize=7)
-    for (i, j), value in np.ndenumerate(grid):
-        if np.isfinite(value):
-            axis.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize=6)
-    axis.set_xlabel("sigma")
-    axis.set_title("attacks detected (exit != 0)", fontsize=9)
 
 
 def attack_matrix(attacks: Sequence[AttackOutcome]) -> tuple[list[str], list[float], dict[tuple[str, float], float]]:
@@ -337,14 +228,12 @@ def format_table(rows: Sequence[SigmaRow]) -> str:
 __all__ = [
     "CSV_COLUMNS",
     "AttackOutcome",
-    "DetectionReport",
     "SigmaRow",
     "TrialOutcome",
     "VerdictSummary",
     "attack_matrix",
     "format_attack_table",
     "format_table",
-    "plot_evaluation",
     "rows_csv",
     "summarise_sigma",
 ]

@@ -180,9 +180,12 @@ def forge_interpolated(thief_bundle: Path, target: Path, stolen: dict[str, torch
     initial = load_file(str(target / manifest["init"]["file"]))
     total = manifest["schedule"]["num_steps"]
     for index, record in enumerate(manifest["checkpoints"]):
-        fraction = record["step"] / total
-        edit_checkpoint_weights(target, index, lambda weights, f=fraction: {
-            n: initial[n] + f * (stolen[n] - initial[n]) for n in weights})
+
+        def interpolate(weights: dict[str, torch.Tensor], fraction: float = record["step"] / total
+                        ) -> dict[str, torch.Tensor]:
+            return {n: initial[n] + fraction * (stolen[n] - initial[n]) for n in weights}
+
+        edit_checkpoint_weights(target, index, interpolate)
     reseal_bundle(target)
     return target
 
@@ -194,7 +197,6 @@ def write_state(bundle: str | Path, index: int, state: TrainingState) -> None:
     write_bytes_atomic(path, weights_to_bytes(tensors, {"format": "pudlab.pol_checkpoint/1"}))
 
 
-# long: the forger's solve (a few replays refining the crafted first moment)
 def forge_moments(thief_bundle: Path, target: Path, goal: dict[str, torch.Tensor], *, iterations: int = 8,
                   second_moment: float | None = 1.0) -> dict[str, torch.Tensor]:
     """Craft the moments at the checkpoint before the last segment so that replaying the last segment on

@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from pudlab.config import Section
 from pudlab.data.dataset import fingerprint_arrays
 from pudlab.errors import BundleError, PudlabError
 from pudlab.model import ModelConfig, parameter_shapes
+from pudlab.records import Record
 from pudlab.train.trainer import TrainConfig
 
 FORMAT = "pudlab.pol_bundle/1"
@@ -159,18 +160,15 @@ class _Fields(Section):
 
 # ----------------------------------------------------------------------------------- records
 @dataclass(frozen=True)
-class FileRecord:
+class FileRecord(Record):
     """SHA-256 and size of one file of the bundle."""
 
     sha256: str
     bytes: int
 
-    def to_dict(self) -> dict:
-        return {"sha256": self.sha256, "bytes": self.bytes}
-
 
 @dataclass(frozen=True)
-class ArrayRecord:
+class ArrayRecord(Record):
     """One ``.npy`` file: its place and :func:`~pudlab.data.dataset.fingerprint_arrays` SHA-256.
 
     ``dtype`` and ``shape`` are informational (None when a manifest omits them or has them
@@ -181,18 +179,12 @@ class ArrayRecord:
     dtype: str | None = None
     shape: tuple[int, ...] | None = None
 
+    OMIT_NONE = ("dtype", "shape")
+
     @classmethod
     def of(cls, file: str, array: np.ndarray) -> ArrayRecord:
         """The record of ``array`` as stored at ``file``."""
         return cls(file, fingerprint_arrays(array), array.dtype.str, tuple(int(n) for n in array.shape))
-
-    def to_dict(self) -> dict:
-        data: dict[str, Any] = {"file": self.file, "sha256": self.sha256}
-        if self.dtype is not None:
-            data["dtype"] = self.dtype
-        if self.shape is not None:
-            data["shape"] = list(self.shape)
-        return data
 
     @classmethod
     def _parse(cls, fields: _Fields, expected_file: str) -> ArrayRecord:
@@ -201,12 +193,14 @@ class ArrayRecord:
             raise fields.fail("file", repr(expected_file))
         sha = fields.sha256("sha256")
         dtype, shape = fields.data.get("dtype"), fields.data.get("shape")
-        well_formed = isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
-        return cls(file_name, sha, dtype if isinstance(dtype, str) else None, tuple(shape) if well_formed else None)
+        shape_ints: tuple[int, ...] | None = None
+        if isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
+            shape_ints = tuple(shape)
+        return cls(file_name, sha, dtype if isinstance(dtype, str) else None, shape_ints)
 
 
 @dataclass(frozen=True)
-class CheckpointRecord:
+class CheckpointRecord(Record):
     """One checkpoint: the state after ``step`` optimizer steps."""
 
     step: int
@@ -214,12 +208,9 @@ class CheckpointRecord:
     adam_step: int
     """Adam's step count stored with the moments (equals ``step``)."""
 
-    def to_dict(self) -> dict:
-        return {"step": self.step, "file": self.file, "adam_step": self.adam_step}
-
 
 @dataclass(frozen=True)
-class NoiseClaim:
+class NoiseClaim(Record):
     """What the prover says about O(T): sigma, R and clipping (the noise seed is withheld)."""
 
     sigma: float
@@ -232,12 +223,13 @@ class NoiseClaim:
     """Identifier of the secret release key (:attr:`pudlab.obfuscation.ReleaseKey.key_id`: reveals nothing
     of the key); None when not recorded."""
 
-    def to_dict(self) -> dict:
-        data: dict[str, Any] = {"sigma": self.sigma, "fraction": self.fraction, "clip": self.clip,
-                                "noise_seed": WITHHELD}
-        if self.key_id is not None:
-            data["key_id"] = self.key_id
-        return data
+    OMIT_NONE = ("key_id",)
+    DERIVED = ("noise_seed",)
+
+    @property
+    def noise_seed(self) -> str:
+        """Always :data:`WITHHELD`."""
+        return WITHHELD
 
     @classmethod
     def _parse(cls, fields: _Fields) -> NoiseClaim:
@@ -253,16 +245,13 @@ class NoiseClaim:
 
 
 @dataclass(frozen=True)
-class InitRecord:
+class InitRecord(Record):
     """The initial weights W_0: their file, the seed they were drawn with (None: from a file), their hash."""
 
     file: str
     seed: int | None
     weights_sha256: str
     """:func:`pudlab.io.weights_sha256` of W_0."""
-
-    def to_dict(self) -> dict:
-        return {"file": self.file, "seed": self.seed, "weights_sha256": self.weights_sha256}
 
     @classmethod
     def _parse(cls, fields: _Fields) -> InitRecord:
@@ -275,17 +264,13 @@ class InitRecord:
 
 
 @dataclass(frozen=True)
-class SharedRecord:
+class SharedRecord(Record):
     """The shared data O(T): sample and class counts, images ``x`` and labels ``y``."""
 
     num_samples: int
     num_classes: int
     x: ArrayRecord
     y: ArrayRecord
-
-    def to_dict(self) -> dict:
-        return {"num_samples": self.num_samples, "num_classes": self.num_classes, "x": self.x.to_dict(),
-                "y": self.y.to_dict()}
 
     @classmethod
     def _parse(cls, fields: _Fields, model: ModelConfig, limits: BundleLimits) -> SharedRecord:
@@ -298,7 +283,7 @@ class SharedRecord:
 
 
 @dataclass(frozen=True)
-class ScheduleRecord:
+class ScheduleRecord(Record):
     """Steps of the training, K, and the batch positions of every step (``batches.npy``)."""
 
     num_steps: int
@@ -306,9 +291,12 @@ class ScheduleRecord:
     checkpoint_every: int
     batches: ArrayRecord
 
-    def to_dict(self) -> dict:
-        return {"num_steps": self.num_steps, "steps_per_epoch": self.steps_per_epoch,
-                "checkpoint_every": self.checkpoint_every, "padding": PADDING, "batches": self.batches.to_dict()}
+    DERIVED = ("padding",)
+
+    @property
+    def padding(self) -> int:
+        """Always :data:`PADDING`."""
+        return PADDING
 
     @classmethod
     def _parse(cls, fields: _Fields, *, num_samples: int, training: TrainConfig,
@@ -328,7 +316,7 @@ class ScheduleRecord:
 
 # ----------------------------------------------------------------------------------- the manifest
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(Record):
     """The parsed, validated ``manifest.json`` (see the module docstring for the JSON)."""
 
     model: ModelConfig
@@ -353,30 +341,28 @@ class Manifest:
         value = self.environment.get("torch_threads")
         return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1024 else None
 
-    def to_dict(self) -> dict:
-        """The JSON object of ``manifest.json``."""
-        return {
-            "format": FORMAT,
-            "model": self.model.to_dict(),
-            "training": self.training.to_dict(),
-            "optimizer": dict(OPTIMIZER_RECORD),
-            "init": self.init.to_dict(),
-            "obfuscation": self.noise.to_dict(),
-            "shared": self.shared.to_dict(),
-            "schedule": self.schedule.to_dict(),
-            "checkpoints": [record.to_dict() for record in self.checkpoints],
-            "final_weights_sha256": self.final_weights_sha256,
-            "files": {name: record.to_dict() for name, record in self.files.items()},
-            "environment": self.environment,
-            "provenance": self.provenance,
-        }
+    RENAMED = {"noise": "obfuscation"}
+    DERIVED = ("format", "optimizer")
+
+    @property
+    def format(self) -> str:
+        """Always :data:`FORMAT`."""
+        return FORMAT
+
+    @property
+    def optimizer(self) -> dict[str, Any]:
+        """Always :data:`OPTIMIZER_RECORD`."""
+        return dict(OPTIMIZER_RECORD)
 
     @classmethod
-    def from_dict(cls, data: object, *, source: str = MANIFEST_FILE, limits: BundleLimits = DEFAULT_LIMITS) -> Manifest:
-        """Validate a decoded manifest; raise :class:`BundleError` naming ``source`` and the first bad field.
+    def from_dict(cls, data: object, *, where: str | None = None, limits: BundleLimits = DEFAULT_LIMITS) -> Self:
+        """Validate a decoded manifest; raise :class:`BundleError` naming ``where`` (the file, default
+        ``manifest.json``) and the first bad field. Not the generic reader of records: every value is
+        checked against the limits and the schedule before anything of the bundle is touched.
 
         Unknown top-level keys are ignored (as are unknown keys of the records), except in
         ``training``: an unknown hyper-parameter could change the training."""
+        source = MANIFEST_FILE if where is None else where
         top = _Fields(source, "", data)
         if top.get("format", object, expected=repr(FORMAT)) != FORMAT:
             raise top.fail("format", repr(FORMAT))

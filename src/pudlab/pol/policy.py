@@ -24,7 +24,7 @@ Initial weights (:func:`init_check`) are accepted when the verifier can tell the
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,13 +33,14 @@ from pudlab.errors import PudlabError
 from pudlab.io import weights_sha256
 from pudlab.model import initial_state
 from pudlab.pol.manifest import Manifest
+from pudlab.records import Record
 
 INIT_POLICIES = ("seeded", "seeded-or-ks", "any")
 """How unseeded initial weights are treated (see the module docstring)."""
 
 
 @dataclass(frozen=True)
-class Check:
+class Check(Record):
     """One claim check."""
 
     name: str
@@ -48,7 +49,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class VerifyPolicy:
+class VerifyPolicy(Record):
     """What a verifier accepts as claims, independent of any bundle."""
 
     max_lr: float = 1e-2
@@ -89,9 +90,6 @@ class VerifyPolicy:
             raise PudlabError(f"init policy must be one of {', '.join(INIT_POLICIES)}, got {self.init!r}")
         if not 0 < self.ks_alpha < 1:
             raise PudlabError(f"ks_alpha must be in (0, 1), got {self.ks_alpha}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def hyperparameter_checks(manifest: Manifest, policy: VerifyPolicy) -> list[Check]:

@@ -79,15 +79,3 @@ def replay_state(
         trainer.step(positions)
     return capture_state(trainer, start.step + len(batches))
 
-
-def replay_segment(
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    start: TrainingState,
-    data: LabeledImages,
-    batches: Sequence[np.ndarray],
-    *,
-    device: str | torch.device = "cpu",
-) -> dict[str, torch.Tensor]:
-    """Weights after running Adam from ``start`` over ``batches`` (see :func:`replay_state`)."""
-    return replay_state(model_config, train_config, start, data, batches, device=device).weights

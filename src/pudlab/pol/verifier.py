@@ -42,7 +42,8 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ from pudlab.pol.history import history_checks
 from pudlab.pol.manifest import DEFAULT_LIMITS, BundleLimits
 from pudlab.pol.policy import Check, VerifyPolicy, hyperparameter_checks, init_check
 from pudlab.pol.replay import replay_state
+from pudlab.records import Record
 from pudlab.seeding import derive_seed
 from pudlab.train.trainer import epoch_batches, torch_threads
 
@@ -128,7 +130,7 @@ class VerifyOptions:
 
 
 @dataclass
-class SegmentResult:
+class SegmentResult(Record):
     """One replayed segment."""
 
     index: int
@@ -153,6 +155,8 @@ class SegmentResult:
     step_ok: bool = True
     """Adam's replayed step count is the checkpoint's."""
 
+    DERIVED = ("passed", "failure", "update_ratio", "score")
+
     @property
     def update_ratio(self) -> float:
         """replayed update norm / claimed update norm (1 when both are 0)."""
@@ -160,6 +164,7 @@ class SegmentResult:
             return self.replay_update_norm / self.update_norm
         return 1.0 if self.replay_update_norm == 0 else math.inf
 
+    @property
     def failure(self) -> str | None:
         """What this segment fails to reproduce (None: it passes)."""
         if not (math.isfinite(self.distance) and self.distance <= self.threshold):
@@ -177,7 +182,7 @@ class SegmentResult:
 
     @property
     def passed(self) -> bool:
-        return self.failure() is None
+        return self.failure is None
 
     @property
     def score(self) -> float:
@@ -186,18 +191,17 @@ class SegmentResult:
             return self.distance / self.threshold
         return 0.0 if self.distance == 0 else math.inf
 
-    def to_dict(self) -> dict:
-        """JSON-ready; ``score`` is null when it is infinite (threshold 0, distance > 0)."""
-        data = asdict(self)
-        data["max_update_ratio"] = self.max_update_ratio if math.isfinite(self.max_update_ratio) else None
-        ratio = self.update_ratio
-        data.update(passed=self.passed, failure=self.failure(), update_ratio=ratio if math.isfinite(ratio) else None,
-                    score=self.score if math.isfinite(self.score) else None)
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the ratios and ``score`` are null when infinite (``score``: threshold 0, distance > 0)."""
+        data = super().to_dict()
+        for key in ("max_update_ratio", "update_ratio", "score"):
+            if not math.isfinite(data[key]):
+                data[key] = None
         return data
 
 
 @dataclass
-class Verdict:
+class Verdict(Record):
     """The verifier's answer: accepted or not, the one-line reason, and every number behind it."""
 
     accepted: bool
@@ -211,6 +215,21 @@ class Verdict:
     num_segments: int
     replay_threads: int | None
     seconds: float
+
+    DERIVED = ("kind", "verdict", "exit_code", "replayed_segments", "max_distance")
+
+    @property
+    def kind(self) -> str:
+        return "pudlab.pol_verdict"
+
+    @property
+    def verdict(self) -> str:
+        """``accept`` or ``reject``: how the JSON says :attr:`accepted`."""
+        return "accept" if self.accepted else "reject"
+
+    @property
+    def replayed_segments(self) -> int:
+        return len(self.segments)
 
     @property
     def exit_code(self) -> int:
@@ -235,24 +254,11 @@ class Verdict:
     def max_score(self) -> float:
         return max((s.score for s in self.segments), default=0.0)
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "pudlab.pol_verdict",
-            "verdict": "accept" if self.accepted else "reject",
-            "exit_code": self.exit_code,
-            "reason": self.reason,
-            "bundle": self.bundle,
-            "bundle_sha256": self.bundle_sha256,
-            "sigma": self.sigma,
-            "threshold_method": self.threshold_method,
-            "checks": [asdict(c) for c in self.checks],
-            "segments": [s.to_dict() for s in self.segments],
-            "num_segments": self.num_segments,
-            "replayed_segments": len(self.segments),
-            "max_distance": self.max_distance,
-            "replay_threads": self.replay_threads,
-            "seconds": self.seconds,
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict's JSON (``pudlab pol verify --json``): :attr:`accepted` is written as ``verdict``."""
+        data = super().to_dict()
+        del data["accepted"]
+        return data
 
 
 def select_segments(update_norms: Sequence[float], segment_epochs: Sequence[int], top_q: int) -> list[int]:
@@ -343,7 +349,6 @@ def _norm(tensors: dict[str, torch.Tensor]) -> float:
     return math.sqrt(sum(float((t.double() ** 2).sum()) for t in tensors.values()))
 
 
-# long: one replayed segment: replay, calibration replays, and the three thresholds
 def _replay_segment(bundle: ProofBundle, index: int, role: str, options: VerifyOptions,
                     calibration_sets: Sequence[LabeledImages], exact: bool) -> SegmentResult:
     manifest = bundle.manifest
@@ -436,7 +441,7 @@ def _reason(accepted: bool, failed: list[Check], segments: list[SegmentResult], 
         worst = max(bad, key=lambda s: (s.score if math.isfinite(s.distance) else math.inf))
         return (f"{len(bad)} of {len(segments)} replayed segments ({scope}) do not reproduce their checkpoint; "
                 f"worst: segment {worst.index} (steps {worst.start_step}-{worst.end_step}, epoch {worst.epoch}): "
-                f"{worst.failure()}")
+                f"{worst.failure}")
     largest = max(segments, key=lambda s: s.score, default=None)
     if largest is None:
         return "no segment to replay"

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import list_of, map_of, record_from_dict
 from pudlab.privacy.decline import DECLINE_SCHEMES, check_scheme, effective_sigma
+from pudlab.records import Record
 
 SENSITIVITY_KINDS = ("image", "pixel")
 """Per-sample L2 sensitivities the DP accounting reports (see :func:`l2_sensitivity`)."""
@@ -133,7 +132,7 @@ def multi_sigma_epsilon(sigmas: Sequence[float], *, sensitivity: float, delta: f
 
 
 @dataclass(frozen=True)
-class ComposedEpsilon:
+class ComposedEpsilon(Record):
     """epsilon(delta) after ``n`` disclosures, per disclosure scheme, and the zCDP bound for fresh noise."""
 
     n: int
@@ -142,16 +141,9 @@ class ComposedEpsilon:
     disjoint: float | None
     fresh_zcdp_bound: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "composition") -> ComposedEpsilon:
-        return record_from_dict(cls, data, where)
-
 
 @dataclass(frozen=True)
-class SensitivityAccounting:
+class SensitivityAccounting(Record):
     """The accounting at one per-sample L2 sensitivity."""
 
     sensitivity: float
@@ -163,31 +155,15 @@ class SensitivityAccounting:
     composition: list[ComposedEpsilon]
     """n = 1..N disclosures."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"sensitivity": self.sensitivity, "epsilon": self.epsilon, "epsilon_classic": self.epsilon_classic,
-                "classic_valid": self.classic_valid, "composition": [row.to_dict() for row in self.composition]}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "accounting") -> SensitivityAccounting:
-        return record_from_dict(cls, data, where, composition=list_of(ComposedEpsilon.from_dict))
-
 
 @dataclass(frozen=True)
-class DpAccounting:
+class DpAccounting(Record):
     """epsilon(delta) of one release and over n disclosures, per sensitivity kind."""
 
     delta: float
     mechanism: str
     neighbouring: str
     by_sensitivity: dict[str, SensitivityAccounting]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"delta": self.delta, "mechanism": self.mechanism, "neighbouring": self.neighbouring,
-                "by_sensitivity": {kind: row.to_dict() for kind, row in self.by_sensitivity.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "dp") -> DpAccounting:
-        return record_from_dict(cls, data, where, by_sensitivity=map_of(SensitivityAccounting.from_dict))
 
 
 def _composition(sigma: float, sensitivity: float, delta: float, releases: int) -> ComposedEpsilon:

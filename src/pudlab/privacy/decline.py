@@ -16,15 +16,14 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import record_from_dict
 from pudlab.privacy.linkage import linkage_rate
 from pudlab.privacy.similarity import psnr_per_sample
+from pudlab.records import Record
 from pudlab.seeding import derive_rng, derive_seed
 
 DECLINE_SCHEMES = ("fresh", "keyed", "disjoint")
@@ -82,7 +81,7 @@ def disclosure_seed(noise_seed: int, disclosure: int) -> int:
 
 
 @dataclass(frozen=True)
-class DeclineRow:
+class DeclineRow(Record):
     """What the averaging attacker recovers after ``n`` disclosures."""
 
     n: int
@@ -97,15 +96,7 @@ class DeclineRow:
     reidentified_fraction: float | None = None
     """linkage * exposed_fraction: the share of all samples re-identified so far."""
 
-    def to_dict(self) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
-        if self.linkage is None and self.reidentified_fraction is None:
-            del row["linkage"], row["reidentified_fraction"]
-        return row
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "decline row") -> DeclineRow:
-        return record_from_dict(cls, data, where)
+    OMIT_NONE = ("linkage", "reidentified_fraction")
 
 
 def averaging_attack(

@@ -6,22 +6,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import map_of, record_from_dict, require_mapping
 from pudlab.privacy.linkage import linkage_rate
 from pudlab.privacy.similarity import psnr_per_sample, ssim_per_sample
+from pudlab.records import Record
 
 DENOISERS = ("clip", "gaussian", "tv", "nlm")
 """Denoisers of the denoising attack."""
 
 
 @dataclass(frozen=True)
-class DenoiseGrid:
+class DenoiseGrid(Record):
     """Parameters the denoising attacker tries (it keeps the best by PSNR: an upper bound)."""
 
     gaussian_widths: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0)
@@ -34,20 +34,6 @@ class DenoiseGrid:
     """NLM patch side, pixels."""
     nlm_patch_distance: int = 6
     """NLM search radius, pixels."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "denoise") -> DenoiseGrid:
-        return record_from_dict(cls, data, where, gaussian_widths=_numbers, tv_weights=_numbers,
-                                nlm_strengths=_numbers)
-
-
-def _numbers(data: Any, *, where: str) -> tuple[float, ...]:
-    if not isinstance(data, list | tuple):
-        raise PudlabError(f"{where}: expected a list of numbers, got {type(data).__name__}")
-    return tuple(data)
 
 
 def denoise(images: np.ndarray, method: str, *, strength: float, sigma: float, grid: DenoiseGrid | None = None,
@@ -90,7 +76,7 @@ def _strengths(method: str, grid: DenoiseGrid) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True)
-class ImageScores:
+class ImageScores(Record):
     """Mean PSNR (dB) and SSIM of an estimate to the raw samples, and its linkage rate."""
 
     psnr: float
@@ -98,38 +84,22 @@ class ImageScores:
     linkage: float | None = None
     """None when the attack ran without a candidate pool."""
 
-    def to_dict(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"psnr": self.psnr, "ssim": self.ssim}
-        if self.linkage is not None:
-            row["linkage"] = self.linkage
-        return row
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "scores") -> ImageScores:
-        return record_from_dict(cls, data, where)
+    OMIT_NONE = ("linkage",)
 
 
 @dataclass(frozen=True)
-class DenoiserScores:
+class DenoiserScores(Record):
     """One denoiser at its best parameter (by mean PSNR)."""
 
     strength: float
     scores: ImageScores
+    """Written into this record's object (``{strength, psnr, ssim, linkage}``)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"strength": self.strength, **self.scores.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "method") -> DenoiserScores:
-        data = dict(require_mapping(data, where))
-        if "strength" not in data:
-            raise PudlabError(f"{where}: missing key(s) ['strength']")
-        strength = data.pop("strength")
-        return cls(strength, ImageScores.from_dict(data, where=where))
+    FLATTEN = ("scores",)
 
 
 @dataclass(frozen=True)
-class BestScores:
+class BestScores(Record):
     """Each metric's maximum over the release and the denoisers, and which one reached it."""
 
     psnr: float
@@ -139,19 +109,11 @@ class BestScores:
     linkage: float | None = None
     linkage_by: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        row = asdict(self)
-        if self.linkage is None and self.linkage_by is None:
-            del row["linkage"], row["linkage_by"]
-        return row
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "best") -> BestScores:
-        return record_from_dict(cls, data, where)
+    OMIT_NONE = ("linkage", "linkage_by")
 
 
 @dataclass(frozen=True)
-class DenoisingResult:
+class DenoisingResult(Record):
     """What :func:`denoising_attack` found."""
 
     samples: int
@@ -161,15 +123,6 @@ class DenoisingResult:
     """The undenoised release."""
     best: BestScores
     """The worst case for privacy, each metric separately."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "methods": {name: row.to_dict() for name, row in self.methods.items()},
-                "released": self.released.to_dict(), "best": self.best.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "denoising") -> DenoisingResult:
-        return record_from_dict(cls, data, where, methods=map_of(DenoiserScores.from_dict),
-                                released=ImageScores.from_dict, best=BestScores.from_dict)
 
 
 def _best_over(rows: Sequence[tuple[str, ImageScores]]) -> BestScores:

@@ -19,19 +19,18 @@ default one set per point serves every repeat (``fresh_shadows`` trains a set pe
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pudlab.data.dataset import LabeledImages, SourceDataset, split_train_eval
-from pudlab.errors import PudlabError
-from pudlab.privacy._records import record_from_dict
 from pudlab.privacy.accounting import analytic_gaussian_epsilon, l2_sensitivity
 from pudlab.privacy.dp_results import (
+    ComparisonConfig,
+    ComparisonDataset,
     ComparisonPoint,
     ComparisonReport,
     ReleaseLeak,
@@ -39,7 +38,6 @@ from pudlab.privacy.dp_results import (
     match_points,
 )
 from pudlab.privacy.dpsgd import (
-    ACCOUNTANTS,
     DpSgdConfig,
     DpSgdRecord,
     dpsgd_record,
@@ -51,75 +49,6 @@ from pudlab.privacy.lira import lira_attack, shadow_seed
 from pudlab.privacy.membership import membership_inference
 from pudlab.privacy.similarity import SimilaritySummary
 from pudlab.seeding import derive_rng, derive_seed
-
-
-@dataclass(frozen=True)
-class ComparisonConfig:
-    """The two grids and the shared recipe (defaults: the privacy report's attacked model)."""
-
-    sigmas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
-    """Release noise std of (a); 0 is the clean model (a control, epsilon infinite)."""
-    noise_multipliers: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
-    """DP-SGD noise multipliers of (b); 0 is clipping only (a control, epsilon infinite)."""
-    target_epsilons: tuple[float, ...] = ()
-    """More DP-SGD points, each at the noise multiplier that reaches this epsilon(delta)."""
-    max_grad_norm: float = 1.0
-    """DP-SGD per-sample clip bound C."""
-    accountant: str = "rdp"
-    repeats: int = 3
-    members: int = 1000
-    nonmembers: int = 500
-    epochs: int = 20
-    batch_size: int = 128
-    """Both methods; DP-SGD's sampling rate is batch_size / members."""
-    lr: float = 1e-3
-    widths: tuple[int, int, int] = (8, 16, 32)
-    hidden: int = 32
-    lira_shadows: int = 8
-    fresh_shadows: bool = False
-    """Train LiRA's shadows anew for every repeat (default: one set per point, shared by its repeats)."""
-    delta: float = 1e-5
-    pool_size: int = 5000
-    """Candidate pool of the release's linkage attack (the members' sources plus others)."""
-    clip: bool = False
-    """Release clipped to [0, 1]."""
-    seed: int = 0
-    split_seed: int = 0
-    eval_fraction: float = 0.1
-    accuracy_tolerance: float = 0.02
-    """Matched on accuracy when the means differ by at most this."""
-    leak_tolerance: float = 0.01
-    """Matched on LiRA TPR at 1 % FPR when the means differ by at most this."""
-
-    def __post_init__(self) -> None:
-        for name in ("sigmas", "noise_multipliers", "target_epsilons"):
-            values = tuple(float(v) for v in getattr(self, name))
-            object.__setattr__(self, name, values)
-            if any(not math.isfinite(v) or v < 0 for v in values):
-                raise PudlabError(f"compare-dp: {name} must be finite and >= 0, got {list(values)}")
-        object.__setattr__(self, "widths", tuple(int(v) for v in self.widths))
-        if any(v <= 0 for v in self.target_epsilons):
-            raise PudlabError(f"compare-dp: target epsilons must be > 0, got {list(self.target_epsilons)}")
-        if not self.sigmas or not (self.noise_multipliers or self.target_epsilons):
-            raise PudlabError("compare-dp: give at least one sigma and one noise multiplier or target epsilon")
-        for name in ("repeats", "members", "nonmembers", "epochs", "batch_size", "hidden", "pool_size"):
-            if getattr(self, name) < 1:
-                raise PudlabError(f"compare-dp: {name} must be >= 1, got {getattr(self, name)}")
-        if self.lira_shadows < 0 or self.lira_shadows % 2:
-            raise PudlabError(f"compare-dp: lira_shadows must be an even number >= 0, got {self.lira_shadows}")
-        if self.accountant not in ACCOUNTANTS:
-            raise PudlabError(f"compare-dp: accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
-        if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
-            raise PudlabError(f"compare-dp: max_grad_norm must be > 0, got {self.max_grad_norm}")
-        if not 0 < self.delta < 1 or not 0 < self.lr:
-            raise PudlabError(f"compare-dp: delta must be in (0, 1) and lr > 0, got {self.delta}, {self.lr}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "config") -> ComparisonConfig:
-        return record_from_dict(cls, data, where)
 
 
 @dataclass(frozen=True)
@@ -215,7 +144,6 @@ def _epsilons(method: str, parameter: float, config: ComparisonConfig,
     return record.epsilon, by_kind, record
 
 
-# long: one point end to end (repeats, shadows, attacks, timing) reads best in one piece
 def _point(method: str, parameter: float, config: ComparisonConfig, setting: _Setting, clean: list[Any],
            log: Callable[[str], None], target_epsilon: float | None = None) -> ComparisonPoint:
     from pudlab.metrics import model_distance
@@ -316,9 +244,9 @@ def compare_dp(source: SourceDataset, config: ComparisonConfig | None = None, *,
     points = [_point("obfuscation", sigma, config, setting, list(clean), say) for sigma in config.sigmas]
     points += [_point("dp-sgd", noise, config, setting, list(clean), say, target) for noise, target in grid]
     matches = match_points(points, accuracy_tolerance=config.accuracy_tolerance, leak_tolerance=config.leak_tolerance)
-    dataset = {"name": source.name, "description": source.description, "fingerprint": source.fingerprint,
-               "sample_shape": list(setting.members.sample_shape), "members": len(setting.members),
-               "nonmembers": len(setting.nonmembers), "eval_size": len(setting.eval_set)}
+    dataset = ComparisonDataset(source.name, source.description, source.fingerprint,
+                                tuple(setting.members.sample_shape), len(setting.members), len(setting.nonmembers),
+                                len(setting.eval_set))
     notes = [
         "Formal epsilons protect different things: a release's epsilon (replace-one, per image or per pixel) "
         "covers the published data; DP-SGD's (add/remove, the accountant's) covers only the trained model.",
@@ -329,7 +257,7 @@ def compare_dp(source: SourceDataset, config: ComparisonConfig | None = None, *,
         notes.append("LiRA's shadows are trained once per point and shared by its repeats.")
     env = environment(torch.device(device))
     env.update(opacus=require_opacus().__version__, dp_sgd_memory_format="contiguous_format")
-    return ComparisonReport(__version__, dataset, config.to_dict(), env, points, floors, matches,
+    return ComparisonReport(__version__, dataset, config, env, points, floors, matches,
                             time.perf_counter() - started, notes, label_prior_auc(setting.members, setting.nonmembers))
 
 

@@ -1,6 +1,7 @@
 """The records of ``pudlab compare-dp`` (obfuscation next to DP-SGD), their summaries over repeats and
-the matched-points table; ``to_dict``/``from_dict`` are the JSON on disk (``dp_comparison.json``,
-an infinite epsilon stored as null and read back as None).
+the matched-points table. Each inherits :class:`~pudlab.records.Record`: ``to_dict`` / ``from_dict`` are
+the JSON on disk (``dp_comparison.json``, an infinite epsilon stored as null and read back as None),
+read back checked (an unknown, missing or mistyped key names the file and where it is).
 
 Bands are the range (min..max) over repeats. A matched pair claims a winner only when the two ranges
 of the compared metric do not overlap; with 3 repeats that is a plain, stated rule, not a test.
@@ -9,48 +10,40 @@ of the compared metric do not overlap; with 3 repeats that is a plain, stated ru
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 import numpy as np
 
-from pudlab.errors import SpecError
-from pudlab.privacy._records import list_of, optional, plain_dict, record_from_dict, require_mapping
-from pudlab.privacy.dpsgd import DpSgdRecord
+from pudlab.errors import PudlabError, SpecError
+from pudlab.privacy.dpsgd import ACCOUNTANTS, DpSgdRecord
 from pudlab.privacy.linkage import LinkageSummary
 from pudlab.privacy.lira import LiraResult
 from pudlab.privacy.similarity import SimilaritySummary
+from pudlab.records import Record, record_from_dict
 
 COMPARISON_KIND = "pudlab.dp_comparison"
 """The ``kind`` of a comparison's JSON."""
 METHODS = ("obfuscation", "dp-sgd")
 METRICS = ("accuracy", "loss_auc", "loss_tpr_at_1pct", "lira_auc", "lira_tpr_at_0_1pct", "lira_tpr_at_1pct",
            "distance_to_clean", "release_linkage", "release_psnr")
-"""What :func:`point_summary` summarizes (LiRA: the stronger of offline and online, per repeat)."""
+"""What :attr:`ComparisonPoint.summary` summarizes (LiRA: the stronger of offline and online, per repeat)."""
 LEAK_METRIC = "lira_tpr_at_1pct"
 """The empirical leak the matched table and the main figure use (TPR at 0.1 % FPR is below one
 non-member with 500 of them: reported, too noisy to match on)."""
 
 
 @dataclass(frozen=True)
-class ReleaseLeak:
+class ReleaseLeak(Record):
     """What the obfuscated release itself gives away (DP-SGD publishes no release)."""
 
     similarity: SimilaritySummary
     linkage: LinkageSummary
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"similarity": self.similarity.to_dict(), "linkage": self.linkage.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "release") -> ReleaseLeak:
-        return record_from_dict(cls, data, where, similarity=SimilaritySummary.from_dict,
-                                linkage=LinkageSummary.from_dict)
-
 
 @dataclass(frozen=True)
-class RepeatResult:
+class RepeatResult(Record):
     """One trained model of one point: its utility and the attacks on it."""
 
     repeat: int
@@ -82,20 +75,9 @@ class RepeatResult:
         }
         return values[name]
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["lira"] = None if self.lira is None else self.lira.to_dict()
-        data["release"] = None if self.release is None else self.release.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "repeat") -> RepeatResult:
-        return record_from_dict(cls, data, where, lira=optional(LiraResult.from_dict),
-                                release=optional(ReleaseLeak.from_dict))
-
 
 @dataclass(frozen=True)
-class Band:
+class Band(Record):
     """A metric over repeats: mean, sample std, and the range (the band drawn and compared)."""
 
     mean: float
@@ -106,6 +88,7 @@ class Band:
 
     @classmethod
     def of(cls, values: Sequence[float | None]) -> Band | None:
+        """The band of the finite ``values`` (None and NaN left out); None when none is finite."""
         finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
         if len(finite) == 0:
             return None
@@ -113,14 +96,12 @@ class Band:
         return cls(float(finite.mean()), std, float(finite.min()), float(finite.max()), len(finite))
 
     def overlaps(self, other: Band) -> bool:
+        """Whether the two ranges share a value."""
         return self.low <= other.high and other.low <= self.high
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class ComparisonPoint:
+class ComparisonPoint(Record):
     """One grid point of one method (a sigma, or a noise multiplier), over its repeats."""
 
     method: str
@@ -141,34 +122,27 @@ class ComparisonPoint:
     target_epsilon: float | None = None
     """The target the noise multiplier was solved for, when the grid was given as target epsilons."""
 
+    DERIVED = ("label", "summary")
+
     @property
     def label(self) -> str:
+        """``obfuscation sigma 0.5``, ``dp-sgd noise 1 (target eps 2.5)``: the point in tables and pairs."""
         name = "sigma" if self.method == "obfuscation" else "noise"
         target = f" (target eps {self.target_epsilon:g})" if self.target_epsilon is not None else ""
         return f"{self.method} {name} {self.parameter:g}{target}"
 
     def band(self, metric: str) -> Band | None:
+        """``metric`` (one of :data:`METRICS`) over the repeats."""
         return Band.of([run.metric(metric) for run in self.repeats])
 
-    def summary(self) -> dict[str, dict[str, Any] | None]:
-        """Per metric of :data:`METRICS`, its :class:`Band` as a dict (None where it does not apply)."""
-        return {name: (band.to_dict() if (band := self.band(name)) is not None else None) for name in METRICS}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "parameter": self.parameter, "control": self.control, "label": self.label,
-                "epsilon": self.epsilon, "epsilons": dict(self.epsilons),
-                "dp_sgd": None if self.dp_sgd is None else self.dp_sgd.to_dict(), "target_epsilon": self.target_epsilon,
-                "repeats": [run.to_dict() for run in self.repeats], "summary": self.summary(), "seconds": self.seconds}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "point") -> ComparisonPoint:
-        data = {key: value for key, value in require_mapping(data, where).items() if key not in ("label", "summary")}
-        return record_from_dict(cls, data, where, epsilons=plain_dict, repeats=list_of(RepeatResult.from_dict),
-                                dp_sgd=optional(DpSgdRecord.from_dict))
+    @property
+    def summary(self) -> dict[str, Band | None]:
+        """Per metric of :data:`METRICS`, its :class:`Band` (None where it does not apply)."""
+        return {name: self.band(name) for name in METRICS}
 
 
 @dataclass(frozen=True)
-class MatchedPair:
+class MatchedPair(Record):
     """An obfuscation point and the DP-SGD point closest to it on one metric, compared on another."""
 
     matched_on: str
@@ -178,17 +152,10 @@ class MatchedPair:
     matched_values: tuple[float, float]
     """The two means of ``matched_on`` (obfuscation, DP-SGD)."""
     compared: str
-    obfuscation_band: dict[str, Any]
-    dp_sgd_band: dict[str, Any]
+    obfuscation_band: Band
+    """The obfuscation point's band of ``compared``."""
+    dp_sgd_band: Band
     verdict: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "matched_values": list(self.matched_values)}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "match") -> MatchedPair:
-        pair = record_from_dict(cls, data, where)
-        return cls(**{**asdict(pair), "matched_values": tuple(pair.matched_values)})
 
 
 def _verdict(compared: str, obfuscation: Band, dp_sgd: Band) -> str:
@@ -223,19 +190,94 @@ def match_points(points: Sequence[ComparisonPoint], *, accuracy_tolerance: float
             if theirs_compared is None:
                 continue
             pairs.append(MatchedPair(matched_on, point.label, other.label, (mine.mean, theirs.mean), compared,
-                                     mine_compared.to_dict(), theirs_compared.to_dict(),
+                                     mine_compared, theirs_compared,
                                      _verdict(compared, mine_compared, theirs_compared)))
     return pairs
 
 
 @dataclass(frozen=True)
-class ComparisonReport:
+class ComparisonConfig(Record):
+    """The two grids and the shared recipe (defaults: the privacy report's attacked model)."""
+
+    sigmas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
+    """Release noise std of (a); 0 is the clean model (a control, epsilon infinite)."""
+    noise_multipliers: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    """DP-SGD noise multipliers of (b); 0 is clipping only (a control, epsilon infinite)."""
+    target_epsilons: tuple[float, ...] = ()
+    """More DP-SGD points, each at the noise multiplier that reaches this epsilon(delta)."""
+    max_grad_norm: float = 1.0
+    """DP-SGD per-sample clip bound C."""
+    accountant: str = "rdp"
+    repeats: int = 3
+    members: int = 1000
+    nonmembers: int = 500
+    epochs: int = 20
+    batch_size: int = 128
+    """Both methods; DP-SGD's sampling rate is batch_size / members."""
+    lr: float = 1e-3
+    widths: tuple[int, int, int] = (8, 16, 32)
+    hidden: int = 32
+    lira_shadows: int = 8
+    fresh_shadows: bool = False
+    """Train LiRA's shadows anew for every repeat (default: one set per point, shared by its repeats)."""
+    delta: float = 1e-5
+    pool_size: int = 5000
+    """Candidate pool of the release's linkage attack (the members' sources plus others)."""
+    clip: bool = False
+    """Release clipped to [0, 1]."""
+    seed: int = 0
+    split_seed: int = 0
+    eval_fraction: float = 0.1
+    accuracy_tolerance: float = 0.02
+    """Matched on accuracy when the means differ by at most this."""
+    leak_tolerance: float = 0.01
+    """Matched on LiRA TPR at 1 % FPR when the means differ by at most this."""
+
+    def __post_init__(self) -> None:
+        for name in ("sigmas", "noise_multipliers", "target_epsilons"):
+            values = tuple(float(v) for v in getattr(self, name))
+            object.__setattr__(self, name, values)
+            if any(not math.isfinite(v) or v < 0 for v in values):
+                raise PudlabError(f"compare-dp: {name} must be finite and >= 0, got {list(values)}")
+        object.__setattr__(self, "widths", tuple(int(v) for v in self.widths))
+        if any(v <= 0 for v in self.target_epsilons):
+            raise PudlabError(f"compare-dp: target epsilons must be > 0, got {list(self.target_epsilons)}")
+        if not self.sigmas or not (self.noise_multipliers or self.target_epsilons):
+            raise PudlabError("compare-dp: give at least one sigma and one noise multiplier or target epsilon")
+        for name in ("repeats", "members", "nonmembers", "epochs", "batch_size", "hidden", "pool_size"):
+            if getattr(self, name) < 1:
+                raise PudlabError(f"compare-dp: {name} must be >= 1, got {getattr(self, name)}")
+        if self.lira_shadows < 0 or self.lira_shadows % 2:
+            raise PudlabError(f"compare-dp: lira_shadows must be an even number >= 0, got {self.lira_shadows}")
+        if self.accountant not in ACCOUNTANTS:
+            raise PudlabError(f"compare-dp: accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+        if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise PudlabError(f"compare-dp: max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if not 0 < self.delta < 1 or not 0 < self.lr:
+            raise PudlabError(f"compare-dp: delta must be in (0, 1) and lr > 0, got {self.delta}, {self.lr}")
+
+
+@dataclass(frozen=True)
+class ComparisonDataset(Record):
+    """The dataset a comparison ran on, and the sizes of its attack sets."""
+
+    name: str
+    description: str
+    fingerprint: str
+    sample_shape: tuple[int, ...]
+    members: int
+    nonmembers: int
+    eval_size: int
+    """Images in T_e (accuracy is measured on all of them)."""
+
+
+@dataclass(frozen=True)
+class ComparisonReport(Record):
     """What :func:`pudlab.privacy.dp_comparison.compare_dp` returns."""
 
     version: str
-    dataset: dict[str, Any]
-    config: dict[str, Any]
-    """The :class:`~pudlab.privacy.dp_comparison.ComparisonConfig` as a dict."""
+    dataset: ComparisonDataset
+    config: ComparisonConfig
     environment: dict[str, Any]
     points: list[ComparisonPoint]
     distance_floor: list[float]
@@ -254,30 +296,27 @@ class ComparisonReport:
     torch_threads: int | None = None
     """Set by ``pudlab compare-dp``."""
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {"kind": COMPARISON_KIND, "version": self.version, "dataset": dict(self.dataset),
-                "config": dict(self.config), "environment": dict(self.environment),
-                "points": [point.to_dict() for point in self.points], "distance_floor": list(self.distance_floor),
-                "matches": [pair.to_dict() for pair in self.matches], "wall_seconds": self.wall_seconds,
-                "notes": list(self.notes)}
-        for key in ("label_prior_auc", "command_wall_seconds", "torch_threads"):
-            if getattr(self, key) is not None:
-                data[key] = getattr(self, key)
-        return data
+    OMIT_NONE = ("label_prior_auc", "command_wall_seconds", "torch_threads")
+    DERIVED = ("kind",)
+
+    @property
+    def kind(self) -> str:
+        """The JSON's ``kind``: :data:`COMPARISON_KIND`."""
+        return COMPARISON_KIND
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "comparison") -> ComparisonReport:
-        """Read :meth:`to_dict`'s output back; errors name ``source`` and the key."""
-        if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
+    def from_dict(cls, data: object, *, where: str | None = None) -> Self:
+        """Read :meth:`to_dict`'s output (e.g. a ``dp_comparison.json``) back; errors name ``where`` (the
+        file) and the key (``dp_comparison.json: points[0].repeats[1].accuracy``)."""
+        source = "comparison" if where is None else where
+        if not isinstance(data, Mapping) or data.get("kind") != COMPARISON_KIND:
             raise SpecError(f"{source}: not a pudlab DP comparison (expected kind '{COMPARISON_KIND}')")
-        fields = {key: value for key, value in data.items() if key != "kind"}
-        return record_from_dict(cls, fields, source, prefix=f"{source}: ", dataset=plain_dict, config=plain_dict,
-                                environment=plain_dict, points=list_of(ComparisonPoint.from_dict),
-                                matches=list_of(MatchedPair.from_dict))
+        return record_from_dict(cls, data, source, prefix=f"{source}: ")
 
     def method_points(self, method: str) -> list[ComparisonPoint]:
+        """The points of one of :data:`METHODS`, in grid order."""
         return [point for point in self.points if point.method == method]
 
 
-__all__ = ["COMPARISON_KIND", "LEAK_METRIC", "METHODS", "METRICS", "Band", "ComparisonPoint", "ComparisonReport",
-           "MatchedPair", "ReleaseLeak", "RepeatResult", "match_points"]
+__all__ = ["COMPARISON_KIND", "LEAK_METRIC", "METHODS", "METRICS", "Band", "ComparisonConfig", "ComparisonDataset",
+           "ComparisonPoint", "ComparisonReport", "MatchedPair", "ReleaseLeak", "RepeatResult", "match_points"]

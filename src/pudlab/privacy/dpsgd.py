@@ -26,14 +26,14 @@ import functools
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import record_from_dict
+from pudlab.records import Record
 from pudlab.seeding import derive_rng, derive_seed
 
 ACCOUNTANTS = ("rdp", "prv")
@@ -56,7 +56,7 @@ def require_opacus() -> Any:
 
 
 @dataclass(frozen=True)
-class DpSgdConfig:
+class DpSgdConfig(Record):
     """The privacy side of one DP-SGD training (the rest is the :class:`TrainConfig`)."""
 
     noise_multiplier: float = 1.0
@@ -88,13 +88,6 @@ class DpSgdConfig:
             raise PudlabError(f"DP-SGD: accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
         if not 0 < self.delta < 1:
             raise PudlabError(f"DP-SGD: delta must be in (0, 1), got {self.delta}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "dp_sgd") -> DpSgdConfig:
-        return record_from_dict(cls, data, where)
 
 
 def dpsgd_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float,
@@ -178,7 +171,7 @@ def resolved_sample_rate(dp: DpSgdConfig, num_samples: int, batch_size: int) -> 
 
 
 @dataclass(frozen=True)
-class DpSgdRecord:
+class DpSgdRecord(Record):
     """What one DP-SGD training spent, and how it was accounted."""
 
     noise_multiplier: float
@@ -195,13 +188,6 @@ class DpSgdRecord:
     """Upper bound under replace-one neighbours (:func:`replace_one_epsilon`), same conventions."""
     noise_seed: int
     secure_mode: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "dp_sgd") -> DpSgdRecord:
-        return record_from_dict(cls, data, where)
 
 
 @functools.lru_cache(maxsize=256)

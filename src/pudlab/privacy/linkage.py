@@ -6,14 +6,13 @@ is the Bayes-optimal guess.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import record_from_dict
 from pudlab.privacy.similarity import flatten_samples
+from pudlab.records import Record
 
 
 def nearest_indices(queries: np.ndarray, pool: np.ndarray, *, chunk_size: int = 256) -> np.ndarray:
@@ -62,7 +61,7 @@ def linkage_rate(queries: np.ndarray, query_ids: np.ndarray, pool: np.ndarray, p
 
 
 @dataclass(frozen=True)
-class LinkageSummary:
+class LinkageSummary(Record):
     """The linkage attack on one release."""
 
     rate: float
@@ -72,13 +71,6 @@ class LinkageSummary:
     pool_size: int
     samples: int
     """Released samples attacked."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "linkage") -> LinkageSummary:
-        return record_from_dict(cls, data, where)
 
 
 __all__ = ["LinkageSummary", "linkage_hits", "linkage_rate", "nearest_indices"]

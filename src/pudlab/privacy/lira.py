@@ -19,19 +19,19 @@ With few shadows the per-target variance is unreliable; as the paper advises, a 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import record_from_dict
+from pudlab.records import Record
 from pudlab.seeding import derive_rng, derive_seed
 
 
 @dataclass(frozen=True)
-class LiraResult:
+class LiraResult(Record):
     """LiRA's scores: AUC and TPR at low FPR, offline and online."""
 
     shadows: int
@@ -51,13 +51,6 @@ class LiraResult:
     def auc(self) -> float:
         """The stronger of the two variants' AUC."""
         return max(self.offline_auc, self.online_auc)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "lira") -> LiraResult:
-        return record_from_dict(cls, data, where)
 
 
 def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -111,7 +104,6 @@ def _phi(model: Any, data: LabeledImages, device: str) -> np.ndarray:
     return logit_confidence(logits, data.labels)
 
 
-# long: trains the shadows and scores both variants in one pass (kept together for the timing)
 def lira_attack(target_model: Any, members: LabeledImages, nonmembers: LabeledImages, *, train_shadow: Any,
                 shadows: int = 8, seed: int = 0, device: str = "cpu", global_variance: bool | None = None) -> LiraResult:
     """LiRA against ``target_model`` (a torch module) on ``members`` (positives) vs ``nonmembers``.
@@ -152,4 +144,27 @@ def shadow_seed(seed: int, index: int) -> int:
     return derive_seed(seed, "lira-shadow", index)
 
 
-__all__ = ["LiraResult", "balanced_membership", "lira_attack", "lira_scores", "logit_confidence", "shadow_seed"]
+def lira_at(target: Any, members: LabeledImages, nonmembers: LabeledImages, *, sigma: float, model_config: Any,
+            train_config: Any, shadows: int, seed: int, clip: bool, device: str = "cpu") -> LiraResult:
+    """LiRA with ``shadows`` shadow models trained as the target was (same architecture and schedule,
+    on O(half the targets; sigma) with the attacker's own noise): the privacy report's LiRA at one sigma."""
+    import dataclasses
+
+    from pudlab.model import build_model, initial_state
+    from pudlab.obfuscation import obfuscate
+    from pudlab.train.trainer import train_model
+
+    def train_shadow(data: LabeledImages, index: int) -> Any:
+        own = shadow_seed(seed, index)
+        noisy = obfuscate(data, sigma=sigma, seed=derive_seed(own, "noise"), clip=clip)
+        schedule = dataclasses.replace(train_config, shuffle_seed=derive_seed(own, "shuffle"))
+        result = train_model(noisy, None, model_config, initial_state(model_config, init_seed=derive_seed(own, "init")),
+                             schedule, device=device)
+        return build_model(model_config, result.weights).to(device)
+
+    return lira_attack(target, members, nonmembers, train_shadow=train_shadow, shadows=shadows, seed=seed,
+                       device=device)
+
+
+__all__ = ["LiraResult", "balanced_membership", "lira_at", "lira_attack", "lira_scores", "logit_confidence",
+           "shadow_seed"]

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import record_from_dict, require_mapping
+from pudlab.records import Record
 
 
 @dataclass(frozen=True)
-class MembershipResult:
+class MembershipResult(Record):
     """A loss-threshold membership-inference attack's scores."""
 
     auc: float
@@ -31,13 +31,6 @@ class MembershipResult:
     """Mean cross-entropy on the members."""
     nonmember_loss: float
     """Mean cross-entropy on the non-members."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "membership") -> MembershipResult:
-        return record_from_dict(cls, data, where)
 
 
 def loss_threshold_attack(member_losses: np.ndarray, nonmember_losses: np.ndarray, *,
@@ -84,27 +77,18 @@ def membership_inference(model: Any, members: LabeledImages, nonmembers: Labeled
 
 
 @dataclass(frozen=True)
-class MembershipAudit:
+class MembershipAudit(Record):
     """The membership attack on a model trained on a release, with that model's own numbers."""
 
     attack: MembershipResult
+    """Written into this record's object (``{auc, ..., eval_accuracy, ...}``)."""
     eval_accuracy: float
     """The attacked model's accuracy on T_e."""
     train_seconds: float
     members_seen_as: str
     """How the members reached the model and how they were attacked."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.attack.to_dict(), "eval_accuracy": self.eval_accuracy, "train_seconds": self.train_seconds,
-                "members_seen_as": self.members_seen_as}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "membership") -> MembershipAudit:
-        data = require_mapping(data, where)
-        attack_keys = {item.name for item in fields(MembershipResult)}
-        attack = MembershipResult.from_dict({k: v for k, v in data.items() if k in attack_keys}, where=where)
-        rest = {k: v for k, v in data.items() if k not in attack_keys}
-        return record_from_dict(cls, {**rest, "attack": attack}, where)
+    FLATTEN = ("attack",)
 
 
 __all__ = ["MembershipAudit", "MembershipResult", "loss_threshold_attack", "membership_inference",

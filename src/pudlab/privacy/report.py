@@ -12,31 +12,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Self
 
 import numpy as np
 
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
 from pudlab.errors import PudlabError, SpecError
-from pudlab.privacy._records import (
-    list_of,
-    map_of,
-    optional,
-    plain_dict,
-    record_from_dict,
-    require_mapping,
-)
 from pudlab.privacy.accounting import DpAccounting, dp_accounting
 from pudlab.privacy.decline import DECLINE_SCHEMES, DeclineRow, averaging_attack
 from pudlab.privacy.denoising import DenoiseGrid, DenoisingResult, denoising_attack
-from pudlab.privacy.extended import LearnedDenoising, learned_attacks, lira_at
-from pudlab.privacy.learned import LearnedDenoiserConfig
+from pudlab.privacy.learned import LearnedDenoiserConfig, LearnedDenoising, learned_attacks
 from pudlab.privacy.linkage import LinkageSummary, linkage_rate
-from pudlab.privacy.lira import LiraResult
+from pudlab.privacy.lira import LiraResult, lira_at
 from pudlab.privacy.membership import MembershipAudit, membership_inference
 from pudlab.privacy.similarity import SimilaritySummary
 from pudlab.privacy.threats import ATTACK_NEEDS, THREAT_MODELS
+from pudlab.records import Record, record_from_dict, require_mapping
 from pudlab.seeding import derive_rng, derive_seed
 
 REPORT_KIND = "pudlab.privacy_report"
@@ -44,7 +36,7 @@ REPORT_KIND = "pudlab.privacy_report"
 
 
 @dataclass(frozen=True)
-class PrivacyConfig:
+class PrivacyConfig(Record):
     """What ``pudlab privacy`` measures and how much of it (defaults fit ~1 min on 2 CPU cores)."""
 
     queries: int = 500
@@ -112,21 +104,9 @@ class PrivacyConfig:
         if not 0 < self.delta < 1:
             raise PudlabError(f"privacy config: delta must be in (0, 1), got {self.delta}")
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["denoise"] = self.denoise.to_dict()
-        data["learned_denoiser"] = self.learned_denoiser.to_dict()
-        data["mia_widths"] = list(self.mia_widths)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "config") -> PrivacyConfig:
-        return record_from_dict(cls, data, where, denoise=DenoiseGrid.from_dict,
-                                learned_denoiser=LearnedDenoiserConfig.from_dict)
-
 
 @dataclass(frozen=True)
-class PudPrivacyInputs:
+class PudPrivacyInputs(Record):
     """The attack results :func:`pudlab.pud.scores.privacy_score` turns into Privacy (the P axis);
     :func:`pudlab.privacy.threats.metrics_for` picks those a threat model allows."""
 
@@ -159,19 +139,16 @@ class PudPrivacyInputs:
                    labels.accuracy if labels else None, labels.chance if labels else None,
                    lira.auc if lira is not None else None)
 
-    def to_dict(self) -> dict[str, float | None]:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "pud_privacy") -> PudPrivacyInputs:
-        inputs = record_from_dict(cls, data, where)
+    def from_dict(cls, data: object, *, where: str | None = None) -> Self:
+        inputs = super().from_dict(data, where=where)
         if inputs.release_ssim is None:  # a report from before threat models: its best SSIM was classical
-            inputs = cls(**{**asdict(inputs), "release_ssim": inputs.best_ssim})
+            inputs = replace(inputs, release_ssim=inputs.best_ssim)
         return inputs
 
 
 @dataclass(frozen=True)
-class SigmaPrivacy:
+class SigmaPrivacy(Record):
     """Every attack's result at one sigma."""
 
     sigma: float
@@ -191,37 +168,17 @@ class SigmaPrivacy:
     lira: LiraResult | None = None
     """LiRA; None when off."""
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "sigma": self.sigma, "similarity": self.similarity.to_dict(), "linkage": self.linkage.to_dict(),
-            "denoising": self.denoising.to_dict(),
-            "decline": {scheme: [row.to_dict() for row in rows] for scheme, rows in self.decline.items()},
-            "dp": self.dp.to_dict(),
-        }
-        if self.membership is not None:
-            data["membership"] = self.membership.to_dict()
-        for key in ("learned", "lira"):
-            if getattr(self, key) is not None:
-                data[key] = getattr(self, key).to_dict()
-        data["threat_models"] = {"attacks": dict(ATTACK_NEEDS),
-                                 "models": {name: model.to_dict() for name, model in THREAT_MODELS.items()}}
-        data["pud_privacy"] = self.pud_privacy.to_dict()
-        data["seconds"] = dict(self.seconds)
-        return data
+    OMIT_NONE = ("membership", "learned", "lira")
+    DERIVED = ("threat_models",)
 
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "entry") -> SigmaPrivacy:
-        data = {key: value for key, value in require_mapping(data, where).items() if key != "threat_models"}
-        return record_from_dict(
-            cls, data, where, similarity=SimilaritySummary.from_dict, linkage=LinkageSummary.from_dict,
-            denoising=DenoisingResult.from_dict, decline=map_of(list_of(DeclineRow.from_dict)),
-            dp=DpAccounting.from_dict, membership=optional(MembershipAudit.from_dict),
-            pud_privacy=PudPrivacyInputs.from_dict, seconds=plain_dict,
-            learned=optional(LearnedDenoising.from_dict), lira=optional(LiraResult.from_dict))
+    @property
+    def threat_models(self) -> dict[str, Any]:
+        """Every attack's needs and the threat models (written with each entry, for its reader)."""
+        return {"attacks": dict(ATTACK_NEEDS), "models": dict(THREAT_MODELS)}
 
 
 @dataclass(frozen=True)
-class DatasetSummary:
+class DatasetSummary(Record):
     """The attacked dataset, as the report names it."""
 
     name: str
@@ -232,16 +189,9 @@ class DatasetSummary:
     """Size of T_t (the released split)."""
     eval_size: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "sample_shape": list(self.sample_shape)}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "dataset") -> DatasetSummary:
-        return record_from_dict(cls, data, where)
-
 
 @dataclass(frozen=True)
-class PrivacyReport:
+class PrivacyReport(Record):
     """What :func:`privacy_report` returns: the configuration, the environment, one entry per sigma."""
 
     version: str
@@ -257,28 +207,21 @@ class PrivacyReport:
     torch_threads: int | None = None
     """Set by ``pudlab privacy``."""
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {"kind": REPORT_KIND, "version": self.version, "dataset": self.dataset.to_dict(),
-                "config": self.config.to_dict(), "environment": dict(self.environment),
-                "sigmas": [entry.to_dict() for entry in self.entries], "wall_seconds": self.wall_seconds}
-        for key in ("command_wall_seconds", "torch_threads"):
-            if getattr(self, key) is not None:
-                data[key] = getattr(self, key)
-        return data
+    RENAMED = {"entries": "sigmas"}
+    OMIT_NONE = ("command_wall_seconds", "torch_threads")
+    DERIVED = ("kind",)
+
+    @property
+    def kind(self) -> str:
+        """The JSON's ``kind``: :data:`REPORT_KIND`."""
+        return REPORT_KIND
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "privacy report") -> PrivacyReport:
-        """Read :meth:`to_dict`'s output (e.g. a ``privacy.json``) back; errors name ``source`` and the key."""
-        data = check_report_kind(data, source)
-
-        def read_entries(entries: list, *, where: str) -> list[SigmaPrivacy]:
-            return [SigmaPrivacy.from_dict(entry, where=f"{source}: sigmas[{index}]")
-                    for index, entry in enumerate(entries)]
-
-        fields = {key: value for key, value in data.items() if key not in ("kind", "sigmas")}
-        return record_from_dict(cls, {**fields, "entries": data["sigmas"]}, source, prefix=f"{source}: ",
-                                entries=read_entries, dataset=DatasetSummary.from_dict,
-                                config=PrivacyConfig.from_dict, environment=plain_dict)
+    def from_dict(cls, data: object, *, where: str | None = None) -> Self:
+        """Read :meth:`to_dict`'s output (e.g. a ``privacy.json``) back; errors name ``where`` (the file)
+        and the key (``privacy.json: sigmas[0].dp.delta``)."""
+        source = "privacy report" if where is None else where
+        return record_from_dict(cls, check_report_kind(data, source), source, prefix=f"{source}: ")
 
 
 def check_report_kind(data: Any, source: str) -> Mapping[str, Any]:

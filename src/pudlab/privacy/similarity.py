@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from pudlab.errors import PudlabError
-from pudlab.privacy._records import record_from_dict
+from pudlab.records import Record
 
 PSNR_CAP_DB = 100.0
 """PSNR of an exact copy (MSE 0) is infinite; per-sample PSNR is capped here so means stay finite."""
@@ -71,7 +70,7 @@ def ssim_per_sample(reference: np.ndarray, estimate: np.ndarray, *, data_range: 
 
 
 @dataclass(frozen=True)
-class SimilaritySummary:
+class SimilaritySummary(Record):
     """PSNR (dB) and SSIM of the released samples to their sources: mean, median, std."""
 
     psnr_mean: float
@@ -89,13 +88,6 @@ class SimilaritySummary:
         ssim = ssim_per_sample(reference, released, data_range=data_range)
         return cls(float(psnr.mean()), float(np.median(psnr)), float(psnr.std()), float(ssim.mean()),
                    float(np.median(ssim)), float(ssim.std()), len(reference))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "similarity") -> SimilaritySummary:
-        return record_from_dict(cls, data, where)
 
 
 __all__ = ["PSNR_CAP_DB", "SimilaritySummary", "flatten_samples", "psnr_per_sample", "ssim_per_sample"]

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pudlab.errors import SpecError
+from pudlab.records import Record
 
 HOLDINGS = ("release", "public", "raw_pool", "model")
 """What an attacker can hold, in the order the threat models add them."""
 
 
 @dataclass(frozen=True)
-class ThreatModel:
+class ThreatModel(Record):
     """A named attacker: what it holds."""
 
     name: str
@@ -36,9 +37,6 @@ class ThreatModel:
     def allows(self, attack: str) -> bool:
         """Whether an attacker of this model can run ``attack`` (a key of :data:`ATTACK_NEEDS`)."""
         return ATTACK_NEEDS[attack] in self.holds
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "holds": list(self.holds), "description": self.description}
 
 
 THREAT_MODELS: dict[str, ThreatModel] = {

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from pudlab.errors import SpecError
+from pudlab.records import Record
 
 AXES = ("privacy", "utility", "distinguishability")
 """The three vertices, in the order P, U, D."""
@@ -151,7 +152,7 @@ def privacy_score(metrics: float | Mapping[str, Any], *, combine: str = "min",
 
 # ---------------------------------------------------------------------------------------- points
 @dataclass(frozen=True)
-class PudPoint:
+class PudPoint(Record):
     """Privacy, Utility, Distinguishability at one sigma, each in [0, 1] (1 = more of it)."""
 
     sigma: float
@@ -165,19 +166,6 @@ class PudPoint:
         if axis not in AXES:
             raise SpecError(f"unknown PUD axis {axis!r}; expected one of {', '.join(AXES)}")
         return float(getattr(self, axis))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sigma": self.sigma, "privacy": self.privacy, "utility": self.utility,
-                "distinguishability": self.distinguishability, "raw": dict(self.raw)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PudPoint:
-        """Read :meth:`to_dict`'s output back (e.g. a point of ``pud.json``)."""
-        try:
-            return cls(data["sigma"], data["privacy"], data["utility"], data["distinguishability"],
-                       dict(data.get("raw", {})))
-        except (KeyError, TypeError) as exc:
-            raise SpecError(f"PUD point {data!r}: expected sigma, privacy, utility, distinguishability") from exc
 
 
 def _lookup(by_sigma: Mapping[float, Any] | Sequence[Any], sigma: float, index: int, what: str) -> Any:

@@ -81,7 +81,7 @@ def stored_privacy(store: Store, dataset: str, sigmas: list[float], *, data_dir:
     path = privacy_path(store, dataset)
     if path.exists():
         try:
-            report = PrivacyReport.from_dict(read_json(path), source=str(path))
+            report = PrivacyReport.from_dict(read_json(path), where=str(path))
         except PudlabError:
             report = None
         if report is not None and sorted(entry.sigma for entry in report.entries) == sorted(sigmas):
@@ -96,7 +96,7 @@ def stored_privacy(store: Store, dataset: str, sigmas: list[float], *, data_dir:
         raise StoreError(f"{dataset}: its files changed since the sweep (fingerprint differs)")
     data = replace_non_finite(privacy_report(source, sigmas, progress=progress).to_dict())
     write_json(path, data)
-    return PrivacyReport.from_dict(data, source=str(path))
+    return PrivacyReport.from_dict(data, where=str(path))
 
 
 __all__ = ["EXPERIMENT", "privacy_path", "pud_inputs", "store_datasets", "stored_privacy"]

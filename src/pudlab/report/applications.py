@@ -73,7 +73,7 @@ def privacy_blocks(store: Store, figure_dir: Path | None = None, base: Path | No
                             "nearest raw sample, the best denoiser, membership inference against a model trained "
                             "on the release, and the Gaussian-mechanism epsilon (docs/privacy.md).")]
     for path in reports:
-        report = PrivacyReport.from_dict(json.loads(path.read_text()), source=str(path))
+        report = PrivacyReport.from_dict(json.loads(path.read_text()), where=str(path))
         rows, decline = [], []
         for entry in report.entries:
             best = entry.denoising.best
@@ -113,7 +113,8 @@ def pud_blocks(store: Store, base: Path | None = None) -> list[Block]:
     blocks = [Block("heading", "PUD triangle (pudlab pud)")]
     for path in results:
         result = json.loads(path.read_text())
-        points = [PudPoint.from_dict(point) for point in result["points"]]
+        points = [PudPoint.from_dict(point, where=f"{path}: points[{index}]")
+                  for index, point in enumerate(result["points"])]
         blocks.append(Block("heading", f"PUD of {path.parent.name}", 3))
         for recommendation in result.get("recommendations", []):
             message = recommendation.get("message", "")

@@ -63,8 +63,8 @@ def leak_figure(report: ComparisonReport) -> Any:
     _draw_leak(axes[1], report, "lira_tpr_at_0_1pct", 0.001)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False)
-    repeats = report.config.get("repeats")
-    figure.suptitle(f"Utility vs empirical privacy: {report.dataset.get('description', '')} ({repeats} repeats; "
+    repeats = report.config.repeats
+    figure.suptitle(f"Utility vs empirical privacy: {report.dataset.description} ({repeats} repeats; "
                     "boxes: min..max over repeats; hollow: controls σ=0, z=0)", fontsize=9)
     return figure
 
@@ -92,7 +92,7 @@ def epsilon_figure(report: ComparisonReport) -> Any:
     if clean and clean[0] is not None:
         axis.axhline(clean[0].mean, color="0.4", linestyle=":", linewidth=0.8, label="clean model (σ=0, ε=∞)")
     axis.set_xscale("log")
-    axis.set_xlabel(f"formal ε at δ = {report.config.get('delta', 1e-5):g} (log scale)")
+    axis.set_xlabel(f"formal ε at δ = {report.config.delta:g} (log scale)")
     axis.set_ylabel("accuracy on T_e")
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
@@ -146,8 +146,8 @@ def comparison_markdown(report: ComparisonReport) -> str:
         first, second = pair.obfuscation_band, pair.dp_sgd_band
         lines.append(f"| {pair.matched_on} | {pair.obfuscation} | {pair.dp_sgd} | "
                      f"{pair.matched_values[0]:.3f} / {pair.matched_values[1]:.3f} | {pair.compared} | "
-                     f"{first['mean']:.3f} [{first['low']:.3f}, {first['high']:.3f}] | "
-                     f"{second['mean']:.3f} [{second['low']:.3f}, {second['high']:.3f}] | {pair.verdict} |")
+                     f"{first.mean:.3f} [{first.low:.3f}, {first.high:.3f}] | "
+                     f"{second.mean:.3f} [{second.low:.3f}, {second.high:.3f}] | {pair.verdict} |")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 VERDICT_CSS = {"reproduced": "ok", "not reproduced": "bad", "inconclusive": "unsure", "not evaluated": "muted"}
 
@@ -35,6 +36,30 @@ class Block:
     notes: list[str] = field(default_factory=list)
 
 
+def _table(block: Block) -> tuple[list[str], list[list[object]]]:
+    """``(header, rows)`` of a table block."""
+    content = block.content
+    if not (isinstance(content, tuple) and len(content) == 2):
+        raise TypeError(f"a {block.kind} block holds (header, rows), got {type(content).__name__}")
+    header, rows = content
+    return list(header), [list(row) for row in rows]
+
+
+def _items(block: Block) -> list[Any]:
+    """The list a figures / glossary / details block holds."""
+    if not isinstance(block.content, list):
+        raise TypeError(f"a {block.kind} block holds a list, got {type(block.content).__name__}")
+    return block.content
+
+
+def _children(block: Block) -> list[Block]:
+    """The blocks a details block folds."""
+    children = _items(block)
+    if not all(isinstance(child, Block) for child in children):
+        raise TypeError("a details block holds a list of blocks")
+    return children
+
+
 def fmt(value: object) -> str:
     """One number format for the whole report: 3 significant decimals, thousands separated.
 
@@ -52,7 +77,7 @@ def fmt(value: object) -> str:
             return "–"
         if math.isinf(value):
             return "∞" if value > 0 else "-∞"
-        magnitude = abs(value)
+        magnitude = abs(float(f"{value:.3g}"))  # after rounding: 99.96 is 100, not 100.0
         if magnitude == 0:
             return "0"
         if magnitude >= 1000:
@@ -105,15 +130,15 @@ def render_markdown(blocks: list[Block]) -> str:
         elif block.kind == "code":
             lines += ["```", str(block.content), "```", ""]
         elif block.kind == "table":
-            header, rows = block.content  # type: ignore[misc]
-            lines += _md_table(header, rows)
+            lines += _md_table(*_table(block))
         elif block.kind == "glossary":
-            lines += _md_table(["symbol", "meaning"], [list(item) for item in block.content])  # type: ignore[union-attr]
+            lines += _md_table(["symbol", "meaning"], [list(item) for item in _items(block)])
         elif block.kind == "figures":
-            for path, title, caption in block.content:  # type: ignore[union-attr]
+            for path, title, caption in _items(block):
                 lines += [f"![{title}]({path})", "", f"*{title}.* {caption}", ""]
         elif block.kind == "details":
-            lines += [f"<details><summary>{block.title}</summary>", "", render_markdown(block.content), "</details>", ""]  # type: ignore[arg-type]
+            lines += [f"<details><summary>{block.title}</summary>", "", render_markdown(_children(block)), "</details>",
+                      ""]
     return "\n".join(lines)
 
 
@@ -180,13 +205,13 @@ def _html_blocks(blocks: list[Block], root: Path) -> list[str]:
         elif block.kind == "code":
             parts.append(f"<pre>{html.escape(str(block.content))}</pre>")
         elif block.kind == "table":
-            header, rows = block.content  # type: ignore[misc]
+            header, rows = _table(block)
             parts.append(_html_table(header, rows, block.css))
         elif block.kind == "glossary":
-            parts.append(_html_table(["symbol", "meaning"], [list(i) for i in block.content], "glossary"))  # type: ignore[union-attr]
+            parts.append(_html_table(["symbol", "meaning"], [list(i) for i in _items(block)], "glossary"))
         elif block.kind == "figures":
             figures = []
-            for path, title, caption in block.content:  # type: ignore[union-attr]
+            for path, title, caption in _items(block):
                 raw = (root / path).read_bytes()
                 data = base64.b64encode(raw).decode()
                 css = " class='wide'" if _aspect(raw) > WIDE_ASPECT else ""
@@ -194,7 +219,7 @@ def _html_blocks(blocks: list[Block], root: Path) -> list[str]:
                                f"<figcaption><b>{html.escape(title)}.</b> {html.escape(caption)}</figcaption></figure>")
             parts.append("<div class='grid'>" + "\n".join(figures) + "</div>")
         elif block.kind == "details":
-            inner = "\n".join(_html_blocks(block.content, root))  # type: ignore[arg-type]
+            inner = "\n".join(_html_blocks(_children(block), root))
             parts.append(f"<details><summary>{html.escape(block.title)}</summary>{inner}</details>")
     return parts
 

@@ -6,7 +6,7 @@ import json
 import time
 from collections import defaultdict
 
-from pudlab.experiments.export import claim_summary, claim_verdict
+from pudlab.experiments.claims import claim_summary, claim_verdict
 from pudlab.experiments.series import series_table
 from pudlab.experiments.spec import parse_experiment
 from pudlab.experiments.store import Store
@@ -114,9 +114,12 @@ def layer_table(table: dict[str, dict]) -> tuple[list[str], list[list]]:
         for x in sorted({x for entry in by_layer.values() for x in entry["x"]}):
             cells = []
             for layer in layers:
-                entry = by_layer.get(layer)
-                index = entry["x"].index(x) if entry and x in entry["x"] else None
-                cells.append("–" if index is None else mean_std(entry["mean"][index], entry["std"][index]))
+                found = by_layer.get(layer)
+                if found is None or x not in found["x"]:
+                    cells.append("–")
+                    continue
+                index = found["x"].index(x)
+                cells.append(mean_std(found["mean"][index], found["std"][index]))
             rows.append([base, f"{x:g}", *cells])
     return ["series", "sigma", *layers], rows
 

@@ -26,6 +26,7 @@ data stays on the device.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from pudlab.model import CONV_NAMES, ModelConfig, build_model, check_state
 from pudlab.train.trainer import (
     Checkpointing,
     EpochRecord,
+    StepHook,
     TrainConfig,
     TrainResult,
     as_model_input,
@@ -51,7 +53,7 @@ from pudlab.train.trainer import (
     numerics,
     prepare_model,
     resolve_device,
-    restore_rng,
+    resume,
 )
 
 
@@ -177,13 +179,12 @@ class EnsembleTrainer:
                               f"give {sorted(steps)} at batch size {batch}")
         self.channels_last = self.mode == "fused"
         options: dict = {"lr": self.config.lr, "betas": self.config.adam_betas, "eps": self.config.adam_eps}
+        self.model: EnsembleMCnn | nn.ModuleList
         if self.mode == "fused":
-            self.model: nn.Module = EnsembleMCnn(model_config, members)
+            fused = EnsembleMCnn(model_config, members)
             for member, state in enumerate(initial_weights):
-                self.model.load_member(member, state)
-            self.model.to(self.device)
-            if self.channels_last:
-                self.model.to(memory_format=torch.channels_last)
+                fused.load_member(member, state)
+            self.model = prepare_model(fused, self.device)
             if self.device.type == "cuda":
                 options["fused"] = True
         else:
@@ -213,17 +214,17 @@ class EnsembleTrainer:
         """
         with numerics(self.device, self.config.precision):
             self.optimizer.zero_grad(set_to_none=True)
-            if self.mode == "fused":
-                losses = self._fused_losses(positions)
+            if isinstance(self.model, EnsembleMCnn):
+                losses = self._fused_losses(self.model, positions)
             else:
-                losses = self._exact_losses(positions)
+                losses = self._exact_losses(self.model, positions)
             losses.sum().backward()
             self.optimizer.step()
         return losses.detach()
 
-    def _exact_losses(self, positions: Sequence[np.ndarray | None]) -> torch.Tensor:
+    def _exact_losses(self, modules: nn.ModuleList, positions: Sequence[np.ndarray | None]) -> torch.Tensor:
         losses = []
-        for member, module in enumerate(self.model):
+        for member, module in enumerate(modules):
             batch = positions[member]
             if batch is None or len(batch) == 0:
                 losses.append(torch.zeros((), device=self.device))
@@ -234,17 +235,17 @@ class EnsembleTrainer:
             losses.append(F.cross_entropy(logits.float(), self.member_labels[member][index]))
         return torch.stack(losses)
 
-    def _fused_losses(self, positions: Sequence[np.ndarray | None]) -> torch.Tensor:
-        lengths = [0 if batch is None else len(batch) for batch in positions]
-        if min(lengths) == 0:
+    def _fused_losses(self, model: EnsembleMCnn, positions: Sequence[np.ndarray | None]) -> torch.Tensor:
+        batches = [np.asarray(batch, dtype=np.int64) for batch in positions if batch is not None and len(batch) > 0]
+        if len(batches) != len(positions):
             raise PudlabError("a fused ensemble steps every member at every step")
+        lengths = [len(batch) for batch in batches]
         longest = max(lengths)
-        padded = np.stack([np.pad(np.asarray(batch, dtype=np.int64), (0, longest - len(batch)), mode="edge")
-                           for batch in positions])
+        padded = np.stack([np.pad(batch, (0, longest - len(batch)), mode="edge") for batch in batches])
         index = torch.from_numpy(padded).to(self.device, non_blocking=True)
         images, labels = self.images[self.member_index, index], self.labels[self.member_index, index]
         with autocast(self.device, self.config.precision):
-            logits = self.model(to_grouped_input(images, self.channels_last))
+            logits = model(to_grouped_input(images, self.channels_last))
         per_sample = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                      reduction="none").view(self.members, longest)
         if min(lengths) == longest:
@@ -254,20 +255,28 @@ class EnsembleTrainer:
         mask = torch.arange(longest, device=self.device)[None, :] < counts[:, None]
         return (per_sample * mask).sum(dim=1) / counts
 
-    def run_epoch(self, epoch: int) -> list[float]:
-        """One pass, each member in its own recorded order; returns the members' mean batch losses."""
+    def run_epoch(self, epoch: int, *, start_step: int = 0, total: torch.Tensor | None = None,
+                  after_step: StepHook | None = None) -> list[float]:
+        """One pass, each member in its own recorded order; returns the members' mean batch losses.
+
+        A member whose epoch is over sits the remaining steps out. A resumed epoch starts at
+        ``start_step`` and adds to ``total``, the (K,) running losses saved with it;
+        ``after_step(steps_done, total)`` runs after every step (checkpoints).
+        """
         self.model.train()
         orders = [epoch_batches(size, self.config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch)
                   for size, config in zip(self.sizes, self.configs, strict=True)]
-        total = torch.zeros(self.members, device=self.device)
-        for step in range(max(len(order) for order in orders)):
-            total += self.step([order[step] if step < len(order) else None for order in orders])
-        return [float(value) / max(len(order), 1) for value, order in zip(total.cpu(), orders, strict=True)]
+        running = torch.zeros(self.members, device=self.device) if total is None else total
+        for step in range(start_step, max(len(order) for order in orders)):
+            running += self.step([order[step] if step < len(order) else None for order in orders])
+            if after_step is not None:
+                after_step(step + 1, running)
+        return [float(value) / max(len(order), 1) for value, order in zip(running.cpu(), orders, strict=True)]
 
     @torch.no_grad()
     def evaluate(self, eval_set: LabeledImages, *, batch_size: int = 1000) -> list[tuple[float, float]]:
         """(mean cross-entropy, accuracy) of every member on ``eval_set``."""
-        if self.mode == "exact":
+        if isinstance(self.model, nn.ModuleList):
             return [evaluate(module, eval_set, device=self.device, precision=self.config.precision,
                              batch_size=batch_size) for module in self.model]
         self.model.eval()
@@ -289,9 +298,17 @@ class EnsembleTrainer:
 
     def member_weights(self, member: int) -> dict[str, torch.Tensor]:
         """Member ``member``'s trainable weights in the single-model layout (CPU float32)."""
-        if self.mode == "fused":
+        if isinstance(self.model, EnsembleMCnn):
             return self.model.member_state(member)
         return {name: p.detach().to("cpu", torch.float32).clone() for name, p in self.model[member].named_parameters()}
+
+    def state_dict(self) -> dict:
+        """Models and optimizer state (to resume exactly)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 def activation_elements(config: ModelConfig) -> int:
@@ -333,7 +350,6 @@ def max_members(config: ModelConfig, train_size: int, batch_size: int, device: s
 MemberCallback = Callable[[int, int, EnsembleTrainer, EpochRecord], None]
 
 
-# long: the resumable lockstep loop (checkpoint restore, epochs, steps, saves) reads best in one piece
 def train_ensemble(
     train_sets: Sequence[LabeledImages],
     eval_set: LabeledImages | None,
@@ -355,34 +371,23 @@ def train_ensemble(
     if isinstance(initial_weights, dict):
         initial_weights = [initial_weights] * len(train_sets)
     trainer = EnsembleTrainer(model_config, initial_weights, train_sets, configs, device=device, mode=mode)
+    start = resume(trainer, checkpoint)
     histories: list[list[EpochRecord]] = [[] for _ in range(trainer.members)]
-    start_epoch, start_step, total, elapsed = 0, 0, None, 0.0
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        trainer.model.load_state_dict(saved["trainer"]["model"])
-        trainer.optimizer.load_state_dict(saved["trainer"]["optimizer"])
-        histories = [[EpochRecord(**record) for record in member] for member in saved["history"]]
-        start_epoch, start_step, elapsed = int(saved["epoch"]), int(saved["step"]), float(saved["seconds"])
-        total = saved["total"].to(trainer.device)
-        restore_rng(saved)
-    started = time.perf_counter() - elapsed
-    for epoch in range(start_epoch, trainer.config.epochs):
+    if start.history:  # resumed: the members' histories as saved
+        histories = [[EpochRecord(**record) for record in member] for member in start.history]
+    started = time.perf_counter() - start.seconds
+
+    def state(epoch: int, steps: int, total: torch.Tensor) -> dict:
+        """What a checkpoint after ``steps`` lockstep steps of ``epoch`` holds."""
+        return {"epoch": epoch, "step": steps, "total": total.cpu(), "trainer": trainer.state_dict(),
+                "history": [[r.to_dict() for r in member] for member in histories],
+                "seconds": time.perf_counter() - started}
+
+    for epoch in range(start.epoch, trainer.config.epochs):
         epoch_start = time.perf_counter()
-        trainer.model.train()
-        orders = [epoch_batches(size, trainer.config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch)
-                  for size, config in zip(trainer.sizes, trainer.configs, strict=True)]
-        if total is None:
-            total = torch.zeros(trainer.members, device=trainer.device)
-        for step in range(start_step, max(len(order) for order in orders)):
-            total += trainer.step([order[step] if step < len(order) else None for order in orders])
-            if checkpoint is not None:
-                checkpoint.after_step(lambda: {
-                    "epoch": epoch, "step": step + 1, "total": total.cpu(),
-                    "trainer": {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()},
-                    "history": [[r.to_dict() for r in member] for member in histories],
-                    "seconds": time.perf_counter() - started})
-        train_losses = [float(value) / max(len(order), 1) for value, order in zip(total.cpu(), orders, strict=True)]
-        start_step, total = 0, None
+        after_step = checkpoint.step_hook(functools.partial(state, epoch)) if checkpoint is not None else None
+        first_step, total = start.within(epoch)
+        train_losses = trainer.run_epoch(epoch, start_step=first_step, total=total, after_step=after_step)
         evaluations = trainer.evaluate(eval_set) if eval_set is not None else [(None, None)] * trainer.members
         seconds = time.perf_counter() - epoch_start
         for member in range(trainer.members):

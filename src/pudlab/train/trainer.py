@@ -10,12 +10,14 @@ smaller (Keras semantics, no sample dropped).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -39,9 +41,13 @@ def as_model_input(images: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=MEMORY_FORMAT)
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def prepare_model(model: ModuleT, device: torch.device) -> ModuleT:
     """``model`` on ``device`` in the trainers' memory format."""
-    return model.to(device).to(memory_format=MEMORY_FORMAT)
+    # torch documents Module.to(memory_format=...) (keyword only) but its typed overloads leave it out
+    return model.to(device).to(memory_format=MEMORY_FORMAT)  # type: ignore[call-overload]
 
 
 def default_batch_size(sample_shape: tuple[int, int, int]) -> int:
@@ -252,14 +258,21 @@ class Trainer:
             self.optimizer.step()
         return loss.detach()
 
-    def run_epoch(self, epoch: int) -> float:
-        """One pass in the recorded order of ``epoch``; returns the mean batch loss."""
+    def run_epoch(self, epoch: int, *, start_step: int = 0, total: torch.Tensor | None = None,
+                  after_step: StepHook | None = None) -> float:
+        """One pass in the recorded order of ``epoch``; returns the mean batch loss.
+
+        A resumed epoch starts at ``start_step`` and adds to ``total``, the running loss saved with
+        it. ``after_step(steps_done, total)`` runs after every step (checkpoints).
+        """
         self.model.train()
         batches = epoch_batches(len(self), self.config.batch_size, shuffle_seed=self.config.shuffle_seed, epoch=epoch)
-        total = torch.zeros((), device=self.device)
-        for positions in batches:
-            total += self.step(positions)
-        return float(total) / max(len(batches), 1)
+        running = torch.zeros((), device=self.device) if total is None else total
+        for index in range(start_step, len(batches)):
+            running += self.step(batches[index])
+            if after_step is not None:
+                after_step(index + 1, running)
+        return float(running) / max(len(batches), 1)
 
     def evaluate(self, eval_set: LabeledImages, *, batch_size: int = 1000) -> tuple[float, float]:
         """(mean cross-entropy, top-1 accuracy) on ``eval_set``."""
@@ -306,6 +319,8 @@ def evaluate(
 
 
 EpochCallback = Callable[[int, "Trainer", EpochRecord], None]
+StepHook = Callable[[int, torch.Tensor], None]
+"""Runs after every step of an epoch with the steps done so far and the epoch's running loss."""
 CHECKPOINT_FORMAT = "pudlab.checkpoint/1"
 
 
@@ -385,13 +400,57 @@ class Checkpointing:
         if time.monotonic() - self._last >= self.interval():
             self.save(state())
 
+    def step_hook(self, state: Callable[[int, torch.Tensor], dict]) -> StepHook:
+        """An ``after_step`` for :meth:`Trainer.run_epoch`: ``state(steps_done, total)`` is what a save writes."""
+        return lambda steps, total: self.after_step(functools.partial(state, steps, total))
+
 
 def restore_rng(state: dict) -> None:
+    """Put torch's RNG back where a checkpoint found it."""
     if isinstance(state.get("torch_rng"), torch.Tensor):
         torch.set_rng_state(state["torch_rng"])
 
 
-# long: the resumable loop (checkpoint restore, epochs, steps, saves) reads best in one piece
+class Resumable(Protocol):
+    """A trainer whose full state a checkpoint holds (:class:`Trainer`, the ensemble trainer)."""
+
+    device: torch.device
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class LoopStart:
+    """Where a training loop starts: a fresh start, or the point a checkpoint was saved at."""
+
+    epoch: int = 0
+    step: int = 0
+    """Steps of ``epoch`` already done."""
+    total: torch.Tensor | None = None
+    """Running loss of ``epoch`` so far (None: a fresh epoch)."""
+    seconds: float = 0.0
+    """Training time already spent."""
+    history: list[Any] = field(default_factory=list)
+    """The saved history (``EpochRecord.to_dict`` form), as the loop's state function wrote it."""
+
+    def within(self, epoch: int) -> tuple[int, torch.Tensor | None]:
+        """(first step, running loss) of ``epoch``: the saved point in the resumed epoch, else (0, None)."""
+        return (self.step, self.total) if epoch == self.epoch else (0, None)
+
+
+def resume(trainer: Resumable, checkpoint: Checkpointing | None) -> LoopStart:
+    """Load ``checkpoint``'s saved state into ``trainer`` and torch's RNG; where the loop goes on from."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        return LoopStart()
+    trainer.load_state_dict(saved["trainer"])
+    restore_rng(saved)
+    return LoopStart(int(saved["epoch"]), int(saved["step"]), saved["total"].to(trainer.device),
+                     float(saved["seconds"]), list(saved["history"]))
+
+
 def train_model(
     train_set: LabeledImages,
     eval_set: LabeledImages | None,
@@ -412,32 +471,21 @@ def train_model(
     if len(train_set) == 0:
         raise PudlabError("the training set is empty")
     trainer = Trainer(model_config, initial_weights, train_set, config, device=device)
-    history: list[EpochRecord] = []
-    start_epoch, start_step, total, elapsed = 0, 0, None, 0.0
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        trainer.load_state_dict(saved["trainer"])
-        history = [EpochRecord(**record) for record in saved["history"]]
-        start_epoch, start_step, elapsed = int(saved["epoch"]), int(saved["step"]), float(saved["seconds"])
-        total = saved["total"].to(trainer.device)
-        restore_rng(saved)
-    started = time.perf_counter() - elapsed
-    epochs = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    start = resume(trainer, checkpoint)
+    history = [EpochRecord(**record) for record in start.history]
+    started = time.perf_counter() - start.seconds
+
+    def state(epoch: int, steps: int, total: torch.Tensor) -> dict:
+        """What a checkpoint after ``steps`` steps of ``epoch`` holds."""
+        return {"epoch": epoch, "step": steps, "total": total.cpu(), "trainer": trainer.state_dict(),
+                "history": [r.to_dict() for r in history], "seconds": time.perf_counter() - started}
+
+    epochs = tqdm(range(start.epoch, config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in epochs:
         epoch_start = time.perf_counter()
-        trainer.model.train()
-        batches = epoch_batches(len(trainer), config.batch_size, shuffle_seed=config.shuffle_seed, epoch=epoch)
-        if total is None:
-            total = torch.zeros((), device=trainer.device)
-        for index in range(start_step, len(batches)):
-            total += trainer.step(batches[index])
-            if checkpoint is not None:
-                checkpoint.after_step(lambda: {"epoch": epoch, "step": index + 1, "total": total.cpu(),
-                                               "trainer": trainer.state_dict(),
-                                               "history": [r.to_dict() for r in history],
-                                               "seconds": time.perf_counter() - started})
-        train_loss = float(total) / max(len(batches), 1)
-        start_step, total = 0, None
+        after_step = checkpoint.step_hook(functools.partial(state, epoch)) if checkpoint is not None else None
+        first_step, total = start.within(epoch)
+        train_loss = trainer.run_epoch(epoch, start_step=first_step, total=total, after_step=after_step)
         eval_loss, eval_accuracy = trainer.evaluate(eval_set) if eval_set is not None else (None, None)
         record = EpochRecord(epoch + 1, train_loss, eval_loss, eval_accuracy, time.perf_counter() - epoch_start)
         history.append(record)

@@ -1,30 +1,18 @@
-"""The report of a federated-learning simulation: a markdown section and its figures.
+"""The report of a federated-learning simulation: ``STORE/report.md``, the same as a self-contained
+``STORE/report.html`` (figures embedded), and the figures (:mod:`pudlab.report.fl_figures`).
 
 Reads a store (:class:`pudlab.fl.store.SimulationStore`: ``spec.json`` and every defence's round
-records) and writes ``STORE/report.md``, the same as a self-contained ``STORE/report.html``
-(figures embedded) and, under ``STORE/figures/``, PNG + SVG of:
-
-* ``fl_accuracy``: global accuracy on T_e per round, one line per defence, the same attack;
-* ``fl_detection``: per defence and per client role, the fraction of submissions kept out of the
-  aggregate (rejected by PoL or dropped by Multi-Krum): high for cheaters, low for honest clients
-  is what a defence should show;
-* ``fl_pud``: the PUD trade-off of the clients' sigma: Privacy (PSNR of O(T) against T),
-  Utility (accuracy of a model the challenger trains on the obfuscated data it received, against
-  the same data clean and the baseline) and Distinguishability (every challenge's largest
-  replay distance / threshold, honest against each cheating role; > 1 rejects).
-
-The numbers come from :mod:`pudlab.fl.summary`.
+records): the setup and clients, the global accuracy per defence, detection per client role and PoL
+challenge, and the PUD trade-off at the clients' sigma. The numbers come from :mod:`pudlab.fl.summary`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from pudlab.fl.records import ChallengerUtility, RoundRecord
+from pudlab.fl.records import RoundRecord
 from pudlab.fl.store import SimulationStore
 from pudlab.fl.summary import (
     DetectionSummary,
@@ -34,11 +22,7 @@ from pudlab.fl.summary import (
     pol_challenge_scores,
 )
 from pudlab.io import write_bytes_atomic
-from pudlab.report.figures import plt, save_figure
-
-DEFENCE_LABELS = {"none": "no defence (FedAvg)", "multikrum": "Multi-Krum", "pol": "PoL challenges",
-                  "both": "PoL + Multi-Krum"}
-DEFENCE_COLOURS = {"none": "tab:red", "multikrum": "tab:orange", "pol": "tab:blue", "both": "tab:green"}
+from pudlab.report.fl_figures import defence_label, draw_fl_figures, roles_seen
 
 
 def load_store(store: str | Path) -> tuple[dict, dict[str, list[RoundRecord]]]:
@@ -56,104 +40,6 @@ def _display_number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _roles(summaries: Mapping[str, DetectionSummary]) -> list[str]:
-    """Every role seen, honest first."""
-    return sorted({role for s in summaries.values() for role in s.excluded}, key=lambda r: (r != "honest", r))
-
-
-def _label(defence: str) -> str:
-    return DEFENCE_LABELS.get(defence, defence)
-
-
-# ------------------------------------------------------------------------------------ figures
-def _save_both(draw: Callable[[], plt.Figure], path: Path) -> list[Path]:
-    """PNG and SVG of the figure ``draw()`` makes, each through :func:`pudlab.report.figures.save_figure`."""
-    return [save_figure(draw(), path.with_suffix(suffix)) for suffix in (".png", ".svg")]
-
-
-def accuracy_figure(results: Mapping[str, Sequence[RoundRecord]], path: Path, *, title: str) -> list[Path]:
-    """Global accuracy on T_e per round, one line per defence."""
-
-    def draw() -> plt.Figure:
-        figure, axis = plt.subplots(figsize=(6.4, 4.0))
-        for defence, records in results.items():
-            axis.plot([r.round for r in records], [r.accuracy for r in records], marker="o", markersize=3,
-                      label=_label(defence), color=DEFENCE_COLOURS.get(defence))
-        axis.set_xlabel("round")
-        axis.set_ylabel("global accuracy on T_e")
-        axis.set_ylim(0, 1)
-        axis.grid(alpha=0.3)
-        axis.legend(loc="lower right", fontsize=8)
-        axis.set_title(title, fontsize=10)
-        return figure
-
-    return _save_both(draw, path)
-
-
-def detection_figure(summaries: Mapping[str, DetectionSummary], path: Path) -> list[Path]:
-    """Per role and defence: the fraction of submissions kept out of the aggregate."""
-    roles = _roles(summaries)
-    defences = list(summaries)
-
-    def draw() -> plt.Figure:
-        figure, axis = plt.subplots(figsize=(max(6.4, 1.1 * len(roles) + 2), 3.8))
-        width = 0.8 / max(len(defences), 1)
-        for index, defence in enumerate(defences):
-            values = [summaries[defence].excluded.get(role, np.nan) for role in roles]
-            axis.bar(np.arange(len(roles)) + (index - (len(defences) - 1) / 2) * width, values, width,
-                     label=_label(defence), color=DEFENCE_COLOURS.get(defence))
-        axis.set_xticks(np.arange(len(roles)), roles)
-        axis.set_ylabel("fraction of submissions\nkept out of the aggregate")
-        axis.set_ylim(0, 1.05)
-        axis.grid(axis="y", alpha=0.3)
-        axis.legend(fontsize=8, loc="upper left")
-        axis.set_title("Detection: honest clients should stay in, cheaters out", fontsize=10)
-        return figure
-
-    return _save_both(draw, path)
-
-
-def pud_figure(utility: ChallengerUtility | None, scores: Mapping[str, Sequence[float]], path: Path) -> list[Path]:
-    """Utility of the shared data to the challenger (with its privacy) and every challenge's score."""
-    roles = sorted(scores, key=lambda r: (r != "honest", r))
-    finite = [s for values in scores.values() for s in values if math.isfinite(s) and s > 0]
-    ceiling = max(finite) * 3 if finite else 10.0
-
-    def draw() -> plt.Figure:
-        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
-        if utility is not None and utility.measured:
-            names = [f"baseline\n({utility.baseline})", "received O(T)\n(obfuscated)", "same data\nclean"]
-            values = [utility.baseline_accuracy, utility.accuracy_obfuscated, utility.accuracy_clean]
-            left.bar(names, values, color=["0.6", "tab:blue", "0.3"])
-            for x, value in enumerate(values):
-                left.text(x, value + 0.02, f"{value:.3f}", ha="center", fontsize=8)
-            left.set_ylim(0, 1.1)
-        else:
-            left.text(0.5, 0.5, "no utility measured", ha="center", va="center", transform=left.transAxes)
-        subtitle = ""
-        privacy = utility.privacy if utility is not None else None
-        if privacy is not None and privacy.psnr_db is not None:
-            subtitle = f"\nPrivacy: PSNR(T, O(T)) = {privacy.psnr_db:.1f} dB"
-        left.set_title(f"Utility of the shared data to the challenger{subtitle}", fontsize=9)
-        left.set_ylabel("accuracy on T_e")
-        for x, role in enumerate(roles):
-            values = np.array([ceiling if not math.isfinite(s) else s for s in scores[role]], dtype=float)
-            values = values[~np.isnan(values)]
-            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(len(values))
-            right.scatter(x + jitter, np.maximum(values, 1e-3), s=12, alpha=0.7,
-                          color="tab:green" if role == "honest" else "tab:red")
-        right.axhline(1.0, color="k", linestyle="--", linewidth=1, label="threshold (score 1)")
-        right.set_yscale("log")
-        right.set_xticks(np.arange(len(roles)), roles)
-        right.set_ylabel("largest replay distance / threshold")
-        right.set_title("Distinguishability: every PoL challenge", fontsize=9)
-        right.legend(fontsize=8)
-        return figure
-
-    return _save_both(draw, path)
-
-
-# ------------------------------------------------------------------------------------ markdown
 def _setup_lines(meta: dict) -> list[str]:
     """Title, the setup paragraph and the clients table."""
     spec = meta["spec"]
@@ -186,17 +72,17 @@ def _accuracy_lines(results: Mapping[str, Sequence[RoundRecord]], figure: str) -
              "| defence | rounds | final accuracy | best accuracy |", "|---|---|---|---|"]
     for defence, records in results.items():
         accuracies = [r.accuracy for r in records[1:]] or [records[0].accuracy]
-        lines.append(f"| {_label(defence)} | {records[-1].round} | {records[-1].accuracy:.4f} | {max(accuracies):.4f} |")
+        lines.append(f"| {defence_label(defence)} | {records[-1].round} | {records[-1].accuracy:.4f} | {max(accuracies):.4f} |")
     return lines + ["", f"![accuracy per round]({figure})", ""]
 
 
 def _detection_lines(summaries: Mapping[str, DetectionSummary], figure: str) -> list[str]:
-    roles = _roles(summaries)
+    roles = roles_seen(summaries)
     lines = ["### Detection", "",
              "Fraction of each role's submissions kept out of the aggregate (PoL rejection or Multi-Krum):", "",
              "| defence | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
     for defence, summary in summaries.items():
-        lines.append(f"| {_label(defence)} | "
+        lines.append(f"| {defence_label(defence)} | "
                      + " | ".join(_display_number(summary.excluded.get(role)) for role in roles) + " |")
     pol_rows = [(d, s.pol) for d, s in summaries.items() if s.pol is not None]
     if pol_rows:
@@ -204,7 +90,7 @@ def _detection_lines(summaries: Mapping[str, DetectionSummary], figure: str) -> 
                   "| defence | challenges | cheaters caught | honest wrongly rejected |", "|---|---|---|---|"]
         for defence, totals in pol_rows:
             lines.append(
-                f"| {_label(defence)} | {totals.challenges_issued} | "
+                f"| {defence_label(defence)} | {totals.challenges_issued} | "
                 f"{totals.cheaters_caught}/{totals.cheaters_challenged} ({_display_number(totals.caught_rate)}) | "
                 f"{totals.honest_wrongly_rejected}/{totals.honest_challenged} "
                 f"({_display_number(totals.false_reject_rate)}) |")
@@ -249,18 +135,13 @@ def report_section(meta: dict, results: Mapping[str, Sequence[RoundRecord]], fig
 
 
 def write_fl_report(store: str | Path) -> Path:
-    """Write ``STORE/report.md`` and its figures; returns the markdown's path."""
+    """Write ``STORE/report.md``, ``STORE/report.html`` and the figures; returns the markdown's path."""
     store = Path(store)
     meta, results = load_store(store)
     name = meta["spec"]["simulation"].get("name") or Path(meta.get("source", "simulation")).stem
-    figures_dir = store / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    accuracy_figure(results, figures_dir / "fl_accuracy", title=f"{name}: global accuracy per round")
-    detection_figure({defence: detection_summary(records) for defence, records in results.items()},
-                     figures_dir / "fl_detection")
-    pud_figure(latest_utility(results), pol_challenge_scores(results), figures_dir / "fl_pud")
-    figures = {key: f"figures/fl_{key}.png" for key in ("accuracy", "detection", "pud")}
-    text = "# pudlab federated-learning simulation\n\n" + report_section(meta, results, figures)
+    figures = draw_fl_figures(results, store / "figures", name=name)
+    links = {figure: path.relative_to(store).as_posix() for figure, path in figures.items()}
+    text = "# pudlab federated-learning simulation\n\n" + report_section(meta, results, links)
     path = store / "report.md"
     write_bytes_atomic(path, text.encode())
     write_bytes_atomic(store / "report.html", markdown_html(text, store, title=f"pudlab FL: {name}").encode())
@@ -291,7 +172,9 @@ def markdown_html(text: str, base: Path, *, title: str) -> str:
     images embedded): no external file, no script."""
     import html
 
-    out, table, items = [], [], []
+    out: list[str] = []
+    table: list[str] = []
+    items: list[str] = []
 
     def flush() -> None:
         if table:
@@ -327,14 +210,4 @@ def markdown_html(text: str, base: Path, *, title: str) -> str:
             f"<style>{style}</style></head><body>{''.join(out)}</body></html>\n")
 
 
-__all__ = [
-    "DEFENCE_COLOURS",
-    "DEFENCE_LABELS",
-    "accuracy_figure",
-    "detection_figure",
-    "load_store",
-    "markdown_html",
-    "pud_figure",
-    "report_section",
-    "write_fl_report",
-]
+__all__ = ["load_store", "markdown_html", "report_section", "write_fl_report"]
