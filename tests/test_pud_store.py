@@ -56,7 +56,7 @@ def test_pud_command_on_store_and_report(exp3_store):
     data = json.loads(result.stdout)
     assert [p["sigma"] for p in data["points"]] == [0.0, 0.5, 1.0]
     assert data["points"][0]["utility"] == pytest.approx(1.0)
-    assert (root / "pud" / "tiny" / "pud.json").exists() and (root / "pud" / "tiny" / "pud_triangles.png").exists()
+    assert (root / "pud" / "tiny" / "pud.json").exists() and (root / "pud" / "tiny" / "pud_triangles_outsourcing.png").exists()
     subprocess.run([sys.executable, "-m", "pudlab.cli", "report", str(root)], check=True, capture_output=True)
     markdown = (root / "report.md").read_text()
     assert "## Privacy (pudlab privacy)" in markdown and "## PUD triangle (pudlab pud)" in markdown

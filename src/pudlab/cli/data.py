@@ -67,6 +67,19 @@ def _notice(text: str) -> None:
     click.echo(f"notice: {text}", err=True)
 
 
+def _check_input(dataset: str, sigmas: tuple[float, ...], as_raw: bool) -> None:
+    """Refuse a release as DATASET (unless --as-raw); warn about a sigma beyond the pixel range."""
+    from pudlab.releases import refuse_release
+
+    refuse_release(dataset, command="obfuscate", as_raw=as_raw,
+                   instead=f"Release from the raw data instead, or audit this release: pudlab audit {dataset} --raw DATASET.")
+    for sigma in sigmas:
+        if sigma > PIXEL_RANGE:
+            click.echo(f"warning: sigma {sigma:g} exceeds the [0, {PIXEL_RANGE:g}] pixel range: the noise is wider than "
+                       f"any pixel value (PSNR about {-20 * np.log10(sigma / PIXEL_RANGE):.1f} dB), the release is "
+                       "mostly noise", err=True)
+
+
 def _release_key(key_file: str | None, key_out: str | None, insecure_seed: int | None):
     """(key, sigmas the key file has released at) after checking that the key options fit together."""
     from pudlab.obfuscation import ReleaseKey, key_file_sigmas
@@ -110,6 +123,7 @@ def _key_notices(key_id: str, sigmas: list[float], used: tuple[float, ...], *, k
                 "samples will be an independent draw, and averaging n such draws divides the noise by sqrt(n)")
 
 
+# long: one option per release knob, then one file and manifest per sigma
 @click.command("obfuscate")
 @click.argument("dataset")
 @click.option("--sigma", "--sigmas", "sigmas", multiple=True, required=True, callback=sigma_values,
@@ -156,15 +170,7 @@ def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], 
         check_sigma_fraction(sigma, fraction)
     if len(set(sigmas)) != len(sigmas):
         raise PudlabError(f"--sigma: each value once, got {', '.join(f'{s:g}' for s in sigmas)}")
-    from pudlab.releases import refuse_release
-
-    refuse_release(dataset, command="obfuscate", as_raw=as_raw,
-                   instead=f"Release from the raw data instead, or audit this release: pudlab audit {dataset} --raw DATASET.")
-    for sigma in sigmas:
-        if sigma > PIXEL_RANGE:
-            click.echo(f"warning: sigma {sigma:g} exceeds the [0, {PIXEL_RANGE:g}] pixel range: the noise is wider than "
-                       f"any pixel value (PSNR about {-20 * np.log10(sigma / PIXEL_RANGE):.1f} dB), the release is "
-                       "mostly noise", err=True)
+    _check_input(dataset, sigmas, as_raw)
     key, used = _release_key(key_file, key_out, insecure_seed)
     key_path = key_file or key_out  # the key file that records the sigmas released under the key
     source = load_source(dataset, state.data_dir)

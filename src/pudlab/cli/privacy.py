@@ -161,11 +161,26 @@ def privacy_config(attack: dict[str, Any], **fixed: Any) -> PrivacyConfig:
 
 
 def command_line() -> str:
-    """The command as typed (``pudlab privacy mnist-5k --sigma 0.5``), for a report's provenance."""
+    """The running command with the values given to it (``pudlab privacy mnist-5k --sigma 0.5``), for a
+    report's provenance; options left at their defaults are left out."""
     import shlex
-    import sys
 
-    return " ".join(["pudlab", *(shlex.quote(arg) for arg in sys.argv[1:])])
+    context = click.get_current_context()
+    parts = ["pudlab", str(context.info_name)]
+    for param in context.command.params:
+        name = str(param.name)
+        value = context.params.get(name)
+        if value is None or context.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        values = [str(v) for v in value] if isinstance(value, tuple | list) else [str(value)]
+        if isinstance(param, click.Option):
+            if param.is_flag:
+                parts.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
+                continue
+            parts += [param.opts[0], ",".join(values)]
+        else:
+            parts += values
+    return " ".join(shlex.quote(part) for part in parts)
 
 
 @click.command("privacy")

@@ -141,6 +141,16 @@ def _check_configs(configs: Sequence[TrainConfig]) -> None:
 ENSEMBLE_MODES = ("exact", "fused")
 
 
+def _checked_mode(model_config: ModelDefinition, mode: str) -> str:
+    """``mode`` when it is an ensemble mode the model allows, else a PudlabError saying why."""
+    if mode not in ENSEMBLE_MODES:
+        raise PudlabError(f"ensemble mode must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
+    unsupported = fused_ensemble_support(model_config) if mode == "fused" else None
+    if unsupported is not None:
+        raise PudlabError(f"{unsupported}: use ensemble mode exact")
+    return mode
+
+
 def default_mode(device: torch.device) -> str:
     """``fused`` on CUDA (throughput), ``exact`` elsewhere (bit-identical to separate trainings)."""
     return "fused" if device.type == "cuda" else "exact"
@@ -174,12 +184,7 @@ class EnsembleTrainer:
                                   f"{model_config.input_shape}")
         _check_configs(configs)
         self.device = resolve_device(device)
-        self.mode = mode or default_mode(self.device)
-        if self.mode not in ENSEMBLE_MODES:
-            raise PudlabError(f"ensemble mode must be one of {', '.join(ENSEMBLE_MODES)}, got {self.mode!r}")
-        unsupported = fused_ensemble_support(model_config) if self.mode == "fused" else None
-        if unsupported is not None:
-            raise PudlabError(f"{unsupported}: use ensemble mode exact")
+        self.mode = _checked_mode(model_config, mode or default_mode(self.device))
         self.configs = list(configs)
         self.config = configs[0]
         self.members = members
