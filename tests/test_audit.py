@@ -239,7 +239,8 @@ def test_pud_shows_the_p_it_uses(tmp_path):
     runner.invoke(cli, ["pud", "--from-json", str(inputs), "--privacy-json", str(privacy), "--profile", "pol",
                         "--out", str(out)])
     kept = json.loads((out / "pud.json").read_text())
-    assert set(kept["views"]) == {"outsourcing", "pol"} and len(kept["recommendations"]) == 1
+    assert set(kept["views"]) == {"outsourcing", "pol"} and len(kept["recommendations"]) == 2
+    assert kept["views"]["outsourcing"]["recommendation"]["recommended"]["sigma"] == chosen["sigma"]
     text = runner.invoke(cli, ["pud", "--from-json", str(inputs), "--privacy-json", str(privacy)])
     assert text.exit_code == 0, text.output
     rows = [line for line in text.stdout.splitlines() if line.strip().startswith(("0 ", "0.5 ", "1 "))]
