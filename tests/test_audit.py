@@ -246,3 +246,19 @@ def test_pud_shows_the_p_it_uses(tmp_path):
     rows = [line for line in text.stdout.splitlines() if line.strip().startswith(("0 ", "0.5 ", "1 "))]
     assert len(rows) == 3 and all(" model " in row for row in rows)  # every row names its threat model
     assert "P under threat model 'model'" in text.stdout and "measured 2024-05-01" in text.stdout
+
+
+@pytest.mark.slow
+def test_audit_attacks_the_model_trained_on_the_release(released, tmp_path):
+    """Membership inference against a model the recipient trained on the release (here a factory model):
+    LiRA's shadows copy its run.json recipe."""
+    raw, _, high = released
+    factory = f"{__file__.rsplit('/', 1)[0]}/model_factories.py:small_mlp"
+    trained = CliRunner().invoke(cli, ["train", str(high), "--sigma", "0", "--epochs", "3", "--lr", "3e-3", "--model",
+                                       factory, "--eval", str(raw), "--no-progress", "--out", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output
+    report = audit_release([high], load_source(raw), SMALL, model=tmp_path / "run")
+    entry, checked = report.entries[0], (report.audit or [])[0]
+    assert checked.model == str(tmp_path / "run") and entry.lira is not None and entry.lira.shadows == 2
+    assert entry.membership is not None and "trained on 540 samples of the release" in entry.membership.members_seen_as
+    assert entry.membership.warning is None or "near chance" in entry.membership.warning

@@ -201,3 +201,17 @@ def test_example_federated_pol(tmp_path):
     raw = write_npz_dataset(tmp_path / "tiny.npz", num=400)
     output = _example("federated_pol.py", "--store", str(tmp_path / "fl"), "--tiny", str(raw), cwd=tmp_path)
     assert output.startswith("pol: 2 rounds") and "PoL caught" in output
+
+
+def test_a_fused_unit_of_factory_jobs_trains_in_exact_lockstep(tmp_path):
+    from pudlab.experiments.worker import WorkerContext, train_ensemble_unit
+
+    raw = str(write_npz_dataset(tmp_path / "tiny.npz", num=200))
+    prepared = prepare_sweep(["exp1"], [raw], tiny_preset(model=MLP), RunOptions(workers=1, threads=1, progress=False))
+    jobs = sorted(prepared.expansion.jobs.values(), key=lambda job: job.key)[:2]
+    jobs = [job for job in jobs if job.group_signature() == jobs[0].group_signature()]
+    initial = initial_state(jobs[0].model, init_seed=jobs[0].init_seed)
+    outcomes = train_ensemble_unit(WorkerContext(None, "cpu"), jobs, initial, "fused")
+    assert all(outcome.ok for outcome in outcomes)
+    assert all("exact lockstep" in outcome.environment["ensemble_note"] for outcome in outcomes)
+    assert all(outcome.environment["trainer"] == "ensemble-exact" for outcome in outcomes)

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 def _print_checks(report: PrivacyReport) -> None:
     """What the audit checked about each release, one line each."""
-    for item in report.audit or []:
+    audited = report.audit or []
+    hint = "" if any(item.model for item in audited) else " (give --model RUN_DIR or --train-model)"
+    for item in audited:
         key = f", key {item.key_id}" if item.key_id else ""
         click.echo(f"{item.file}: sigma {item.sigma:g} (manifest{key}), measured noise std {item.measured_noise_std:.4f}; "
                    f"SHA-256 of x, y, ids verified; {item.matched} samples mapped to {item.raw_dataset} by id, labels "
@@ -27,7 +29,7 @@ def _print_checks(report: PrivacyReport) -> None:
             epsilon = "inf" if item.combined_epsilon_image is None else f"{item.combined_epsilon_image:.4g}"
             click.echo(f"  combined with {', '.join(item.combined_with)}: effective sigma {item.effective_sigma:.3g} "
                        f"(epsilon, image level: {epsilon})")
-        click.echo(f"  membership inference: {item.model or 'not run (give --model RUN_DIR or --train-model)'}")
+        click.echo(f"  membership inference: {item.model or 'not run' + hint}")
     click.echo("")
 
 

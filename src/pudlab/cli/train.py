@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import click
 
 from pudlab.cli._common import CliState, parse_widths, print_json, training_options
 from pudlab.errors import PudlabError
+
+if TYPE_CHECKING:
+    from pudlab.data.dataset import SourceDataset
 
 
 def check_training_values(*, sigma: float, fraction: float, epochs: int, batch_size: int | None, lr: float,
@@ -52,7 +56,7 @@ def _release_notes(dataset: str, sigma: float, as_raw: bool, eval_dataset: str |
     return (f"{marker}: trained on all of it as released; accuracy on --eval {eval_dataset}",)
 
 
-def _eval_overlap(dataset: str, eval_source, eval_part: str, split_seed: int) -> str | None:
+def _eval_overlap(dataset: str, eval_source: SourceDataset, eval_part: str, split_seed: int) -> str | None:
     """A warning when DATASET is a release of ``eval_source`` and the evaluation samples were released."""
     import numpy as np
 

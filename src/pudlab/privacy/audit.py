@@ -111,8 +111,7 @@ def _held_out(raw: SourceDataset, released_ids: np.ndarray) -> LabeledImages:
     return raw.train.take(keep)
 
 
-def decline_over_releases(sets: AttackSets, chain: Sequence[ReleaseFile], *, data_range: float,
-                          ) -> list[DeclineRow]:
+def decline_over_releases(sets: AttackSets, chain: Sequence[ReleaseFile], *, data_range: float) -> list[DeclineRow]:
     """The averaging attack over real releases: for n = 1..len(chain), each query's inverse-variance
     mean of its releases among the first n (those that hold its id; every query is in ``chain[0]``),
     scored by PSNR, RMSE and linkage against the pool."""
