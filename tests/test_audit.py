@@ -60,7 +60,8 @@ def test_commands_that_add_noise_refuse_a_release(released):
     raw, _, release = released
     runner = CliRunner()
     for command in (["privacy", str(release), "--sigma", "0.5"], ["train", str(release), "--sigma", "0.3", "--out", "x"],
-                    ["obfuscate", str(release), "--sigma", "0.5", "--out", "again.npz"]):
+                    ["obfuscate", str(release), "--sigma", "0.5", "--out", "again.npz"],
+                    ["compare-dp", str(release), "--sigma", "0.5"]):
         result = runner.invoke(cli, command)
         assert result.exit_code == 1, (command, result.output)
         assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0
