@@ -74,6 +74,19 @@ def test_commands_that_add_noise_refuse_a_release(released):
     assert asked.exit_code == 0, asked.output
 
 
+def test_fl_simulate_refuses_a_release_as_its_dataset(released, tmp_path):
+    """The clients obfuscate [simulation] dataset for their PoL bundles: a release would be noised again."""
+    _, _, release = released
+    spec = tmp_path / "fl.toml"
+    spec.write_text(f'[simulation]\ndataset = "{release}"\n')
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["fl", "simulate", str(spec), "--store", str(tmp_path / "store")])
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith("error: fl simulate: ") and refused.stderr.strip().count("\n") == 0
+    assert "is a release (obfuscated at sigma 0.5" in refused.stderr and "--as-raw" in refused.stderr
+    assert not (tmp_path / "store").exists()
+
+
 def test_train_on_a_release_says_its_accuracy_is_on_obfuscated_data(released, tmp_path):
     _, _, release = released
     small = ["--epochs", "1", "--widths", "2,2,4", "--hidden", "8", "--no-progress"]
