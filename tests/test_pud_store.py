@@ -49,7 +49,10 @@ def test_pud_command_on_store_and_report(exp3_store):
         stored = stored_privacy(store, dataset, [0.0, 0.5, 1.0], compute=False)
         assert isinstance(stored, PrivacyReport) and stored.to_dict() == report
         assert [entry.sigma for entry in stored.entries] == [0.0, 0.5, 1.0]
-        assert stored_privacy(store, dataset, [0.0, 0.5], compute=False) is None  # other sigmas: not this one
+        # per-sigma entries are independent of the other sigmas: kept ones serve any subset; a missing one is None
+        subset = stored_privacy(store, dataset, [0.0, 0.5], compute=False)
+        assert subset is not None and subset.entries == stored.entries[:2]
+        assert stored_privacy(store, dataset, [0.0, 0.25], compute=False) is None
     result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", str(root), "--profile", "outsourcing",
                              "--json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
