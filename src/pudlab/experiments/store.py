@@ -43,7 +43,7 @@ from pudlab.data.dataset import SourceDataset
 from pudlab.errors import StoreError
 from pudlab.experiments.jobs import Expansion, Job, Role
 from pudlab.io import atomic_path, load_weights, save_weights, weights_sha256
-from pudlab.model import ModelConfig, check_state, initial_state
+from pudlab.model import ModelDefinition, check_state, initial_state
 
 if TYPE_CHECKING:
     from pudlab.experiments.worker import JobOutcome
@@ -268,7 +268,7 @@ class Store:
         keys = ("fingerprint", "name", "description", "origin", "train_size", "test_size", "sample_shape")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def ensure_init(self, model: ModelConfig, seed: int) -> str:
+    def ensure_init(self, model: ModelDefinition, seed: int) -> str:
         """Save the seeded initial weights for ``model`` once; return their SHA-256."""
         weights = initial_state(model, init_seed=seed)
         sha = weights_sha256(weights)
@@ -279,7 +279,7 @@ class Store:
                         (sha, json.dumps(model.to_dict(), sort_keys=True), seed, str(path.relative_to(self.root))))
         return sha
 
-    def load_init(self, sha: str, model: ModelConfig) -> dict[str, torch.Tensor]:
+    def load_init(self, sha: str, model: ModelDefinition) -> dict[str, torch.Tensor]:
         """The stored initial weights with SHA-256 ``sha`` (verified)."""
         return load_verified(self.root / "inits" / f"{sha}.safetensors", sha, model)
 
@@ -471,7 +471,7 @@ class Store:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def load_verified(path: Path, sha: str, model: ModelConfig) -> dict[str, torch.Tensor]:
+def load_verified(path: Path, sha: str, model: ModelDefinition) -> dict[str, torch.Tensor]:
     """Load weights and check their SHA-256 and their fit to ``model``."""
     weights = load_weights(path)
     actual = weights_sha256(weights)

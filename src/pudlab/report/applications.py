@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from pudlab.experiments.store import Store
-from pudlab.privacy.decline import DECLINE_SCHEMES
 from pudlab.privacy.report import PrivacyReport
 from pudlab.pud.scores import PudPoint
 from pudlab.report.figures import plt, save_figure
@@ -81,8 +80,7 @@ def privacy_blocks(store: Store, figure_dir: Path | None = None, base: Path | No
             rows.append([f"{entry.sigma:g}", entry.similarity.psnr_mean, entry.similarity.ssim_mean, entry.linkage.rate,
                          f"{fmt(best.psnr)} ({best.psnr_by})", best.linkage, attack.auc if attack else None,
                          attack.tpr_at_fpr if attack else None, _epsilon(entry.dp.by_sensitivity["image"].epsilon)])
-            for scheme in DECLINE_SCHEMES:
-                by_n = entry.decline[scheme]
+            for scheme, by_n in entry.decline.items():  # the three schemes, or an audit's named releases
                 decline.append([f"{entry.sigma:g}", scheme, " ".join(fmt(row.psnr) for row in by_n),
                                 " ".join(fmt(row.reidentified_fraction) for row in by_n)])
         blocks.append(Block("heading", f"Privacy of {path.stem}", 3))
@@ -105,28 +103,51 @@ def privacy_blocks(store: Store, figure_dir: Path | None = None, base: Path | No
 
 
 def pud_blocks(store: Store, base: Path | None = None) -> list[Block]:
-    """The PUD section: Privacy, Utility, Distinguishability per sigma, every recommendation, the
-    triangles (linked relative to ``base``, default: the store)."""
+    """The PUD section: for every view kept in each ``pud.json`` (a profile, or a threat model), its
+    threat model, privacy source, recommendation, P/U/D table and figures (linked relative to ``base``,
+    default: the store)."""
     results = sorted((store.root / "pud").glob("*/pud.json"))
     if not results:
         return []
     blocks = [Block("heading", "PUD triangle (pudlab pud)")]
     for path in results:
         result = json.loads(path.read_text())
-        points = [PudPoint.from_dict(point, where=f"{path}: points[{index}]")
-                  for index, point in enumerate(result["points"])]
         blocks.append(Block("heading", f"PUD of {path.parent.name}", 3))
-        for recommendation in result.get("recommendations", []):
-            message = recommendation.get("message", "")
-            if message:
-                blocks.append(Block("text", message))
-        blocks.append(Block("table", (["sigma", "P (Privacy)", "U (Utility)", "D (Distinguishability)"],
-                                      [[f"{p.sigma:g}", p.privacy, p.utility, p.distinguishability] for p in points])))
-        figures = [(os.path.relpath(png, base or store.root), png.stem.replace("_", " "),
-                    "P, U and D of each sigma, scaled to [0, 1] (docs/notation.md); the recommended sigma is "
-                    "highlighted.") for png in sorted(path.parent.glob("*.png"))]
-        if figures:
-            blocks.append(Block("figures", figures))
+        views = result.get("views") if isinstance(result.get("views"), dict) else None
+        if views is None:  # a pud.json of format 1: one table, every recommendation
+            views = {"": {"points": result["points"], "recommendation": None, "threat_model": None}}
+            blocks.extend(Block("text", item["message"]) for item in result.get("recommendations", [])
+                          if item.get("message"))
+        for name, view in views.items():
+            blocks.extend(_pud_view_blocks(path, name, view, base or store.root))
+    return blocks
+
+
+def _pud_view_blocks(path: Path, name: str, view: dict, base: Path) -> list[Block]:
+    """One kept view of ``path``: what P is for, where it came from, the recommendation, table, figures."""
+    from pudlab.pud.views import describe_source
+
+    points = [PudPoint.from_dict(point, where=f"{path}: views.{name}.points[{index}]")
+              for index, point in enumerate(view["points"])]
+    threat = view.get("threat_model")
+    blocks = []
+    if name:
+        profile = f"profile '{name}'" if view.get("profile") else f"threat model '{threat}'"
+        blocks.append(Block("text", f"{profile}: P under threat model '{threat}' (the attacker holds "
+                                    f"{view.get('threat_description', '?')}); "
+                                    f"{describe_source(view.get('privacy_source') or {})}."))
+    if view.get("recommendation"):
+        blocks.append(Block("text", view["recommendation"]["message"]))
+    column = f"P (Privacy, threat model {threat})" if threat else "P (Privacy)"
+    blocks.append(Block("table", (["sigma", column, "U (Utility)", "D (Distinguishability)"],
+                                  [[f"{p.sigma:g}", p.privacy, p.utility, p.distinguishability] for p in points])))
+    pattern = f"*_{name}.png" if name else "*.png"
+    figures = [(os.path.relpath(png, base), png.stem.replace("_", " "),
+                "P, U and D of each sigma, scaled to [0, 1] (docs/notation.md); the recommended sigma is "
+                "highlighted." + (f" P under threat model '{threat}'." if threat else ""))
+               for png in sorted(path.parent.glob(pattern))]
+    if figures:
+        blocks.append(Block("figures", figures))
     return blocks
 
 

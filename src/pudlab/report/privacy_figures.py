@@ -23,17 +23,19 @@ def decline_figure(report: PrivacyReport) -> Any:
     """PSNR and re-identified fraction vs number of disclosures, per scheme and sigma."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     colours = plt.cm.viridis(np.linspace(0, 0.85, len(report.entries)))
-    styles = {"fresh": "-", "keyed": "--", "disjoint": ":"}
-    labels = {"fresh": "(a) fresh", "keyed": "(b) keyed", "disjoint": "(c) disjoint"}
+    styles = {"fresh": "-", "keyed": "--", "disjoint": ":", "releases": "-."}
+    labels = {"fresh": "(a) fresh", "keyed": "(b) keyed", "disjoint": "(c) disjoint", "releases": "named releases"}
     for colour, entry in zip(colours, report.entries, strict=True):
         for scheme, rows in entry.decline.items():
             n = [row.n for row in rows]
-            left.plot(n, [row.psnr for row in rows], styles[scheme], color=colour, marker=".",
-                      label=f"σ={entry.sigma:g} {labels[scheme]}")
-            right.plot(n, [row.reidentified_fraction for row in rows], styles[scheme], color=colour, marker=".")
-        first = entry.decline["fresh"][0].psnr
-        counts = np.arange(1, len(entry.decline["fresh"]) + 1)
-        left.plot(counts, first + 10 * np.log10(counts), color="0.6", linewidth=0.8, zorder=0)
+            left.plot(n, [row.psnr for row in rows], styles.get(scheme, "-"), color=colour, marker=".",
+                      label=f"σ={entry.sigma:g} {labels.get(scheme, scheme)}")
+            right.plot(n, [row.reidentified_fraction for row in rows], styles.get(scheme, "-"), color=colour,
+                       marker=".")
+        if "fresh" in entry.decline:  # the sigma/sqrt(n) law of fresh noise (an audit combines real releases)
+            first = entry.decline["fresh"][0].psnr
+            counts = np.arange(1, len(entry.decline["fresh"]) + 1)
+            left.plot(counts, first + 10 * np.log10(counts), color="0.6", linewidth=0.8, zorder=0)
     left.plot([], [], color="0.6", linewidth=0.8, label="σ/√n law")
     left.set_xlabel("disclosures n")
     left.set_ylabel("attacker PSNR, dB (mean of n releases)")
