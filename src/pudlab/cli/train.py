@@ -75,7 +75,18 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
         init_seed=init_seed,
         init_path=init_path,
     )
-    result, record = execute_plan(plan, out, device=resolved, progress=progress)
+    try:
+        if progress and not as_json:  # the bar moves once per epoch: say what happens until its first step
+            click.echo(f"train: {source.description} ({len(source.train):,} training images), setting {setting}, "
+                       f"sigma {sigma:g}: {epochs} epoch(s) in batches of {plan.train.batch_size} on {resolved}; the "
+                       "bar advances once per epoch, so its first step comes after one whole pass over the sample",
+                       err=True)
+        result, record = execute_plan(plan, out, device=resolved, progress=progress)
+    except KeyboardInterrupt:
+        from pudlab.processes import InterruptedRun
+
+        raise InterruptedRun(f"interrupted (Ctrl-C): nothing was written to {out} (a run is written only when its "
+                             "training ends); run the same command again to train from the start") from None
     if as_json:
         print_json(record)
     else:

