@@ -197,6 +197,11 @@ def test_privacy_and_pud_sections_with_plots(report_store, tmp_path):
                        {"profile": "pol", "message": "pol: recommended sigma 0"}]
     (root / "pud" / "tiny").mkdir(parents=True)
     (root / "pud" / "tiny" / "pud.json").write_text(json.dumps({"points": points, "recommendations": recommendations}))
+    from pudlab.pud.scores import PudPoint
+    from pudlab.report.privacy_figures import save_pud_figures
+
+    save_pud_figures([PudPoint.from_dict(point, where="test") for point in points], root / "pud" / "tiny",
+                     title="PUD: tiny", highlight=1.0)
     result = subprocess.run([sys.executable, "-m", "pudlab.cli", "report", str(root)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     markdown = (root / "report.md").read_text()
@@ -207,6 +212,10 @@ def test_privacy_and_pud_sections_with_plots(report_store, tmp_path):
     pud = markdown.split("## PUD triangle (pudlab pud)")[1].split("\n## ")[0]
     assert "outsourcing: recommended sigma 1" in pud and "pol: recommended sigma 0" in pud
     assert "| 1 | 0.800 | 0.300 | 0.200 |" in pud
+    assert "(pud/tiny/pud_curves.png)" in pud and ".narrow.png" not in markdown  # narrow variants: HTML only
+    if find_browser() is not None:  # the privacy and PUD figures read on a phone as well
+        for name, measured in check_sizes(root / "report.html").items():
+            assert measured["problems"] == [] and len(measured["legends"]) == 6, (name, measured)
 
 
 # ---------------------------------------------------------------------------------------- rendering
@@ -318,6 +327,8 @@ def test_figure_files_record_legend_size_and_fit_a_phone(report_store):
                 scale = min(1.0, shown_width / image.width)
             shown_pt = float(text[LEGEND_KEY]) * float(text[DPI_KEY]) / 96 * scale  # pt -> image px -> CSS px -> pt
             assert float(text[LEGEND_KEY]) >= 10 and shown_pt >= 8, (png.name, scale, shown_pt)
+    with Image.open(figures / "fig1_samples_tiny.narrow.png") as fig1:  # a column per sigma: fits a phone
+        assert fig1.width <= 450 and fig1.height > fig1.width
 
 
 def _coincident_decline_report():

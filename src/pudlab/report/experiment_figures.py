@@ -8,6 +8,7 @@ Series kinds other than the paper's (e.g. per-layer distances or Delta) get pane
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import defaultdict
@@ -23,7 +24,7 @@ from pudlab.report.figures import (
     NARROW_PANEL,
     add_legend,
     plt,
-    sample_grid,
+    sample_grid_figure,
     save_responsive,
     wrapped,
 )
@@ -249,6 +250,10 @@ def _draw_experiment(experiment: str, plans: list[dict], store: Store, out_dir: 
                       narrow)
 
 
+def _fig1_figure(rows: list, title: str, narrow: bool) -> plt.Figure:
+    return sample_grid_figure(rows, title=title, narrow=narrow)
+
+
 def _draw_fig1(store: Store, out_dir: Path) -> list[FigureFile]:
     from pudlab.data.dataset import LabeledImages
     from pudlab.obfuscation import obfuscate
@@ -259,11 +264,11 @@ def _draw_fig1(store: Store, out_dir: Path) -> list[FigureFile]:
         rows = [(f"σ={sigma:g}", obfuscate(clean, sigma=sigma, seed=seed).images) for sigma in sigmas]
         png, svg = out_dir / f"fig1_samples_{name}.png", out_dir / f"fig1_samples_{name}.svg"
         title = f"Fig. 1: obfuscated samples of {name}"
-        sample_grid(rows, png, svg, title=title)
-        caption = (f"{len(ids)} training images of {name} (the first of each class), one row per "
-                   f"noise level sigma ({', '.join(f'{s:g}' for s in sigmas)}); pixel values in [0, 1], noise "
+        narrow = save_responsive(functools.partial(_fig1_figure, rows, title), png, svg)
+        caption = (f"{len(ids)} training images of {name} (the first of each class), one row (on a narrow "
+                   f"screen: one column) per noise level sigma ({', '.join(f'{s:g}' for s in sigmas)}); pixel values in [0, 1], noise "
                    f"keyed by the preset's noise seed {seed}, shown clipped to [0, 1].")
-        written.append(FigureFile(png, svg, title, caption))
+        written.append(FigureFile(png, svg, title, caption, narrow))
     return written
 
 

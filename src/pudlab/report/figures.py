@@ -99,16 +99,19 @@ def _displayable(image: np.ndarray) -> np.ndarray:
     return np.transpose(image, (1, 2, 0))
 
 
-def sample_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *more_paths: str | os.PathLike,
-                title: str | None = None) -> Path:
-    """A Fig. 1-style grid: one row per (label, images (N, C, H, W)), one column per sample."""
+def sample_grid_figure(rows: Sequence[tuple[str, np.ndarray]], *, title: str | None = None,
+                       narrow: bool = False) -> plt.Figure:
+    """A Fig. 1-style grid: one row per (label, images (N, C, H, W)), one column per sample; ``narrow``
+    (for a phone): one column per label, one row per sample, smaller cells."""
     if not rows:
         raise ValueError("sample_grid needs at least one row")
-    columns = max(len(images) for _, images in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns + 1.0, 1.15 * len(rows)), squeeze=False)
+    samples = max(len(images) for _, images in rows)
+    shape = (samples, len(rows)) if narrow else (len(rows), samples)
+    size = (0.55 * len(rows) + 0.3, 0.55 * samples + 0.9) if narrow else (1.1 * samples + 1.0, 1.15 * len(rows))
+    figure, axes = plt.subplots(*shape, figsize=size, squeeze=False)
     for row_index, (label, images) in enumerate(rows):
-        for column in range(columns):
-            axis = axes[row_index][column]
+        for column in range(samples):
+            axis = axes[column][row_index] if narrow else axes[row_index][column]
             axis.set_xticks([])
             axis.set_yticks([])
             if column < len(images):
@@ -116,7 +119,16 @@ def sample_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike,
                 axis.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0.0, vmax=1.0)
             else:
                 axis.axis("off")
-        axes[row_index][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=12)
+        if narrow:
+            axes[0][row_index].set_title(label, fontsize=9)
+        else:
+            axes[row_index][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=12)
     if title:
-        figure.suptitle(title, fontsize=14)
-    return save_figure(figure, path, *more_paths)
+        figure.suptitle(wrapped(title, narrow, 36), fontsize=11 if narrow else 14)
+    return figure
+
+
+def sample_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *more_paths: str | os.PathLike,
+                title: str | None = None) -> Path:
+    """Save :func:`sample_grid_figure` to ``path`` (and ``more_paths``)."""
+    return save_figure(sample_grid_figure(rows, title=title), path, *more_paths)
