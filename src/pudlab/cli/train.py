@@ -48,7 +48,7 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
     from pudlab.model import ModelConfig
     from pudlab.obfuscation import ObfuscationParams
     from pudlab.sampling import SamplingSetting, parse_labels
-    from pudlab.train.run import RunPlan, execute_plan, make_recipe
+    from pudlab.train.run import RunPlan, execute_plan, make_recipe, resolve_initial_weights
     from pudlab.train.trainer import TrainConfig, default_batch_size, resolve_device
 
     check_training_values(sigma=sigma, fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden,
@@ -75,6 +75,8 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
         init_seed=init_seed,
         init_path=init_path,
     )
+    if init_path is not None:  # a bad --init file is one error line, before anything else is printed
+        resolve_initial_weights(plan.model, init_seed=init_seed, init_path=init_path)
     try:
         if progress and not as_json:  # the bar moves once per epoch: say what happens until its first step
             click.echo(f"train: {source.description} ({len(source.train):,} training images), setting {setting}, "
