@@ -130,6 +130,35 @@ def test_browser_check_catches_a_broken_page(tmp_path):
     assert "did not load" in found and "wide" in found and "below the first screen" in found
 
 
+def _one_pixel() -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), "white").save(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.browser
+@needs_browser
+def test_browser_check_names_unbroken_text_that_spills_out(tmp_path):
+    """Negative control: a long store path in a paragraph fits no phone line; its box stays inside the
+    window, the text does not, and the check names it. The report's CSS breaks such words."""
+    from pudlab.report.render import CSS
+
+    path = "/tmp/test_privacy_and_pud_sections_of_a_store_with_a_long_name_0/copy"  # no break inside a word
+    body = (f"<p>from the store {path}; every number</p><img alt='x' src='{_one_pixel()}'>"
+            "<table class='claims'><tbody><tr><td>1</td></tr></tbody></table>")
+    page = tmp_path / "path.html"
+    page.write_text(f"<!doctype html><html><body style='margin:0'>{body}</body></html>")
+    found = " ".join(check_report(page, size=(390, 844))["problems"])
+    assert "page is" in found and 'P  (text spills out: "from the store /tmp/test_privacy' in found, found
+    page.write_text(f"<!doctype html><html><head><style>{CSS}</style></head><body>{body}</body></html>")
+    assert check_report(page, size=(390, 844))["problems"] == []
+
+
 @pytest.mark.browser
 @needs_browser
 def test_browser_check_catches_the_old_phone_layout_and_small_legends(tmp_path):

@@ -1,7 +1,8 @@
 """Check a report in a real headless browser (Chromium), at a desktop and at a phone width: it renders,
-every image loads, nothing overflows the page width, no figure has to be panned sideways, every figure's
-legend text is at least 8 pt at the size it is shown, the claims table is readable (no sideways
-scrolling, no column squeezed to a few characters per line) and visible in the first screen.
+every image loads, nothing overflows the page width (no element, no unbroken text), no figure has to be
+panned sideways, every figure's legend text is at least 8 pt at the size it is shown, the claims table
+is readable (no sideways scrolling, no column squeezed to a few characters per line) and visible in the
+first screen.
 
 Chromium's window cannot be narrower than 500 px, so the report is loaded in a frame of exactly the
 checked size inside a larger window: the frame is the viewport the report sees (its media queries,
@@ -46,8 +47,10 @@ window.addEventListener('load', function () {
   var overflow = [];
   document.querySelectorAll('body *').forEach(function (e) {
     var r = e.getBoundingClientRect();
-    if (r.width > 0 && r.right > vw + 1 && !e.closest('.scroll') && !e.closest('.pan'))
-      overflow.push(e.tagName + ' ' + (e.className || ''));
+    if (r.width === 0 || e.closest('.scroll') || e.closest('.pan')) return;
+    if (r.right > vw + 1) overflow.push(e.tagName + ' ' + (e.className || ''));
+    else if (e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0 && getComputedStyle(e).overflowX === 'visible')
+      overflow.push(e.tagName + ' ' + (e.className || '') + ' (text spills out: "' + e.textContent.trim().slice(0, 40) + '")');
   });
   var scrolled = Array.prototype.filter.call(document.querySelectorAll('.scroll'),
       function (e) { return e.scrollWidth > e.clientWidth + 1; }).length;

@@ -164,7 +164,7 @@ MIN_LEGEND_PT = 8.0
 CSS = f"""
 *{{box-sizing:border-box}}
 body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:0 auto;padding:0.6em 1.2em;
- line-height:1.35;color:#222;font-size:15px}}
+ line-height:1.35;color:#222;font-size:15px;overflow-wrap:break-word}}
 h1{{font-size:1.45em;margin:0.3em 0 0.2em}}h2{{font-size:1.2em;margin:1.4em 0 0.4em;border-bottom:1px solid #ddd}}
 h3{{font-size:1.02em;margin:1em 0 0.3em}}p{{margin:0.35em 0}}
 .scroll{{max-width:100%;overflow-x:auto}}
