@@ -140,18 +140,28 @@ def status_command(store_dir: str, as_json: bool) -> None:
     """Jobs done / pending / failed in a store, and its plans."""
     from pudlab.cli._common import print_json
     from pudlab.experiments.results import open_store
+    from pudlab.experiments.store import writer_holder
 
     with open_store(store_dir) as results:
         store = results.store
         counts = store.status_counts()
         failed = [row for row in store.job_rows() if row["status"] == "failed"]
         plans = [{"id": p["id"], "preset": p["preset"]["name"], "source": p["source"]} for p in store.plans()]
+    writer = writer_holder(store_dir)  # a job marked running with no writer alive was abandoned
+    counts["abandoned"] = 0 if writer else counts["running"]
+    counts["running"] -= counts["abandoned"]
     if as_json:
-        print_json({"counts": counts, "failed": failed, "plans": plans})
+        print_json({"counts": counts, "failed": failed, "plans": plans, "writer": writer})
         return
     total = sum(counts.values())
     click.echo(f"{store_dir}: {total} jobs: {counts['done']} done, {counts['pending']} pending, "
-               f"{counts['running']} running, {counts['failed']} failed")
+               f"{counts['running']} running, {counts['failed']} failed"
+               + (f", {counts['abandoned']} abandoned" if counts["abandoned"] else ""))
+    if writer:
+        click.echo(f"  a run is writing the store now ({writer})")
+    elif counts["abandoned"]:
+        click.echo(f"  {counts['abandoned']} job(s) were left running by a run that stopped (Ctrl-C or killed); no "
+                   "run holds the store: rerun the same command to resume them")
     for plan in plans:
         click.echo(f"  {plan['id']:24} preset {plan['preset']:8} {plan['source']}")
     for row in failed:

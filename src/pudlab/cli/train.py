@@ -109,7 +109,7 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
     from pudlab.model import FactoryModelConfig, ModelConfig, ModelDefinition
     from pudlab.obfuscation import ObfuscationParams
     from pudlab.sampling import SamplingSetting, parse_labels
-    from pudlab.train.run import RunPlan, execute_plan, make_recipe
+    from pudlab.train.run import RunPlan, execute_plan, make_recipe, resolve_initial_weights
     from pudlab.train.trainer import TrainConfig, default_batch_size, resolve_device
 
     check_training_values(sigma=sigma, fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden,
@@ -147,7 +147,20 @@ def train_command(state: CliState, dataset: str, setting: str, labels: str | Non
         eval_part=eval_part,
         notes=notes + ((overlap,) if overlap else ()),
     )
-    result, record = execute_plan(plan, out, device=resolved, progress=progress)
+    if init_path is not None:  # a bad --init file is one error line, before anything else is printed
+        resolve_initial_weights(plan.model, init_seed=init_seed, init_path=init_path)
+    try:
+        if progress and not as_json:  # the bar moves once per epoch: say what happens until its first step
+            click.echo(f"train: {source.description} ({len(source.train):,} training images), setting {setting}, "
+                       f"sigma {sigma:g}: {epochs} epoch(s) in batches of {plan.train.batch_size} on {resolved}; the "
+                       "bar advances once per epoch, so its first step comes after one whole pass over the sample",
+                       err=True)
+        result, record = execute_plan(plan, out, device=resolved, progress=progress)
+    except KeyboardInterrupt:
+        from pudlab.processes import InterruptedRun
+
+        raise InterruptedRun(f"interrupted (Ctrl-C): nothing was written to {out} (a run is written only when its "
+                             "training ends); run the same command again to train from the start") from None
     if as_json:
         print_json(record)
         return

@@ -3,28 +3,32 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pudlab.experiments.store import Store
 from pudlab.privacy.report import PrivacyReport
 from pudlab.pud.scores import PudPoint
-from pudlab.report.figures import plt, save_figure
+from pudlab.report.figures import NARROW_PANEL, add_legend, plt, save_responsive, wrapped
 from pudlab.report.privacy_figures import decline_figure
 from pudlab.report.render import Block, fmt
 
 
-def privacy_figure(report: PrivacyReport, out_dir: Path, stem: str) -> tuple[Path, str, str]:
-    """Similarity, re-identification and membership AUC against sigma; returns (png, title, caption)."""
+def _privacy_panels(report: PrivacyReport, stem: str, narrow: bool) -> Any:
+    """Similarity, re-identification and (when measured) membership AUC against sigma: a row of panels
+    (``narrow``: a column)."""
     sigmas = [entry.sigma for entry in report.entries]
     aucs = [e.membership.attack.auc if e.membership is not None else np.nan for e in report.entries]
-    measured_membership = not all(np.isnan(aucs))
-    figure, axes = plt.subplots(1, 3 if measured_membership else 2, figsize=(12 if measured_membership else 8.4, 3.4),
-                                layout="constrained")
+    count = 3 if not all(np.isnan(aucs)) else 2
+    shape, size = ((count, 1), (NARROW_PANEL[0], 3.6 * count)) if narrow else ((1, count), (4.2 * count, 4.0))
+    figure, grid = plt.subplots(*shape, figsize=size, squeeze=False, layout="constrained")
+    axes = list(grid.ravel())
     left, middle = axes[0], axes[1]
     left.plot(sigmas, [e.similarity.psnr_mean for e in report.entries], marker="o", label="release vs raw")
     left.plot(sigmas, [e.denoising.best.psnr for e in report.entries], marker="s", label="best denoised vs raw")
@@ -33,25 +37,31 @@ def privacy_figure(report: PrivacyReport, out_dir: Path, stem: str) -> tuple[Pat
     middle.plot(sigmas, [e.denoising.best.linkage for e in report.entries], marker="s", label="after denoising")
     middle.set_ylabel("re-identified fraction")
     middle.set_ylim(-0.02, 1.02)
-    if measured_membership:
+    if count == 3:
         axes[2].plot(sigmas, aucs, marker="o", label="membership attack")
         axes[2].axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance (0.5)")
         axes[2].set_ylabel("membership AUC")
     for axis in axes:
         axis.set_xlabel("sigma")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    title = f"Privacy of {stem} against sigma"
-    figure.suptitle(title, fontsize=10)
+        add_legend(axis, below=True, width_chars=30 if narrow else 40)
+    figure.suptitle(wrapped(f"Privacy of {stem} against sigma", narrow), fontsize=11)
+    return figure
+
+
+def privacy_figure(report: PrivacyReport, out_dir: Path, stem: str) -> tuple[Path, str, str, Path]:
+    """Similarity, re-identification and membership AUC against sigma; returns (png, title, caption,
+    narrow png)."""
     png = out_dir / f"privacy_{stem}.png"
-    save_figure(figure, png, png.with_suffix(".svg"))
+    narrow = save_responsive(lambda narrow: _privacy_panels(report, stem, narrow), png, png.with_suffix(".svg"))
+    measured_membership = any(e.membership is not None for e in report.entries)
     caption = ("Attacks on the released O(T_t) at each sigma. Left: mean PSNR of the release and of the best "
                "denoiser's output against the raw images. Middle: share of released samples matched to their raw "
                "image by nearest neighbour, before and after denoising. "
                + ("Right: ROC AUC of membership inference against a model trained on the release (0.5 = chance). "
                   if measured_membership else "Membership inference was not measured. ")
                + "One measurement per sigma, no band.")
-    return png, title, caption
+    return png, f"Privacy of {stem} against sigma", caption, narrow
 
 
 def _epsilon(value: float | None) -> float:
@@ -86,13 +96,17 @@ def privacy_blocks(store: Store, figure_dir: Path | None = None, base: Path | No
         blocks.append(Block("heading", f"Privacy of {path.stem}", 3))
         figures = [privacy_figure(report, figure_dir, path.stem)]
         decline_png = figure_dir / f"privacy_decline_{path.stem}.png"
-        save_figure(decline_figure(report), decline_png, decline_png.with_suffix(".svg"))
+        decline_narrow = save_responsive(functools.partial(decline_figure, report), decline_png,
+                                         decline_png.with_suffix(".svg"))
         figures.append((decline_png, f"Privacy decline of {path.stem}",
-                        "The averaging attack over n = 1..N disclosures of the same data: attacker PSNR (left) and "
-                        "re-identified fraction (right) per sigma, with fresh noise each time, keyed noise, or "
-                        "disjoint subsets; the grey lines are the sigma/sqrt(n) law for fresh noise."))
-        blocks.append(Block("figures", [(os.path.relpath(png, base), title, caption)
-                                        for png, title, caption in figures]))
+                        "The averaging attack over n = 1..N disclosures of the same data: attacker PSNR (top) and "
+                        "re-identified fraction (bottom) per sigma, with (a) fresh noise each time, (b) keyed noise "
+                        "(the same noise again) or (c) disjoint subsets, one panel each; the grey lines are the "
+                        "sigma/sqrt(n) law for fresh noise. Each sigma has its own colour and marker, and its points "
+                        "are shifted sideways by a few hundredths of a disclosure so that equal values stay visible.",
+                        decline_narrow))
+        blocks.append(Block("figures", [(os.path.relpath(png, base), title, caption, os.path.relpath(narrow, base))
+                                        for png, title, caption, narrow in figures]))
         blocks.append(Block("table", (["sigma", "PSNR dB", "SSIM", "re-identified", "best denoised PSNR dB",
                                        "re-identified after denoising", "membership AUC", "TPR at 1% FPR",
                                        "epsilon (image, delta 1e-5)"], rows)))
@@ -145,7 +159,7 @@ def _pud_view_blocks(path: Path, name: str, view: dict, base: Path) -> list[Bloc
     figures = [(os.path.relpath(png, base), png.stem.replace("_", " "),
                 "P, U and D of each sigma, scaled to [0, 1] (docs/notation.md); the recommended sigma is "
                 "highlighted." + (f" P under threat model '{threat}'." if threat else ""))
-               for png in sorted(path.parent.glob(pattern))]
+               for png in sorted(path.parent.glob(pattern)) if not png.name.endswith(".narrow.png")]
     if figures:
         blocks.append(Block("figures", figures))
     return blocks
