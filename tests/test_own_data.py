@@ -169,7 +169,7 @@ def test_sweeping_a_release_is_refused(tmp_path):
 def test_public_api_has_the_applications():
     """Issue 24: privacy, PUD, PoL and FL were not in pudlab.__all__."""
     for name in ("audit_release", "privacy_report", "pud_points", "recommend", "prove", "verify_bundle",
-                 "run_simulation", "read_release", "FactoryModelConfig"):
+                 "run_simulation", "read_release", "FactoryModelConfig", "compare_dp", "ComparisonConfig"):
         assert name in pudlab.__all__ and (getattr(pudlab, name).__doc__ or "").strip(), name
 
 

@@ -9,7 +9,8 @@ The public API below is loaded lazily (``import pudlab`` does not import torch u
 needs it is used), so that the command line starts fast. Beyond data, training, metrics and
 experiments it holds the applications: ``privacy_report`` (the attacks on a kind of release),
 ``audit_release`` (the attacks on a release file against its raw data), ``pud_points`` and
-``recommend`` (the PUD triangle and choosing sigma), ``prove`` / ``verify_bundle`` (proof-of-learning)
+``recommend`` (the PUD triangle and choosing sigma), ``compare_dp`` (obfuscation next to DP-SGD, with the
+``dp`` extra), ``prove`` / ``verify_bundle`` (proof-of-learning)
 and ``run_simulation`` (federated learning); ``examples/`` shows each in use:
 
 >>> import pudlab
@@ -67,6 +68,9 @@ _API: dict[str, str] = {
     "privacy_report": "pudlab.privacy.report",
     "read_release": "pudlab.releases",
     "audit_release": "pudlab.privacy.audit",
+    # obfuscation next to DP-SGD (the optional dp extra)
+    "ComparisonConfig": "pudlab.privacy.dp_results",
+    "compare_dp": "pudlab.privacy.dp_comparison",
     # the PUD triangle and choosing sigma
     "pud_points": "pudlab.pud.scores",
     "privacy_from_report": "pudlab.pud.json_inputs",
@@ -114,6 +118,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names (``X as X`
     from pudlab.pol.prover import prove as prove
     from pudlab.pol.verifier import verify_bundle as verify_bundle
     from pudlab.privacy.audit import audit_release as audit_release
+    from pudlab.privacy.dp_comparison import compare_dp as compare_dp
+    from pudlab.privacy.dp_results import ComparisonConfig as ComparisonConfig
     from pudlab.privacy.report import PrivacyConfig as PrivacyConfig
     from pudlab.privacy.report import privacy_report as privacy_report
     from pudlab.pud.json_inputs import privacy_from_report as privacy_from_report
