@@ -44,6 +44,7 @@ PRESET_VALUES = {  # field: (command-line arguments, the value they give); each 
     "init_seed": (["--init-seed", "11"], 11),
     "snapshot_every": (["--snapshot-every", "3"], 3),
     "noise_floor": (["--no-noise-floor"], False),
+    "floor_pairs": (["--floor-pairs", "4"], 4),
     "deviations": (["--deviation", "one, with a comma", "--deviations", "two"], ("one, with a comma", "two")),
 }
 RUN_VALUES = {  # field: (command-line arguments, the value they give); each differs from RunOptions()

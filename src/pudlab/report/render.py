@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-VERDICT_CSS = {"reproduced": "ok", "not reproduced": "bad", "inconclusive": "unsure", "not evaluated": "muted"}
+VERDICT_CSS = {"reproduced": "ok", "not reproduced": "bad", "inconclusive": "unsure", "not testable here": "muted",
+               "not evaluated": "muted"}
 
 
 @dataclass
@@ -161,7 +162,7 @@ figure img{width:100%;height:auto;display:block}figcaption{font-size:0.8em;color
 pre{background:#f6f6f6;padding:0.6em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:0.78em}
 details{margin:0.4em 0}summary{cursor:pointer;font-weight:600}
 .glossary td:first-child{white-space:nowrap;font-family:ui-monospace,monospace}
-.summary{font-size:0.95em}
+.summary{font-size:0.95em}.warning{border-left:4px solid #b00;padding:0.3em 0.6em;background:#fff4f4}
 """
 
 
