@@ -1,6 +1,8 @@
 """The store side of the verdicts: floor pairs beyond the repeats, series aligned by repeat index, the
 run context the claims read, and the configuration line the report header and ``status`` print."""
 
+import pytest
+
 from pudlab.experiments.options import RunOptions
 from pudlab.experiments.series import configuration_text, series_table, store_tables
 from pudlab.experiments.spec import load_preset
@@ -42,3 +44,26 @@ def test_series_keep_repeats_aligned_and_the_context_tells_the_truth(tmp_path, n
     assert "exp4" in tables
     assert text.startswith("epochs 1 (preset: 6), max_train_size 300 (preset: all)")
     assert "repeats 2 (preset: " in text and "floor_pairs 3 (preset: 10)" in text and "sigmas 0, 1 (preset: 0, 0.05" in text
+
+
+@pytest.mark.slow
+def test_a_meaningless_run_reproduces_nothing_and_warns_once(tmp_path, npz_dataset):
+    """One epoch on 100 images, references on one batch: `pudlab reproduce` prints one warning line naming
+    the cause before the verdicts, and no claim comes out reproduced."""
+    import subprocess
+    import sys
+
+    args = ["reproduce", "--experiments", "exp3", "--dataset", npz_dataset, "--epochs", "1", "--sigmas", "0,1",
+            "--repeats", "2", "--floor-pairs", "2", "--max-train-size", "100", "--batch-size", "128", "--widths",
+            "2,2,4", "--hidden", "8", "--workers", "1", "--threads", "1", "--no-progress", "--no-figures",
+            "--store", str(tmp_path / "rp")]
+    result = subprocess.run([sys.executable, "-m", "pudlab.cli", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "not testable here" in warnings[0] and "fix:" in warnings[0]
+    assert "degenerate" in warnings[0] and "one batch per epoch" in warnings[0]
+    assert lines.index(warnings[0]) < next(i for i, line in enumerate(lines) if line.startswith("claims on"))
+    verdicts = [line.split()[1:3] for line in lines if line.startswith("  ") and line.split()[0].isdigit()]
+    assert verdicts and all(words != ["reproduced"] and words[0] != "reproduced" for words in verdicts)
+    assert lines[0].startswith("reproduce: preset quick as run: epochs 1 (preset: 6), max_train_size 100 (preset: all)")

@@ -167,7 +167,7 @@ def status_command(store_dir: str, as_json: bool) -> None:
     click.echo(f"{store_dir}: {total} jobs: {counts['done']} done, {counts['pending']} pending, "
                f"{counts['running']} running, {counts['failed']} failed")
     for configuration in sorted({plan["configuration"] for plan in plans}):
-        click.echo(f"  ran {configuration}")
+        click.echo(f"  {configuration}")
     for plan in plans:
         click.echo(f"  {plan['id']:24} preset {plan['preset']:8} {plan['source']}")
     for row in failed:

@@ -98,7 +98,7 @@ def _effects(items: list[Effect]) -> dict:
     return {item.name: item.to_dict() for item in items}
 
 
-def _decide(run: Run, primary: list[Effect], secondary: list[Effect], test: str, margin: Margin,
+def _decide(primary: list[Effect], secondary: list[Effect], test: str, margin: Margin,
             text: str) -> tuple[str, str, dict]:
     power = power_summary(primary)
     evidence = {"test": test, "margin": margin.to_dict(), "primary": _effects(primary),
@@ -106,9 +106,9 @@ def _decide(run: Run, primary: list[Effect], secondary: list[Effect], test: str,
     return combine(primary), text + power["text"], evidence
 
 
-def _acc(run: Run, name: str, points: list[np.ndarray], coefficients: list[float], *, role: str = "primary",
-         margin: Margin | None = None) -> Effect:
-    return judge_effect(name, paired(points, coefficients), margin or Margin.fixed(ACCURACY_MARGIN),
+def _acc(run: Run, name: str, points: list[np.ndarray], coefficients: list[float], *,
+         role: str = "primary") -> Effect:
+    return judge_effect(name, paired(points, coefficients), Margin.fixed(ACCURACY_MARGIN),
                         rounding=run.rounding(coefficients), role=role)
 
 
@@ -122,11 +122,12 @@ def claim1(run: Run) -> tuple[str, str, dict]:
     secondary = [_acc(run, f"drop {c.name}", [c.first, c.last], [1, -1], role="secondary") for c in curves]
     text = (f"{primary.text()} over the {len(curves)} series (margin {ACCURACY_MARGIN}); per series: "
             + ", ".join(f"{e.name[5:]} {e.estimate:+.3g}" for e in secondary))
-    return _decide(run, [primary], secondary, "per repeat, the mean over the six accuracy series of "
+    return _decide([primary], secondary, "per repeat, the mean over the six accuracy series of "
                    "A(sigma_min) - A(sigma_max); one-sample t", Margin.fixed(ACCURACY_MARGIN), text)
 
 
-def _grid_mean(run: Run, first, second, name: str, margin: Margin | None = None, role: str = "primary") -> Effect:
+def _grid_mean(run: Run, first: Curve, second: Curve, name: str, margin: Margin | None = None,
+               role: str = "primary") -> Effect:
     grid = run.same_grid(first, second)
     points = [first.at[x] for x in grid] + [second.at[x] for x in grid]
     coefficients = [1 / len(grid)] * len(grid) + [-1 / len(grid)] * len(grid)
@@ -141,7 +142,7 @@ def claim2(run: Run) -> tuple[str, str, dict]:
     primary = [_grid_mean(run, curves[0], curves[1], "A(W_1,1) - A(W_1,2)"),
                _grid_mean(run, curves[1], curves[2], "A(W_1,2) - A(W_1,3)")]
     text = "mean accuracy over sigma: " + "; ".join(i.text() for i in primary) + f" (margin {ACCURACY_MARGIN})"
-    return _decide(run, primary, [], "per repeat, the difference of mean accuracy over the sigma grid; "
+    return _decide(primary, [], "per repeat, the difference of mean accuracy over the sigma grid; "
                    "one-sample t; both must exceed the margin", Margin.fixed(ACCURACY_MARGIN), text)
 
 
@@ -153,7 +154,7 @@ def claim3(run: Run) -> tuple[str, str, dict]:
     drops = [_acc(run, f"drop {c.name}", [c.first, c.last], [1, -1], role="secondary") for c in curves]
     text = ("drops " + ", ".join(f"{d.name[5:]} {d.estimate:+.3g}" for d in drops) + "; "
             + "; ".join(i.text() for i in primary) + f" (margin {ACCURACY_MARGIN})")
-    return _decide(run, primary, drops, "per repeat, the difference of drops A(sigma_min) - A(sigma_max), smaller "
+    return _decide(primary, drops, "per repeat, the difference of drops A(sigma_min) - A(sigma_max), smaller "
                    "set minus larger; one-sample t; both must exceed the margin", Margin.fixed(ACCURACY_MARGIN), text)
 
 
@@ -184,7 +185,7 @@ def claim4(run: Run) -> tuple[str, str, dict]:
     text = (f"{primary.text()} over {', '.join(c.name for c in curves)} (margin {margin.value:.3g}); "
             f"per series: {', '.join(parts)}" + (f"; {', '.join(shared)} not counted again (same trainings)"
                                                   if shared else ""))
-    return _decide(run, [primary], secondary, f"per repeat, the mean over the distinct series of D(sigma_max) - "
+    return _decide([primary], secondary, f"per repeat, the mean over the distinct series of D(sigma_max) - "
                    f"D(sigma_min); one-sample t against {run.floor_k:g} x the floor std", margin, text)
 
 
@@ -214,7 +215,7 @@ def claim5(run: Run) -> tuple[str, str, dict]:
     test = (f"per pair: the gap (second minus first) exceeds the margin at sigma_min, and its 90% interval lies "
             f"inside +-margin (TOST) at every sigma >= {vanish_from:g}; sigma* with a bootstrap interval against "
             f"the paper's {PAPER_SIGMA_STAR}")
-    verdict, text, evidence = _decide(run, primary, [], test, margin, f"margin {margin.value:.3g}; " + "; ".join(parts))
+    verdict, text, evidence = _decide(primary, [], test, margin, f"margin {margin.value:.3g}; " + "; ".join(parts))
     evidence["pairs"] = details
     evidence["paper sigma*"] = PAPER_SIGMA_STAR
     return verdict, text, evidence
@@ -236,7 +237,7 @@ def claim6(run: Run) -> tuple[str, str, dict]:
                  for c in (near, far)]
     primary = [present, shrink, further]
     text = f"margin {margin.value:.3g}; " + "; ".join(e.text() for e in primary)
-    return _decide(run, primary, secondary, "per repeat: the gaps of D_4,2 and D_4,3 to D_4,1 (mean over k) exceed the "
+    return _decide(primary, secondary, "per repeat: the gaps of D_4,2 and D_4,3 to D_4,1 (mean over k) exceed the "
                    "margin at sigma_min and shrink by more than it by sigma_max; the mean over sigma of "
                    "D_4,3 - D_4,2 exceeds it; one-sample t each", margin, text)
 
@@ -252,7 +253,7 @@ def claim7(run: Run) -> tuple[str, str, dict]:
         secondary.append(judge_effect(f"rise {larger.name} - rise {smaller.name}", paired(
             [larger.last, larger.first, smaller.last, smaller.first], [1, -1, -1, 1]), margin, role="secondary"))
     text = f"margin {margin.value:.3g}; " + "; ".join(i.text() for i in primary)
-    return _decide(run, primary, secondary, "per repeat, at sigma_max: D_5,1 - D_5,2 and D_5,2 - D_5,3 each exceed the "
+    return _decide(primary, secondary, "per repeat, at sigma_max: D_5,1 - D_5,2 and D_5,2 - D_5,3 each exceed the "
                    "margin; one-sample t (the differences of rises are secondary)", margin, text)
 
 
@@ -271,7 +272,7 @@ def claim8(run: Run) -> tuple[str, str, dict]:
         items.append(judge_effect(f"A(W_1,1)({x:g}) - {MNIST_ACCURACY}", paired([curve.at[x]], [1.0]), Margin.fixed(0.0),
                                   offset=-MNIST_ACCURACY, rounding=run.rounding([1.0]), extra=sampling))
     text = "; ".join(i.text() for i in items)
-    return _decide(run, items, [], f"at each sigma in (0, {MODERATE_SIGMA}]: the 95% t interval of A(W_1,1) - "
+    return _decide(items, [], f"at each sigma in (0, {MODERATE_SIGMA}]: the 95% t interval of A(W_1,1) - "
                    f"{MNIST_ACCURACY} (repeats, plus the test set's binomial sampling) lies above 0",
                    Margin.fixed(0.0), text)
 
@@ -291,7 +292,7 @@ def claim9(run: Run) -> tuple[str, str, dict]:
                                   rounding=rounding))
     text = (f"{sum(i.verdict == REPRODUCED for i in items)}/{len(items)} flat within {CONVERGED_SPREAD:.0%} of "
             "their range: " + "; ".join(i.text() for i in items))
-    return _decide(run, items, [], f"per repeat, the change over the last {CONVERGED_TAIL:.0%} of the epochs; its 90% "
+    return _decide(items, [], f"per repeat, the change over the last {CONVERGED_TAIL:.0%} of the epochs; its 90% "
                    f"interval inside +-{CONVERGED_SPREAD} x the series' range (TOST), every series",
                    Margin.fixed(math.nan), text)
 
