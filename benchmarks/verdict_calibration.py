@@ -17,8 +17,9 @@ floor's spread (``sigma_f``), so the distance margin is ``2 sigma_f``; accuracy 
   gap of two margins that is 0 from 0.5 on).
 
 Printed per n: the rate of "reproduced" per claim (the largest over the ICCs) under null and at the
-margin, the largest per-decision rate at the margin (each primary effect's own decision), and the power
-at 2x (the smallest over the ICCs). Two extra checks: claim 5 with a gap that never closes (1.5 margins
+margin, the largest per-decision rate at the margin (each primary effect's own decision), the rate of
+"not reproduced" at the margin (a true effect of margin size called absent), and the power at 2x (the
+smallest over the ICCs). Two extra checks: claim 5 with a gap that never closes (1.5 margins
 at sigma >= 0.5), and sigma* for a gap that is 0 from sigma = 0.4 on (the true sigma* is 0.5 on this grid).
 
     python benchmarks/verdict_calibration.py --sweeps 1000 --processes 2
@@ -39,7 +40,7 @@ import numpy as np
 
 from pudlab.experiments.claims import ACCURACY_MARGIN, MNIST_ACCURACY, evaluate_claims
 from pudlab.experiments.series import RunContext
-from pudlab.experiments.stats import REPRODUCED
+from pudlab.experiments.stats import NOT_REPRODUCED, REPRODUCED
 from pudlab.experiments.testability import FLOOR_SPREAD_K, Curve, Run, sigma_star
 from pudlab.seeding import derive_rng
 
@@ -126,6 +127,7 @@ def run_scenario(task: tuple[Design, str, int, int]) -> dict:
     """Counts of 'reproduced' per claim (and the largest per-decision count) over ``sweeps`` sweeps."""
     design, scenario, sweeps, seed = task
     claims = dict.fromkeys(CLAIMS, 0)
+    against = dict.fromkeys(CLAIMS, 0)
     decisions: dict[str, int] = {}
     for sweep in range(sweeps):
         rng = derive_rng(seed, "calibration", design.repeats, int(design.icc * 100), scenario, sweep)
@@ -134,10 +136,12 @@ def run_scenario(task: tuple[Design, str, int, int]) -> dict:
             if result.number not in claims:
                 continue
             claims[result.number] += result.verdict == REPRODUCED
+            against[result.number] += result.verdict == NOT_REPRODUCED
             for name, effect in result.evidence.get("primary", {}).items():
                 key = f"{result.number}:{name}"
                 decisions[key] = decisions.get(key, 0) + (effect["verdict"] == REPRODUCED)
-    return {"design": design, "scenario": scenario, "sweeps": sweeps, "claims": claims, "decisions": decisions}
+    return {"design": design, "scenario": scenario, "sweeps": sweeps, "claims": claims, "against": against,
+            "decisions": decisions}
 
 
 def extra_checks(design: Design, sweeps: int, seed: int) -> dict:
@@ -190,16 +194,18 @@ def main() -> None:
         rows = [r for r in results if r["design"].repeats == n]
         print(f"\n## n = {n}\n")
         print("| claim | null: reproduced (max over ICC) | effect = margin: reproduced (max) | effect = margin: "
-              "largest single decision (max) | power at 2x margin (min over ICC) | power per ICC |")
-        print("|---|---|---|---|---|---|")
+              "largest single decision (max) | effect = margin: not reproduced (max) | power at 2x margin (min over "
+              "ICC) | power per ICC |")
+        print("|---|---|---|---|---|---|---|")
         for claim in CLAIMS:
             def rate(scenario: str, claim: int = claim, rows: list[dict] = rows) -> list[float]:
                 return [r["claims"][claim] / r["sweeps"] for r in rows if r["scenario"] == scenario]
             single = max(count / r["sweeps"] for r in rows if r["scenario"] == "margin"
                          for key, count in r["decisions"].items() if key.startswith(f"{claim}:"))
             power = rate("2x")
+            wrong = max(r["against"][claim] / r["sweeps"] for r in rows if r["scenario"] == "margin")
             print(f"| {claim} | {_pct(max(rate('null')))} | {_pct(max(rate('margin')))} | {_pct(single)} | "
-                  f"{_pct(min(power))} | {', '.join(_pct(p) for p in power)} |")
+                  f"{_pct(wrong)} | {_pct(min(power))} | {', '.join(_pct(p) for p in power)} |")
         extra = extras[n]
         print(f"\nclaim 5, a gap of 3 margins that never closes (1.5 margins at sigma >= 0.5), ICC 0: reproduced "
               f"{_pct(extra['never_closes_reproduced'])}; sigma* of a gap that is 0 from 0.4 on (true 0.5): "
