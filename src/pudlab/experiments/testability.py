@@ -203,9 +203,13 @@ def near_chance(run: Run) -> NotTestable | None:
     best = []
     for experiment, table in run.tables.items():
         for name, entry in table.items():
-            if entry["kind"] in ("accuracy", "epoch_accuracy"):
+            if entry["kind"] not in ("accuracy", "epoch_accuracy"):
+                continue
+            try:
                 curve = Curve(run.tables, experiment, name)
-                best.append(curve.mean(curve.xs[0] if entry["kind"] == "accuracy" else curve.xs[-1]))
+            except MissingSeries:
+                continue
+            best.append(curve.mean(curve.xs[0] if entry["kind"] == "accuracy" else curve.xs[-1]))
     best = [b for b in best if math.isfinite(b)]
     if not best or max(best) >= chance + NEAR_CHANCE * (1 - chance):
         return None
