@@ -43,7 +43,7 @@ def test_series_keep_repeats_aligned_and_the_context_tells_the_truth(tmp_path, n
     assert not context.is_mnist and context.reference_batches >= 1
     assert "exp4" in tables
     assert text.startswith("epochs 1 (preset: 6), max_train_size 300 (preset: all)")
-    assert "repeats 2 (preset: " in text and "floor_pairs 3 (preset: 10)" in text and "sigmas 0, 1 (preset: 0, 0.05" in text
+    assert "repeats 2 (preset: " in text and "floor_pairs 3 (preset: 10)" in text and "sigmas 0, 1 (preset: 0, 0.1, 0.2" in text
 
 
 @pytest.mark.slow
