@@ -22,7 +22,7 @@ def small_store(base: Path) -> Path:
         base.mkdir(parents=True, exist_ok=True)
         dataset = str(write_npz_dataset(base / "tiny.npz"))
         preset = load_preset("quick").with_overrides(epochs=2, widths=(2, 2, 4), hidden=8, sigmas=(0.0, 1.0),
-                                                     lr=3e-3, batch_size=32, repeats=2)
+                                                     lr=3e-3, batch_size=32, repeats=2, floor_pairs=2)
         options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=8)
         with Store(base / "store") as store:
             run_sweep(store, prepare_sweep(EXPERIMENTS, [dataset], preset, options), options)

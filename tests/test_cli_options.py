@@ -44,6 +44,7 @@ PRESET_VALUES = {  # field: (command-line arguments, the value they give); each 
     "init_seed": (["--init-seed", "11"], 11),
     "snapshot_every": (["--snapshot-every", "3"], 3),
     "noise_floor": (["--no-noise-floor"], False),
+    "floor_pairs": (["--floor-pairs", "4"], 4),
     "deviations": (["--deviation", "one, with a comma", "--deviations", "two"], ("one, with a comma", "two")),
     "eval_dataset": (["--eval", "held-out.npz"], "held-out.npz"),
     "eval_part": (["--eval-part", "test"], "test"),

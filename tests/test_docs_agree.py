@@ -28,7 +28,7 @@ def test_readme_states_the_quick_preset_as_shipped():
 
 
 def test_readme_states_the_time_pud_announces():
-    from pudlab.cli.privacy import PRIVACY_SECONDS_PER_SIGMA
+    from pudlab.cli.pud import PRIVACY_SECONDS_PER_SIGMA
     from pudlab.experiments.spec import load_preset
 
     minutes = PRIVACY_SECONDS_PER_SIGMA * len(load_preset("quick").sigmas) / 60

@@ -27,7 +27,7 @@ from pudlab.experiments.store import Store
 from pudlab.experiments.sweep import plan_sweep, prepare_sweep, run_sweep
 
 TINY = {"epochs": 1, "widths": (2, 2, 4), "hidden": 8, "sigmas": (0.0, 1.0), "lr": 3e-3, "batch_size": 32,
-        "repeats": 1}
+        "repeats": 1, "floor_pairs": 2}
 
 
 def tiny_preset(**extra):
@@ -86,7 +86,7 @@ def test_preset_validation_and_overrides(tmp_path):
     preset = load_preset("paper")
     assert preset.epochs == 180 and preset.lr == 1e-4 and preset.widths == (32, 64, 128) and len(preset.sigmas) == 10
     quick = load_preset("quick").with_overrides(epochs=3, sigmas=(1.0, 0.0, 0.5), repeats=None)
-    assert quick.epochs == 3 and quick.sigmas == (0.0, 0.5, 1.0) and quick.repeats == 3
+    assert quick.epochs == 3 and quick.sigmas == (0.0, 0.5, 1.0) and quick.repeats == 5
     with pytest.raises(SpecError, match="epochs = 0; expected an integer >= 1"):
         load_preset("quick").with_overrides(epochs=0)
     with pytest.raises(SpecError, match="p.toml: lr"):
@@ -299,7 +299,7 @@ def test_figures_and_report_from_store(tmp_path, npz_dataset):
     html = (tmp_path / "s" / "report.html").read_text()
     claims = markdown.split("## Claims on")[1].split("\n## ")[0]  # the summary's claims table
     assert claims.count("| reproduced |") + claims.count("| not reproduced |") + \
-        claims.count("| inconclusive |") + claims.count("| not evaluated |") == 9
+        claims.count("| inconclusive |") + claims.count("| not evaluated |") + claims.count("| not testable here |") == 9
     assert "data:image/png;base64," in html and "<img" in html
     status = subprocess.run(_pudlab("status", str(tmp_path / "s"), "--json"), capture_output=True, text=True)
     counts = json.loads(status.stdout)["counts"]

@@ -118,11 +118,15 @@ def reproduce_command(state, experiments: str, figures: bool, **values: Any) -> 
     options = options.resolved()
     _echo_model_note(preset, options)
     prepared = prepare_sweep(experiment_list, list(preset.datasets), preset, options)
-    click.echo(f"reproduce: preset {preset.name}, datasets {', '.join(preset.datasets)}, "
+    from pudlab.experiments.series import configuration_text
+
+    click.echo(f"reproduce: preset {preset.name} as run: {configuration_text(preset.to_dict())}; datasets "
+               f"{', '.join(preset.datasets)}, "
                f"experiments {', '.join(experiment_list)}, device {options.device}")
     with Store(values["store"], wait=values["wait"]) as store:
         summary = run_sweep(store, prepared, options, command="reproduce")
         _echo_summary(summary, values["store"])
+        _echo_claims(store)
         if figures:
             from pudlab.report.document import write_report
 
@@ -133,6 +137,22 @@ def reproduce_command(state, experiments: str, figures: bool, **values: Any) -> 
         raise PudlabError(f"{summary.failed} job(s) failed; see `pudlab status {values['store']}`")
 
 
+def _echo_claims(store) -> None:
+    """The run's warning line first (when a claim is not testable here), then each dataset's verdicts (the
+    series were refreshed by the sweep)."""
+    from pudlab.experiments.claims import claims_by_dataset, run_warning
+
+    claims = claims_by_dataset(store)
+    warning = run_warning(claims)
+    if warning:
+        click.echo(warning)
+    for dataset, results in claims.items():
+        tally = ", ".join(f"{sum(r.verdict == v for r in results)} {v}" for v in dict.fromkeys(r.verdict for r in results))
+        click.echo(f"claims on {dataset}: {tally}")
+        for result in results:
+            click.echo(f"  {result.number} {result.verdict:17} {result.claim}")
+
+
 @click.command("status")
 @click.argument("store_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -140,13 +160,16 @@ def status_command(store_dir: str, as_json: bool) -> None:
     """Jobs done / pending / failed in a store, and its plans."""
     from pudlab.cli._common import print_json
     from pudlab.experiments.results import open_store
+    from pudlab.experiments.series import configuration_text
     from pudlab.experiments.store import writer_holder
 
     with open_store(store_dir) as results:
         store = results.store
         counts = store.status_counts()
         failed = [row for row in store.job_rows() if row["status"] == "failed"]
-        plans = [{"id": p["id"], "preset": p["preset"]["name"], "source": p["source"]} for p in store.plans()]
+        plans = [{"id": p["id"], "preset": p["preset"]["name"], "source": p["source"],
+                  "configuration": f"preset {p['preset']['name']} as run: {configuration_text(p['preset'])}"}
+                 for p in store.plans()]
     writer = writer_holder(store_dir)  # a job marked running with no writer alive was abandoned
     counts["abandoned"] = 0 if writer else counts["running"]
     counts["running"] -= counts["abandoned"]
@@ -162,6 +185,8 @@ def status_command(store_dir: str, as_json: bool) -> None:
     elif counts["abandoned"]:
         click.echo(f"  {counts['abandoned']} job(s) were left running by a run that stopped (Ctrl-C or killed); no "
                    "run holds the store: rerun the same command to resume them")
+    for configuration in sorted({plan["configuration"] for plan in plans}):
+        click.echo(f"  {configuration}")
     for plan in plans:
         click.echo(f"  {plan['id']:24} preset {plan['preset']:8} {plan['source']}")
     for row in failed:

@@ -29,11 +29,12 @@ from pudlab.seeding import derive_rng
 SWEEP_KINDS = ("accuracy", "distance")
 
 
-def _set(entry: dict, values: list[list[float]]) -> None:
+def _set(entry: dict, values: Sequence[Sequence[float | None]]) -> None:
     entry["values"] = values
-    entry["mean"] = [float(np.mean(v)) if v else math.nan for v in values]
-    entry["std"] = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in values]
-    entry["n"] = [len(v) for v in values]
+    present = [[float(x) for x in v if x is not None] for v in values]
+    entry["mean"] = [float(np.mean(v)) if v else math.nan for v in present]
+    entry["std"] = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in present]
+    entry["n"] = [len(v) for v in present]
 
 
 def _values(entry: dict) -> list[list[float]]:
@@ -71,11 +72,10 @@ def permuted_control(tables: Tables, seed: int) -> Tables:
             if len(entry["x"]) != size:
                 continue
             values = _values(entry)
-            shuffled: list[list[float]] = [[] for _ in values]
+            shuffled: list[list[float | None]] = [[] for _ in values]
             for r, perm in enumerate(perms):
                 for target, source in enumerate(perm):
-                    if r < len(values[source]):
-                        shuffled[target].append(values[source][r])
+                    shuffled[target].append(values[source][r] if r < len(values[source]) else None)
             _set(entry, shuffled)
     return result
 
@@ -87,16 +87,24 @@ def _curve(kind: str, xs: Sequence[float], rows: list[list[float]]) -> dict:
 
 
 def planted_tables(seed: int, *, effect: float = 1.0, repeats: int = 3, floor_std: float = 0.05,
-                   accuracy_noise: float = 0.005,
+                   accuracy_noise: float = 0.005, floor_pairs: int = 10, icc: float = 0.0, eval_size: int = 0,
                    sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)) -> Tables:
     """Synthetic series with the paper's effects planted at size ``effect`` (0 = no effect of sigma or of
-    the setting), repeat noise of ``floor_std`` on distances and ``accuracy_noise`` on accuracies."""
+    the setting): repeat noise of ``floor_std`` on distances (the floor's own spread) and ``accuracy_noise``
+    on accuracies, of which the share ``icc`` is shared by every point of an experiment within a repeat
+    (the design's pairing); ``floor_pairs`` floor values per reference; accuracies rounded to steps of
+    ``1 / eval_size`` when it is > 0."""
     rng = derive_rng(seed, "planted-control")
     xs = list(sigmas)
     top = max(xs)
 
-    def rows(mean_of, noise: float) -> list[list[float]]:
-        return [[float(mean_of(x) + rng.normal(0, noise)) for _ in range(repeats)] for x in xs]
+    def shared(noise: float) -> list[float]:
+        return [float(v) for v in rng.normal(0, noise * math.sqrt(icc), repeats)]
+
+    def rows(mean_of, noise: float, common: list[float], step: int = 0) -> list[list[float]]:
+        own = math.sqrt(1 - icc) * noise
+        values = [[float(mean_of(x) + common[r] + rng.normal(0, own)) for r in range(repeats)] for x in xs]
+        return [[round(v * step) / step for v in row] for row in values] if step else values
 
     def acc(level: float, fall: float):
         return lambda x: level - effect * fall * x / top
@@ -107,27 +115,30 @@ def planted_tables(seed: int, *, effect: float = 1.0, repeats: int = 3, floor_st
     floor = 2.7
 
     def floor_curve() -> dict:
-        return _curve("floor", [0.0], [[float(floor + rng.normal(0, floor_std)) for _ in range(repeats)]])
+        return _curve("floor", [0.0], [[float(floor + rng.normal(0, floor_std)) for _ in range(floor_pairs)]])
+
+    def accuracy_tables(prefix: str, levels) -> dict:
+        common = shared(accuracy_noise)
+        return {f"A(W_{prefix},{k})": _curve("accuracy", xs, rows(level, accuracy_noise, common, eval_size))
+                for k, level in levels}
+
+    def distance_tables(curves: dict, floors: tuple[str, ...]) -> dict:
+        common = shared(floor_std)
+        table = {name: _curve("distance", xs, rows(mean_of, floor_std, common)) for name, mean_of in curves.items()}
+        return {**table, **{f"floor[{name}]": floor_curve() for name in floors}}
 
     epochs = list(range(1, 13))
     settle = [1 - 0.5 ** e for e in epochs]
+    exp34 = dist(floor, 1.5)
     tables: Tables = {
-        "exp1": {f"A(W_1,{k})": _curve("accuracy", xs, rows(acc(0.95 - effect * 0.1 * (k - 1), 0.1), accuracy_noise))
-                 for k in (1, 2, 3)},
-        "exp2": {f"A(W_2,{k})": _curve("accuracy", xs, rows(acc(0.95, 0.05 * k), accuracy_noise)) for k in (1, 2, 3)},
-        "exp3": {"D_3,1": _curve("distance", xs, rows(dist(floor, 1.5), floor_std)),
-                 "D_3,2": _curve("distance", xs, rows(dist(floor, 1.5, 1.0), floor_std)),
-                 "D_3,3": _curve("distance", xs, rows(dist(floor, 1.5), floor_std)),
-                 "D_3,4": _curve("distance", xs, rows(dist(floor, 1.5, 1.0), floor_std)),
-                 "floor[Wr31]": floor_curve(), "floor[Wr32]": floor_curve()},
-        "exp4": {"D_4,1": _curve("distance", xs, rows(dist(floor, 1.5), floor_std)),
-                 "D_4,2": _curve("distance", xs, rows(dist(floor + effect * 1.0, 1.0, 1.0, 2.0), floor_std)),
-                 "D_4,3": _curve("distance", xs, rows(dist(floor + effect * 1.5, 1.0, 1.0, 2.0), floor_std)),
-                 "floor[Wr41]": floor_curve()},
-        "exp5": {"D_5,1": _curve("distance", xs, rows(dist(floor, 1.5), floor_std)),
-                 "D_5,2": _curve("distance", xs, rows(dist(floor, 1.0), floor_std)),
-                 "D_5,3": _curve("distance", xs, rows(dist(floor, 0.5), floor_std)),
-                 "floor[Wr51]": floor_curve()},
+        "exp1": accuracy_tables("1", [(k, acc(0.95 - effect * 0.1 * (k - 1), 0.1)) for k in (1, 2, 3)]),
+        "exp2": accuracy_tables("2", [(k, acc(0.95, 0.05 * k)) for k in (1, 2, 3)]),
+        "exp3": distance_tables({"D_3,1": exp34, "D_3,2": dist(floor, 1.5, 1.0), "D_3,3": dist(floor, 1.5),
+                                 "D_3,4": dist(floor, 1.5, 1.0)}, ("Wr31", "Wr32")),
+        "exp4": distance_tables({"D_4,1": exp34, "D_4,2": dist(floor + effect * 1.0, 1.0, 1.0, 2.0),
+                                 "D_4,3": dist(floor + effect * 1.5, 1.0, 1.0, 2.0)}, ("Wr41",)),
+        "exp5": distance_tables({"D_5,1": dist(floor, 1.5), "D_5,2": dist(floor, 1.0), "D_5,3": dist(floor, 0.5)},
+                                ("Wr51",)),
         "fig2": {**{f"D_{k}": _curve("epoch_distance", epochs, [[k * s + rng.normal(0, 1e-3) for _ in range(repeats)]
                                                                 for s in settle]) for k in (1, 2, 3, 4)},
                  **{f"A(W_{k})": _curve("epoch_accuracy", epochs, [[0.9 * s + rng.normal(0, 1e-3)
@@ -143,7 +154,7 @@ def control_claims(store: Store, control: str = "null", *, seed: int = 0) -> dic
     if control not in ("null", "permuted"):
         raise ValueError(f"control {control!r}: expected 'null' or 'permuted'")
     result = {}
-    for dataset, (tables, mnist_family) in store_tables(store).items():
+    for dataset, (tables, context) in store_tables(store).items():
         changed = null_control(tables) if control == "null" else permuted_control(tables, seed)
-        result[dataset] = evaluate_claims(changed, mnist_family=mnist_family)
+        result[dataset] = evaluate_claims(changed, context)
     return result

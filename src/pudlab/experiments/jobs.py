@@ -357,7 +357,12 @@ def expand(plan: ExperimentPlan, source: SourceDataset, split: Split, init_sha25
             for repeat in range(preset.repeats):
                 job = make_job(model.dataset, float(sigma), repeat, offset, model.snapshots)
                 expansion.add(job, Role(plan.id, model.id, float(sigma), repeat, "model", job.key))
-                if preset.noise_floor and model.id in distance_refs and not model.sweep:
-                    floor = make_job(model.dataset, float(sigma), repeat, offset + FLOOR_SHUFFLE_OFFSET, False)
-                    expansion.add(floor, Role(plan.id, model.id, float(sigma), repeat, "floor", floor.key))
+            if not (preset.noise_floor and model.id in distance_refs and not model.sweep):
+                continue
+            for pair in range(preset.floor_pairs):  # pair j: the reference's repeat j (or the same training) + a partner
+                if pair >= preset.repeats:
+                    extra = make_job(model.dataset, float(sigma), pair, offset, False)
+                    expansion.add(extra, Role(plan.id, model.id, float(sigma), pair, "floor-ref", extra.key))
+                floor = make_job(model.dataset, float(sigma), pair, offset + FLOOR_SHUFFLE_OFFSET, False)
+                expansion.add(floor, Role(plan.id, model.id, float(sigma), pair, "floor", floor.key))
     return expansion

@@ -303,6 +303,10 @@ class Preset:
     """Epoch interval of weight snapshots for per-epoch series (Fig. 2)."""
     noise_floor: bool = True
     """Also train a shuffle-seed partner of each distance reference (the noise floor)."""
+    floor_pairs: int = field(default=10, metadata={"option": {"min": 2}})
+    """Independent noise-floor pairs per distance reference: pair j pairs the reference's repeat j (for j >=
+    repeats an extra clean training) with a shuffle-seed partner; the distance margin's own uncertainty
+    shrinks with them (docs/claims.md)."""
     deviations: tuple[str, ...] = field(default=(), metadata={"option": {"split": False}})
     """Where this preset departs from the paper (printed in the report)."""
     eval_dataset: str = field(default="", metadata={"option": {"name": "--eval"}})
@@ -351,6 +355,7 @@ def validate_preset(preset: Preset, source: str) -> Preset:
         (0 < preset.eval_fraction < 1, "eval_fraction", "a number in (0, 1)"),
         (preset.snapshot_every >= 1, "snapshot_every", "an integer >= 1"),
         (preset.max_train_size >= 0, "max_train_size", "an integer >= 0"),
+        (preset.floor_pairs >= 2, "floor_pairs", "an integer >= 2"),
         (len(preset.datasets) >= 1, "datasets", "at least one dataset"),
         (preset.eval_part in ("eval", "test", "all"), "eval_part", "eval, test or all"),
         (not preset.model or ":" in preset.model, "model", "module:function or file.py:function (empty: M_cnn)"),
@@ -366,8 +371,8 @@ _PRESET_TYPES: dict[str, tuple[type, ...]] = {
     "lr": (int, float), "batch_size": (int,), "widths": (list,), "hidden": (int,), "repeats": (int,),
     "precision": (str,), "disjoint": (bool,), "max_train_size": (int,), "split_seed": (int,),
     "eval_fraction": (float,), "sample_seed": (int,), "noise_seed": (int,), "shuffle_seed": (int,),
-    "init_seed": (int,), "snapshot_every": (int,), "noise_floor": (bool,), "deviations": (list,),
-    "eval_dataset": (str,), "eval_part": (str,), "model": (str,), "as_raw": (bool,),
+    "init_seed": (int,), "snapshot_every": (int,), "noise_floor": (bool,), "floor_pairs": (int,),
+    "deviations": (list,), "eval_dataset": (str,), "eval_part": (str,), "model": (str,), "as_raw": (bool,),
 }
 
 

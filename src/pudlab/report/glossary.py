@@ -3,7 +3,10 @@ line under the claims table that says how sure each number is."""
 
 from __future__ import annotations
 
-from pudlab.experiments.stats import CONFIDENCE
+from pudlab.experiments.stats import ALPHA
+
+CONFIDENCE = 1 - 2 * ALPHA
+"""Two-sided level of the [a, b] intervals printed after each effect."""
 
 GLOSSARY: list[tuple[str, str]] = [
     ("T_t, T_e", "the training and evaluation sets: a seeded 90 % / 10 % split of the dataset's training images"),
@@ -24,8 +27,11 @@ GLOSSARY: list[tuple[str, str]] = [
     ("noise floor", "D between two clean trainings on the same data that differ only in batch order: a distance "
                     "at or below it says nothing about the data; floor[Wr31] is the noise floor of W_r,3,1"),
     ("Delta", "distinguishability (Eq. 4): |D(W_Ti, W_Ti') - D(W_Ti, W_Tj')|, the same dataset vs another one"),
-    ("[a, b]", f"after an effect in the claims table: its two-sided {CONFIDENCE * 100:g} % confidence interval (Welch's, "
-               "over the repeats); a claim is reproduced when the whole interval clears the margin"),
+    ("[a, b]", f"after an effect in the claims table: its two-sided {CONFIDENCE * 100:g} % confidence interval, from "
+               "the effect computed within each repeat (paired: one t over the repeats); a claim is reproduced when "
+               "its effects clear the margin at that level, the margin's own uncertainty included"),
+    ("not testable here", "a verdict: this run cannot test the claim (models near chance, a degenerate noise "
+                          "floor, too few epochs or repeats); the warning line above the claims names the cause"),
     ("margin", "the smallest effect a claim counts, printed with the claim: for distances a multiple of the noise "
                "floor's standard deviation, for accuracies a fixed accuracy difference"),
     ("sigma*", "the smallest sigma from which on the gap between two distance series stays within ± margin (no "

@@ -19,7 +19,8 @@ LEGEND_KEY = "pudlab:legend_pt"
 """PNG text chunk: the smallest legend font size of the figure, in points (written by ``save_figure``)."""
 DPI_KEY = "pudlab:dpi"
 """PNG text chunk: the figure's resolution, pixels per inch."""
-VERDICT_CSS = {"reproduced": "ok", "not reproduced": "bad", "inconclusive": "unsure", "not evaluated": "muted"}
+VERDICT_CSS = {"reproduced": "ok", "not reproduced": "bad", "inconclusive": "unsure", "not testable here": "muted",
+               "not evaluated": "muted"}
 
 
 @dataclass
@@ -182,7 +183,7 @@ figcaption{{font-size:0.8em;color:#333;margin-top:4px}}
 pre{{background:#f6f6f6;padding:0.6em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:0.78em}}
 details{{margin:0.4em 0}}summary{{cursor:pointer;font-weight:600}}
 .glossary td:first-child{{white-space:nowrap;font-family:ui-monospace,monospace}}
-.summary{{font-size:0.95em}}
+.summary{{font-size:0.95em}}.warning{{border-left:4px solid #b00;padding:0.3em 0.6em;background:#fff4f4}}
 @media (max-width:{NARROW_SCREEN}px){{figure img.desk{{display:none}}figure img.phone{{display:block}}}}
 @media (max-width:{PHONE_SCREEN}px){{
  body{{padding:0.5em 0.7em}}h1{{font-size:1.3em}}h2{{font-size:1.1em}}

@@ -6,8 +6,8 @@ import json
 import time
 from collections import defaultdict
 
-from pudlab.experiments.claims import claim_summary, claim_verdict
-from pudlab.experiments.series import series_table
+from pudlab.experiments.claims import claim_summary, claim_verdict, run_warning
+from pudlab.experiments.series import configuration_text, series_table
 from pudlab.experiments.spec import parse_experiment
 from pudlab.experiments.store import Store
 from pudlab.report.glossary import SETTING_NOTES
@@ -26,26 +26,38 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _data_text(source: dict, preset: dict) -> str:
+    """A source as this run used it: T_t and T_e sizes after the split and any cut."""
+    total = int(source["train_size"])
+    eval_size = int(round(total * float(preset.get("eval_fraction", 0.1))))
+    train = total - eval_size
+    cut = int(preset.get("max_train_size") or 0)
+    used = (f"T_t {cut:,} of {train:,} images" if 0 < cut < train else f"T_t {train:,} images") + f", T_e {eval_size:,}"
+    return f"{source['name']} ({source['description']}; {used}; SHA-256 {source['fingerprint'][:12]})"
+
+
 def summary_blocks(store: Store, claims: dict[str, list]) -> list[Block]:
-    """What was run, on what data, how long; then the claims table with one line of evidence each."""
+    """The run's warning line (if any), what was run (the configuration that actually ran, every override
+    marked), on what data, how long; then the claims table with one line of evidence each."""
     plans = store.plans()
     counts = store.status_counts()
     total = sum(counts.values())
-    presets = sorted({plan["preset"]["name"] for plan in plans})
+    configurations = sorted({f"Preset {plan['preset']['name']} as run: {configuration_text(plan['preset'])}"
+                             for plan in plans})
     experiments = sorted({plan["experiment"] for plan in plans})
-    data = []
-    for source in store.sources():
-        sizes = f"{source['train_size']:,} training images" + (f", {source['test_size']:,} test" if source["test_size"] else "")
-        data.append(f"{source['name']} ({source['description']}; {sizes}; SHA-256 {source['fingerprint'][:12]})")
+    preset = plans[0]["preset"] if plans else {}
+    data = [_data_text(source, preset) for source in store.sources()]
     timings = store.timings()
     wall = sum(t["seconds"] for t in timings)
     devices = sorted({str(json.loads(t["detail"]).get("device")) for t in timings if t["detail"]})
     unfinished = counts["pending"] + counts["running"]
-    ran = (f"Preset {', '.join(presets) or '-'}: experiments {', '.join(experiments) or '-'} on "
+    ran = (f"{'; '.join(configurations) or 'No preset'}. Experiments {', '.join(experiments) or '-'} on "
            f"{'; '.join(data) or 'no dataset'}. {counts['done']} of {total} trainings done"
            + (f", {unfinished} not finished" if unfinished else "") + (f", {counts['failed']} failed" if counts["failed"] else "")
            + (f"; {_duration(wall)} of wall time over {len(timings)} command(s) on {', '.join(devices)}." if timings else "."))
-    blocks = [Block("text", ran, css="summary")]
+    warning = run_warning(claims)
+    blocks = [Block("text", warning, css="warning")] if warning else []
+    blocks.append(Block("text", ran, css="summary"))
     for dataset, results in claims.items():
         tally = ", ".join(f"{sum(claim_verdict(r) == v for r in results)} {v}"
                           for v in dict.fromkeys(claim_verdict(r) for r in results))
