@@ -202,9 +202,12 @@ def _check_mac(data: Mapping, key: VerificationKey, key_id: str, name: str) -> N
     auth = data.get("authentication")
     if not isinstance(auth, Mapping) or auth.get("scheme") != MAC_SCHEME or not isinstance(auth.get("mac"), str):
         raise ObfuscationError(f"{name}: not authenticated: no '{MAC_SCHEME}' authentication record")
-    if key_id != key.key_id or auth.get("key_id") != key.key_id:
+    if key_id != key.key_id:
         raise ObfuscationError(f"{name}: not authenticated: released under key {key_id}, the verification key "
                                f"is for key {key.key_id}")
+    if auth.get("key_id") != key.key_id:
+        raise ObfuscationError(f"{name}: not authenticated: its authentication names key {auth.get('key_id')!r:.20}, "
+                               f"not {key.key_id}")
     if not hmac.compare_digest(release_mac(key.secret, dict(data)), str(auth["mac"])):
         raise ObfuscationError(f"{name}: not authenticated: the MAC does not match (the manifest was changed, or "
                                f"made without key {key.key_id})")

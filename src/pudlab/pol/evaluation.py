@@ -149,8 +149,9 @@ class DetectionReport(Record):
 
     @property
     def unexpected_attacks(self) -> list[AttackOutcome]:
-        """Attacks whose exit status was not the expected one."""
-        return [attack for attack in self.attacks if attack.status != attack.expected_status]
+        """Attacks whose exit status was not the expected one (undecidable counts as expected where a
+        rejection was: neither accepts)."""
+        return [attack for attack in self.attacks if not attack.as_expected]
 
 @dataclass
 class _Context:
@@ -248,7 +249,8 @@ def _prepare_trial(trial: int) -> int:
               release_manifest=release_manifest,
               out=context.base(trial, role), threads=context.config.threads, overwrite=True,
               provenance={"dataset": context.source.name, "setting": context.config.setting, "role": role,
-                          "trial": trial})
+                          "trial": trial, "release_key": f"INSECURE demo key derived from public seed "
+                                                         f"{context.key_seed(trial, owner)}: O(T) hides nothing"})
     return trial
 
 

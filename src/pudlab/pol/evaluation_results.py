@@ -101,6 +101,11 @@ class AttackOutcome(Record):
         return self.status == 4
 
     @property
+    def as_expected(self) -> bool:
+        """The expected status, or "undecidable" where a rejection was expected (not accepted either way)."""
+        return self.status == self.expected_status or (self.expected_status == 1 and self.undecidable)
+
+    @property
     def is_thief(self) -> bool:
         """A model thief (claims a model it did not train) rather than a tamper of an honest bundle."""
         return self.attack.startswith(("thief", "moment-forgery", "stolen-init", "fake-trajectory", "drift"))
@@ -190,7 +195,7 @@ def summarise_sigma(sigma: float, outcomes: Sequence[TrialOutcome], attacks: Seq
         spoof_min_score=_finite_or_none([s.score for s in spoof], min),
         thief_rejection=_rate([a.caught for a in attacks if a.is_thief]),
         tamper_rejection=_rate([a.caught for a in attacks if not a.is_thief]),
-        attacks_as_expected=all(a.status == a.expected_status for a in attacks) if attacks else None,
+        attacks_as_expected=all(a.as_expected for a in attacks) if attacks else None,
         honest_undecidable=float(np.mean([h.undecidable for h in honest])),
         verify_segments_mean=float(np.mean([len(h.segments) for h in honest])),
         verify_seconds_mean=float(np.mean([h.seconds for h in honest])),
