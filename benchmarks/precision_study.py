@@ -23,8 +23,11 @@ import statistics
 import time
 from pathlib import Path
 
-from pudlab.experiments import RunOptions, Store, load_preset, run_sweep
+from pudlab.experiments.options import RunOptions
 from pudlab.experiments.series import series_table
+from pudlab.experiments.spec import load_preset
+from pudlab.experiments.store import Store
+from pudlab.experiments.sweep import prepare_sweep, run_sweep
 from pudlab.metrics import model_distance
 
 
@@ -43,12 +46,13 @@ def main() -> None:
     experiments = args.experiments.split(",")
     base = load_preset("quick").with_overrides(epochs=args.epochs, widths=tuple(int(w) for w in args.widths.split(",")),
                                                sigmas=tuple(float(s) for s in args.sigmas.split(",")))
-    options = RunOptions(device=args.device, progress=True, ensemble_size=8)
+    options = RunOptions(workers=1, device=args.device, progress=True, ensemble_size=8).resolved()
     tables, roles, seconds = {}, {}, {}
     for precision in ("fp32", args.other):
         started = time.perf_counter()
         with Store(Path(args.store) / precision) as store:
-            run_sweep(store, experiments, [args.dataset], base.with_overrides(precision=precision), options)
+            preset = base.with_overrides(precision=precision)
+            run_sweep(store, prepare_sweep(experiments, [args.dataset], preset, options), options)
             seconds[precision] = time.perf_counter() - started
             tables[precision] = {e: series_table(store, f"{e}@{args.dataset}") for e in experiments}
             roles[precision] = {(r.plan, r.model, r.sigma, r.repeat, r.stream): r.job

@@ -130,7 +130,7 @@ def test_result_fields_are_json_ready_and_round_trip():
     for result in evaluate_claims(planted_tables(1, effect=1.0, repeats=5), mnist_family=True):
         data = json.loads(json.dumps(result.to_dict()))
         again = ClaimResult.from_dict(data)
-        assert again.verdict == result.verdict == result.status and again.summary == result.summary
+        assert again.verdict == result.verdict and again.summary == result.summary
         assert isinstance(result.summary, str) and "\n" not in result.summary and "[" in result.summary
         assert isinstance(result.evidence, dict) and result.evidence
 

@@ -104,16 +104,16 @@ def test_fl_specs_json_and_status_wording(tmp_path):
 
 
 def test_sigma_lists_repeated_or_comma_separated():
-    from pudlab.cli.experiments import OVERRIDES, _preset_from
+    from pudlab.cli.experiments import run_command, sweep_inputs
+    from pudlab.experiments.spec import load_preset
 
-    def preset(sigmas):
-        kwargs = {key: None for key in OVERRIDES}
-        kwargs.update(preset="quick", sigmas=sigmas)
-        return _preset_from(kwargs)
+    def preset(*args):
+        context = run_command.make_context("run", ["exp1", "--store", "s", *args])
+        return sweep_inputs(dict(context.params), None)[0]
 
-    assert preset(("0", "0.5", "1")).sigmas == preset(("0,0.5,1",)).sigmas == preset(("0,0.5", "1")).sigmas \
-        == (0.0, 0.5, 1.0)
-    assert preset(()).sigmas == preset(None).sigmas  # not given: the preset's grid
+    assert preset("--sigma", "0", "--sigma", "0.5", "--sigma", "1").sigmas == preset("--sigmas", "0,0.5,1").sigmas \
+        == preset("--sigmas", "0,0.5", "--sigma", "1").sigmas == (0.0, 0.5, 1.0)
+    assert preset().sigmas == load_preset("quick").sigmas  # not given: the preset's grid
 
 
 def test_sigma_lists_and_repeats_are_the_same_option():

@@ -13,17 +13,18 @@ from pathlib import Path
 import pytest
 
 from pudlab.errors import SpecError
-from pudlab.experiments import (
-    RunOptions,
-    Store,
+from pudlab.experiments.jobs import Job
+from pudlab.experiments.options import RunOptions
+from pudlab.experiments.series import series_table
+from pudlab.experiments.spec import (
+    SHIPPED_EXPERIMENTS,
     load_experiment,
     load_preset,
-    plan_sweep,
-    run_sweep,
+    parse_experiment,
+    parse_preset,
 )
-from pudlab.experiments.jobs import Job
-from pudlab.experiments.series import series_table
-from pudlab.experiments.spec import SHIPPED_EXPERIMENTS, parse_experiment, parse_preset
+from pudlab.experiments.store import Store
+from pudlab.experiments.sweep import plan_sweep, prepare_sweep, run_sweep
 
 TINY = {"epochs": 1, "widths": (2, 2, 4), "hidden": 8, "sigmas": (0.0, 1.0), "lr": 3e-3, "batch_size": 32,
         "repeats": 1}
@@ -100,9 +101,9 @@ def test_preset_validation_and_overrides(tmp_path):
 def test_job_keys_stable_and_shared_across_experiments(tmp_path, npz_dataset):
     preset = tiny_preset()
     with Store(tmp_path / "a") as store:
-        first = plan_sweep(store, ["fig2", "exp1", "exp5"], [npz_dataset], preset)
+        first = plan_sweep(store, prepare_sweep(["fig2", "exp1", "exp5"], [npz_dataset], preset))
     with Store(tmp_path / "b") as store:
-        again = plan_sweep(store, ["fig2", "exp1", "exp5"], [npz_dataset], preset)
+        again = plan_sweep(store, prepare_sweep(["fig2", "exp1", "exp5"], [npz_dataset], preset))
     assert first.job_keys == again.job_keys
     # the clean S-1-1-0.5 training is W_r of fig2, W_1,1 at sigma 0 of exp1 and W_r,5,1 of exp5
     shared = {role.job for role in first.expansion.roles
@@ -114,7 +115,7 @@ def test_job_keys_stable_and_shared_across_experiments(tmp_path, npz_dataset):
     assert job.snapshot_epochs == (1,)  # fig2's snapshot request merged in
     assert Job.from_dict(job.to_dict()).key == job.key
     # anything that changes the result changes the key
-    other = plan_sweep(Store(tmp_path / "c"), ["exp1"], [npz_dataset], tiny_preset(lr=1e-3))
+    other = plan_sweep(Store(tmp_path / "c"), prepare_sweep(["exp1"], [npz_dataset], tiny_preset(lr=1e-3)))
     assert not set(other.job_keys) & set(first.job_keys)
 
 
@@ -125,7 +126,7 @@ def test_redraws_are_disjoint_and_nested_subsets_nest(tmp_path, npz_dataset):
 
     preset = tiny_preset()
     with Store(tmp_path / "s") as store:
-        planned = plan_sweep(store, ["exp2", "exp3"], [npz_dataset], preset)
+        planned = plan_sweep(store, prepare_sweep(["exp2", "exp3"], [npz_dataset], preset))
     split = make_split(load_source(npz_dataset), SplitSpec())
     by_model = {(r.plan.split("@")[0], r.model): planned.expansion.jobs[r.job] for r in planned.expansion.roles}
     draw = {name: set(draw_recipe(split.train.labels, job.recipe)) for name, job in by_model.items()}
@@ -141,7 +142,7 @@ def test_exp4_exp5_sets_are_own_draws_and_compared_models_train_independently(tm
 
     preset = tiny_preset(repeats=2)
     with Store(tmp_path / "s") as store:
-        planned = plan_sweep(store, ["exp4", "exp5"], [npz_dataset], preset)
+        planned = plan_sweep(store, prepare_sweep(["exp4", "exp5"], [npz_dataset], preset))
     split = make_split(load_source(npz_dataset), SplitSpec())
     roles = planned.expansion.roles
     job = {(r.model, r.sigma, r.repeat, r.stream): planned.expansion.jobs[r.job] for r in roles}
@@ -181,9 +182,9 @@ def test_run_resume_and_series(tmp_path, npz_dataset):
     preset = tiny_preset()
     options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
     with Store(tmp_path / "s") as store:
-        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+        summary = run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset, options), options)
         assert summary.failed == 0 and summary.trained == len(store.job_rows())
-        again = run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+        again = run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset, options), options)
         assert again.trained == 0 and again.skipped == summary.trained
         table = series_table(store, f"exp4@{npz_dataset}")
     assert table["D_4,1"]["mean"][0] > 0  # sigma 0 of W_o,4,1 is an independent training (own shuffle stream)
@@ -192,7 +193,7 @@ def test_run_resume_and_series(tmp_path, npz_dataset):
     main = {name for name, entry in table.items() if entry["kind"] in ("distance", "floor", "delta")}
     assert main == {"D_4,1", "D_4,2", "D_4,3", "floor[Wr41]", "Delta(D_4,1,D_4,2)", "Delta(D_4,1,D_4,3)"}
     delta = table["Delta(D_4,1,D_4,2)"]
-    assert delta["mean"] == pytest.approx([abs(b - a) for a, b in zip(table["D_4,1"]["mean"], table["D_4,2"]["mean"])])
+    assert delta["mean"] == pytest.approx([abs(b - a) for a, b in zip(table["D_4,1"]["mean"], table["D_4,2"]["mean"], strict=True)])
     layers = {name for name, entry in table.items() if entry["kind"] == "layer_distance" and name.startswith("D_4,1[")}
     assert len(layers) == 8  # six convolutions, two dense layers (weights and bias together)
     squares = sum(table[name]["mean"][1] ** 2 for name in layers)
@@ -203,13 +204,13 @@ def test_half_written_job_is_redone(tmp_path, npz_dataset):
     preset = tiny_preset()
     options = RunOptions(workers=1, threads=1, progress=False)
     with Store(tmp_path / "s") as store:
-        run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+        run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset, options), options)
         reference = _weights_by_key(tmp_path / "s")
         key = sorted(reference)[0]
         # the process died after writing the weights but before the commit
         store.db.execute("UPDATE jobs SET status = 'running' WHERE key = ?", (key,))
         store.weights_path(key).write_bytes(b"partial")
-        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, options)
+        summary = run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset, options), options)
     assert summary.trained == 1
     assert _weights_by_key(tmp_path / "s") == reference
 
@@ -286,8 +287,8 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, npz_dataset, victim):
 def test_figures_and_report_from_store(tmp_path, npz_dataset):
     preset = tiny_preset(epochs=2)
     with Store(tmp_path / "s") as store:
-        run_sweep(store, list(SHIPPED_EXPERIMENTS), [npz_dataset], preset,
-                  RunOptions(workers=1, threads=1, progress=False, ensemble_size=8))
+        options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=8)
+        run_sweep(store, prepare_sweep(list(SHIPPED_EXPERIMENTS), [npz_dataset], preset, options), options)
     result = subprocess.run(_pudlab("report", str(tmp_path / "s")), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     figures = sorted(p.name for p in (tmp_path / "s" / "figures").iterdir())
@@ -316,7 +317,7 @@ def test_ensemble_grouping_and_resume(tmp_path, npz_dataset, mode):
     single = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
     grouped = RunOptions(workers=1, threads=1, progress=False, ensemble_size=8, ensemble_mode=mode)
     with Store(tmp_path / "grouped") as store:
-        run_sweep(store, ["exp4"], [npz_dataset], preset, grouped)
+        run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset, grouped), grouped)
         units = make_units([store.job(row["key"]) for row in store.job_rows()], 8)
         assert max(len(unit) for unit in units) > 1
         reference = _weights_by_key(tmp_path / "grouped")
@@ -325,10 +326,10 @@ def test_ensemble_grouping_and_resume(tmp_path, npz_dataset, mode):
         for key in lost:
             store.db.execute("UPDATE jobs SET status = 'pending' WHERE key = ?", (key,))
             store.weights_path(key).unlink()
-        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, grouped)
+        summary = run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset, grouped), grouped)
         assert summary.trained == len(lost)
     assert _weights_by_key(tmp_path / "grouped") == reference
     if mode == "exact":
         with Store(tmp_path / "single") as store:
-            run_sweep(store, ["exp4"], [npz_dataset], preset, single)
+            run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset, single), single)
         assert _weights_by_key(tmp_path / "single") == reference

@@ -13,7 +13,7 @@ import pytest
 
 import pudlab
 from pudlab.errors import PudlabError
-from pudlab.experiments.export import compare_stores, export_store
+from pudlab.experiments.results import compare_stores, export_store
 from pudlab.io import load_weights, save_weights, weights_sha256
 from tests._report_store import small_store
 

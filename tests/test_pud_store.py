@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from pudlab.data.sources import load_source
-from pudlab.experiments import RunOptions, Store, run_sweep
+from pudlab.experiments.options import RunOptions
+from pudlab.experiments.store import Store
+from pudlab.experiments.sweep import prepare_sweep, run_sweep
 from pudlab.io import replace_non_finite, write_json
 from pudlab.privacy import PrivacyConfig, PrivacyReport, privacy_report
 from pudlab.pud.store_inputs import privacy_path, pud_inputs, stored_privacy
@@ -19,7 +21,8 @@ from .test_experiments import tiny_preset
 def exp3_store(tmp_path, npz_dataset):
     preset = tiny_preset(repeats=2, sigmas=(0.0, 0.5, 1.0))
     with Store(tmp_path / "store") as store:
-        run_sweep(store, ["exp3"], [npz_dataset], preset, RunOptions(threads=1, progress=False, ensemble_size=8))
+        options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=8)
+        run_sweep(store, prepare_sweep(["exp3"], [npz_dataset], preset, options), options)
     return tmp_path / "store", npz_dataset
 
 
@@ -61,7 +64,8 @@ def test_pud_command_on_store_and_report(exp3_store):
 
 def test_pud_store_without_exp3_is_a_clear_error(tmp_path, npz_dataset):
     with Store(tmp_path / "s") as store:
-        run_sweep(store, ["exp4"], [npz_dataset], tiny_preset(), RunOptions(threads=1, progress=False))
+        options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
+        run_sweep(store, prepare_sweep(["exp4"], [npz_dataset], tiny_preset(), options), options)
     result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", str(tmp_path / "s")], capture_output=True,
                             text=True)
     assert result.returncode != 0 and "no Exp-3 sweep" in result.stderr

@@ -12,7 +12,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from pudlab.experiments import RunOptions, Store, plan_sweep, run_jobs, run_sweep  # noqa: E402
+from pudlab.experiments.options import RunOptions  # noqa: E402
+from pudlab.experiments.runner import run_jobs  # noqa: E402
+from pudlab.experiments.store import Store  # noqa: E402
+from pudlab.experiments.sweep import plan_sweep, prepare_sweep, run_sweep  # noqa: E402
 
 from .conftest import write_npz_dataset  # noqa: E402
 from .test_experiments import SWEEP, _done_count, _pudlab, _weights_by_key, tiny_preset  # noqa: E402
@@ -32,18 +35,22 @@ def _options(executor, **extra):
     return RunOptions(workers=2, threads=1, progress=False, ensemble_size=1, executor=executor, **extra)
 
 
+def _sweep(store, preset, datasets, options):
+    return run_sweep(store, prepare_sweep(["exp4"], datasets, preset, options), options)
+
+
 def test_ray_gives_the_local_weights_and_isolates_failures(tmp_path, npz_dataset, local_ray):
     preset = tiny_preset()
     with Store(tmp_path / "local") as store:
-        run_sweep(store, ["exp4"], [npz_dataset], preset, _options("local"))
+        _sweep(store, preset, [npz_dataset], _options("local"))
     with Store(tmp_path / "ray") as store:
-        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, _options("ray", ray_ship_data=True))
+        summary = _sweep(store, preset, [npz_dataset], _options("ray", ray_ship_data=True))
         assert summary.failed == 0
     assert _weights_by_key(tmp_path / "ray") == _weights_by_key(tmp_path / "local")
     # the jobs of a dataset whose file changed after planning fail inside pudlab; the others still train
     changing = write_npz_dataset(tmp_path / "changing.npz", seed=1)
     with Store(tmp_path / "broken") as store:
-        planned = plan_sweep(store, ["exp4"], [npz_dataset, str(changing)], preset)
+        planned = plan_sweep(store, prepare_sweep(["exp4"], [npz_dataset, str(changing)], preset))
         write_npz_dataset(changing, seed=2)
         summary = run_jobs(store, planned.job_keys, _options("ray"))
         victims = {key for key in planned.job_keys if store.job(key).source_name == str(changing)}
@@ -55,7 +62,7 @@ def test_ray_gives_the_local_weights_and_isolates_failures(tmp_path, npz_dataset
 def test_ray_worker_killed_mid_task_is_retried(tmp_path, npz_dataset, local_ray):
     preset = tiny_preset(epochs=3)
     with Store(tmp_path / "local") as store:
-        run_sweep(store, ["exp4"], [npz_dataset], preset, _options("local"))
+        _sweep(store, preset, [npz_dataset], _options("local"))
     killed = []
 
     def kill_a_worker():
@@ -71,7 +78,7 @@ def test_ray_worker_killed_mid_task_is_retried(tmp_path, npz_dataset, local_ray)
     killer = threading.Thread(target=kill_a_worker)
     killer.start()
     with Store(tmp_path / "ray") as store:
-        summary = run_sweep(store, ["exp4"], [npz_dataset], preset, _options("ray"))
+        summary = _sweep(store, preset, [npz_dataset], _options("ray"))
     killer.join()
     assert killed, "no Ray worker was seen running a unit"
     assert summary.failed == 0
@@ -111,4 +118,4 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(PudlabError, match=r"pip install 'pudlab\[ray\]'"):
-        ray_executor.RayExecutor(_options("ray"), "cpu")
+        ray_executor.RayExecutor(_options("ray").resolved())

@@ -95,6 +95,63 @@ def _privacy_cases() -> dict[str, Any]:
             "privacy.ThreatModel": THREAT_MODELS["pool"]}
 
 
+# ---------------------------------------------------------------------------------------- privacy: DP-SGD
+def _dp_cases() -> dict[str, Any]:
+    """``pudlab compare-dp``'s records (frozen from the hand-written methods they had before the helper)."""
+    from pudlab.privacy.dp_results import (
+        Band,
+        ComparisonConfig,
+        ComparisonDataset,
+        ComparisonPoint,
+        ComparisonReport,
+        MatchedPair,
+        ReleaseLeak,
+        RepeatResult,
+    )
+    from pudlab.privacy.dpsgd import DpSgdConfig, DpSgdRecord
+    from pudlab.privacy.linkage import LinkageSummary
+    from pudlab.privacy.lira import LiraResult
+    from pudlab.privacy.similarity import SimilaritySummary
+
+    lira = LiraResult(2, 0.625, 0.0, 0.05, 0.6, 0.025, 0.075, 120, 40, True, 3.25)
+    release = ReleaseLeak(SimilaritySummary(20.5, 20.25, 0.75, 0.625, 0.5, 0.125, 40),
+                          LinkageSummary(0.875, 0.005, 200, 40))
+    obfuscated_runs = [RepeatResult(0, 0.875, 0.5625, 0.03125, lira, 3.5, 1.25, 4.5, release),
+                       RepeatResult(1, 0.75, 0.5, 0.0, None, 2.5, 1.0, 2.0, release)]
+    private_runs = [RepeatResult(0, 0.625, 0.5, 0.015625, lira, 4.0, 2.0, 5.0),
+                    RepeatResult(1, 0.5, 0.53125, 0.0, lira, 4.5, 2.5, 5.5)]
+    record = DpSgdRecord(1.0, 1.0, 0.125, "poisson", 160, "rdp", 1e-5, 2.5, 6.25, 7)
+    control_record = DpSgdRecord(0.0, 1.0, 0.125, "poisson", 160, "rdp", 1e-5, None, None, 0)
+    release_names = ("release, image sensitivity, replace-one", "release, pixel sensitivity, replace-one")
+    dp_names = ("DP-SGD, add/remove (rdp)", "DP-SGD, replace-one (group-privacy bound, RDP)")
+    obfuscated = ComparisonPoint("obfuscation", 0.5, False, 12.5, dict(zip(release_names, (12.5, 0.75), strict=True)),
+                                 obfuscated_runs, 9.5)
+    private = ComparisonPoint("dp-sgd", 1.0, False, 2.5, dict(zip(dp_names, (2.5, 6.25), strict=True)), private_runs,
+                              12.0, record, 2.5)
+    control = ComparisonPoint("dp-sgd", 0.0, True, None, dict.fromkeys(dp_names), private_runs[:1], 6.0,
+                              control_record)
+    pair = MatchedPair("accuracy", obfuscated.label, private.label, (0.8125, 0.5625), "lira_tpr_at_1pct",
+                       Band(0.075, 0.0, 0.075, 0.075, 1), Band(0.075, 0.0, 0.075, 0.075, 2),
+                       "no clear difference (ranges over repeats overlap)")
+    config = ComparisonConfig(sigmas=(0.0, 0.5), noise_multipliers=(0.0, 1.0), target_epsilons=(2.5,), repeats=2,
+                              members=120, nonmembers=40, epochs=2, batch_size=16, widths=(4, 4, 8), hidden=16,
+                              lira_shadows=2, pool_size=200)
+    dataset = ComparisonDataset("synthetic", "synthetic bars", "ab" * 32, (1, 12, 12), 120, 40, 40)
+    report = ComparisonReport("0.1.0", dataset, config, {"torch": "2.x", "opacus": "1.6.0"},
+                              [obfuscated, private, control], [2.75, 3.25], [pair], 30.5)
+    timed = ComparisonReport("0.1.0", dataset, config, {}, [private], [2.75], [], 30.5, ["a note"], 0.546875, 40.25,
+                             2)
+    return {"privacy.DpSgdConfig": DpSgdConfig(),
+            "privacy.DpSgdConfig.no_clip": DpSgdConfig(0.0, None, 0.25, "shuffle", "prv", 1e-6, 3),
+            "privacy.DpSgdRecord": record, "privacy.DpSgdRecord.control": control_record,
+            "privacy.ReleaseLeak": release, "privacy.RepeatResult": obfuscated_runs[0],
+            "privacy.RepeatResult.bare": private_runs[1], "privacy.Band": Band(0.8125, 0.125, 0.75, 0.875, 2),
+            "privacy.ComparisonPoint": obfuscated, "privacy.ComparisonPoint.dp": private,
+            "privacy.ComparisonPoint.control": control, "privacy.MatchedPair": pair,
+            "privacy.ComparisonConfig": config, "privacy.ComparisonDataset": dataset,
+            "privacy.ComparisonReport": report, "privacy.ComparisonReport.timed": timed}
+
+
 # ---------------------------------------------------------------------------------------- fl
 def _fl_cases() -> dict[str, Any]:
     from pudlab.fl.records import (
@@ -237,7 +294,7 @@ def _pud_cases() -> dict[str, Any]:
 
 def cases() -> dict[str, Any]:
     """Every case: name -> record."""
-    return {**_privacy_cases(), **_fl_cases(), **_pol_cases(), **_pud_cases()}
+    return {**_privacy_cases(), **_dp_cases(), **_fl_cases(), **_pol_cases(), **_pud_cases()}
 
 
 def _expected() -> dict[str, Any]:
@@ -255,7 +312,7 @@ def test_record_writes_the_frozen_json(name: str) -> None:
     assert to_json(record.to_dict()) == to_json(expected)
 
 
-WRITE_ONLY = ("privacy.ThreatModel", "fl.DetectionAuc", "pol.NoiseClaim.no_key", "pol.VerifyPolicy",
+WRITE_ONLY = ("privacy.ThreatModel", "privacy.Band", "fl.DetectionAuc", "pol.NoiseClaim.no_key", "pol.VerifyPolicy",
               "pol.SegmentResult", "pol.SegmentResult.failing", "pol.Verdict", "pol.Verdict.undecidable",
               "pol.VerdictSummary", "pol.SigmaRow",
               "pol.AttackOutcome", "pol.EvaluationConfig", "pol.DetectionReport", "pud.Profile", "pud.Recommendation")

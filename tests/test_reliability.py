@@ -20,7 +20,10 @@ import pytest
 import torch
 
 from pudlab.errors import StoreError
-from pudlab.experiments import RunOptions, Store, load_preset, run_sweep
+from pudlab.experiments.options import RunOptions
+from pudlab.experiments.spec import load_preset
+from pudlab.experiments.store import Store
+from pudlab.experiments.sweep import prepare_sweep, run_sweep
 from pudlab.model import ModelConfig, initial_state
 from pudlab.train.ensemble import train_ensemble
 from pudlab.train.trainer import Checkpointing, TrainConfig, TrainingInterrupted, train_model
@@ -112,7 +115,7 @@ def test_ensemble_resume_is_bit_identical(tmp_path, mode):
 
 # --------------------------------------------------------------------------------------- the lock
 def _holder(root: Path, seconds: float) -> subprocess.Popen:
-    code = (f"import sys,time\nfrom pudlab.experiments import Store\ns = Store({str(root)!r})\n"
+    code = (f"import sys,time\nfrom pudlab.experiments.store import Store\ns = Store({str(root)!r})\n"
             f"print('held', flush=True)\ntime.sleep({seconds})\ns.close()\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "held"
@@ -167,8 +170,9 @@ def _tree(root: Path) -> dict[str, tuple[str, int]]:
 def test_readers_never_write(tmp_path, npz_dataset):
     preset = load_preset("quick").with_overrides(epochs=1, widths=(2, 2, 4), hidden=8, sigmas=(0.0, 1.0),
                                                   batch_size=32, repeats=1)
+    options = RunOptions(workers=1, threads=1, progress=False)
     with Store(tmp_path / "s") as store:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, RunOptions(workers=1, threads=1, progress=False))
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     before = _tree(tmp_path / "s")
     for args in (["status", str(tmp_path / "s")], ["status", str(tmp_path / "s"), "--json"],
                  ["plot", str(tmp_path / "s"), "--out", str(tmp_path / "figures")],
@@ -195,8 +199,9 @@ def test_report_and_plot_on_a_read_only_store_point_to_out(tmp_path, npz_dataset
 
     preset = load_preset("quick").with_overrides(epochs=1, widths=(2, 2, 4), hidden=8, sigmas=(0.0,),
                                                   batch_size=32, repeats=1)
+    options = RunOptions(workers=1, threads=1, progress=False)
     with Store(tmp_path / "s") as store:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, RunOptions(workers=1, threads=1, progress=False))
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     before = _tree(tmp_path / "s")
     monkeypatch.setattr(_common.os, "access", lambda path, mode: not mode & os.W_OK)  # readable, not writable
     for command in ("report", "plot", "export"):
@@ -385,7 +390,7 @@ def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_d
                                                   batch_size=32, repeats=1)
     options = RunOptions(workers=1, threads=1, progress=False, ensemble_size=1)
     with Store(tmp_path / "reference") as store:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     real, calls = runner.write_bytes_atomic, {"n": 0}
 
     def full_after_two(path, data):
@@ -396,7 +401,7 @@ def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_d
 
     monkeypatch.setattr(runner, "write_bytes_atomic", full_after_two)
     with Store(tmp_path / "s") as store, pytest.raises(StoreError) as info:
-        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     message = str(info.value)
     assert "No space left on device" in message and str(tmp_path / "s") in message and "\n" not in message
     monkeypatch.setattr(runner, "write_bytes_atomic", real)
@@ -404,6 +409,6 @@ def test_disk_full_names_the_path_and_keeps_the_store_consistent(tmp_path, npz_d
         done = [row for row in store.job_rows() if row["status"] == "done"]
         for row in done:
             store.final_weights(row["key"])  # every committed job's files are complete and verified
-        run_sweep(store, ["exp1"], [npz_dataset], preset, options)
+        run_sweep(store, prepare_sweep(["exp1"], [npz_dataset], preset, options), options)
     assert _weights(tmp_path / "s") == _weights(tmp_path / "reference")
     assert json.loads(json.dumps(calls))["n"] > 2

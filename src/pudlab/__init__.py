@@ -49,10 +49,13 @@ _API: dict[str, str] = {
     # files and experiments
     "load_weights": "pudlab.io",
     "save_weights": "pudlab.io",
-    "open_store": "pudlab.experiments.export",
+    "open_store": "pudlab.experiments.results",
     "load_experiment": "pudlab.experiments.spec",
     "load_preset": "pudlab.experiments.spec",
-    "run_sweep": "pudlab.experiments.engine",
+    "RunOptions": "pudlab.experiments.options",
+    "prepare_sweep": "pudlab.experiments.sweep",
+    "run_sweep": "pudlab.experiments.sweep",
+    "Store": "pudlab.experiments.store",
 }
 
 __all__ = ["__version__", *_API]
@@ -65,10 +68,13 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names (``X as X`
     from pudlab.data.dataset import SourceDataset as SourceDataset
     from pudlab.data.dataset import split_train_eval as split_train_eval
     from pudlab.data.sources import load_source as load_source
-    from pudlab.experiments.engine import run_sweep as run_sweep
-    from pudlab.experiments.export import open_store as open_store
+    from pudlab.experiments.options import RunOptions as RunOptions
+    from pudlab.experiments.results import open_store as open_store
     from pudlab.experiments.spec import load_experiment as load_experiment
     from pudlab.experiments.spec import load_preset as load_preset
+    from pudlab.experiments.store import Store as Store
+    from pudlab.experiments.sweep import prepare_sweep as prepare_sweep
+    from pudlab.experiments.sweep import run_sweep as run_sweep
     from pudlab.io import load_weights as load_weights
     from pudlab.io import save_weights as save_weights
     from pudlab.metrics import distinguishability as distinguishability

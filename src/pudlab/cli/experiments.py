@@ -1,122 +1,60 @@
-"""CLI of the experiment engine: ``run``, ``reproduce``, ``status``, ``plot``, ``report``."""
+"""CLI of experiments: ``run``, ``reproduce``, ``status``, ``plot``, ``report``.
+
+The options of ``run`` and ``reproduce`` are generated (:mod:`pudlab.cli.field_options`): one per
+field of :class:`~pudlab.experiments.spec.Preset` (overrides of ``--preset``) and of
+:class:`~pudlab.experiments.options.RunOptions`, each with its field's docstring as help.
+"""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import click
 
-from pudlab.cli._common import parse_finite, parse_widths, writable_store_or_out
+from pudlab.cli._common import apply_options, writable_store_or_out
+from pudlab.cli.field_options import build_checked, field_options, given_fields
 from pudlab.errors import PudlabError
+from pudlab.experiments.options import RunOptions
+from pudlab.experiments.spec import Preset
 
-MAX_AUTO_WORKERS = 8
-"""Most worker processes chosen automatically on CPU (each holds its own copy of the data)."""
-OVERRIDES = ("epochs", "sigmas", "repeats", "widths", "hidden", "lr", "batch_size", "precision", "max_train_size",
-             "snapshot_every")
+RUN_OPTIONS_EXCLUDED = ("data_dir",)
+"""RunOptions fields without an option of their own: ``data_dir`` is the global ``pudlab --data-dir``."""
 
 
 def sweep_options(command: Callable) -> Callable:
-    """Preset choice, preset overrides and run options shared by ``run`` and ``reproduce``."""
-    options = [
+    """Preset choice, one override per preset field, the store, and one option per run option: shared by
+    ``run`` and ``reproduce``."""
+    return apply_options(
         click.option("--preset", default="quick", show_default=True,
                      help="quick (2 CPU cores, minutes), paper (the paper's setup, a GPU job) or a preset TOML file."),
-        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override: epochs."),
-        click.option("--sigmas", "--sigma", "sigmas", multiple=True,
-                     help="Override: sigma grid, comma-separated or repeated: --sigmas 0,0.5,1 or --sigma 0 --sigma 1."),
-        click.option("--repeats", type=click.IntRange(min=1), default=None,
-                     help="Override: seeds per point (mean +- std)."),
-        click.option("--widths", default=None, help="Override: conv widths, e.g. 8,16,32."),
-        click.option("--hidden", type=click.IntRange(min=1), default=None, help="Override: dense width."),
-        click.option("--lr", type=float, default=None, help="Override: Adam learning rate."),
-        click.option("--batch-size", type=click.IntRange(min=0), default=None,
-                     help="Override: batch size (0 = paper's 128/64)."),
-        click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16", "auto"]), default=None,
-                     help="Override: arithmetic precision (auto: bf16 on CUDA, fp32 on CPU)."),
-        click.option("--max-train-size", type=click.IntRange(min=1), default=None,
-                     help="Override: cut T_t to this many samples."),
-        click.option("--snapshot-every", type=click.IntRange(min=1), default=None,
-                     help="Override: epochs between Fig. 2 snapshots."),
+        *field_options(Preset, note=" [default: the preset's]"),
         click.option("--store", type=click.Path(file_okay=False), required=True, help="Result store directory."),
         click.option("--wait", is_flag=True,
                      help="If another run is writing the store, wait for it instead of stopping."),
-        click.option("--checkpoint-seconds", type=click.FloatRange(min=-1), default=None,
-                     help="Least seconds between checkpoints of a unit's training state [default: 3; "
-                          "further apart when saving would take over 5 % of the time]; 0: every step; -1: none."),
-        click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Worker processes [default: CPU: one per core (at most 8), 1 thread each; CUDA: 1].",),
-        click.option("--threads", type=click.IntRange(min=0), default=0,
-                     help="torch threads per worker [default: 1 on CPU with auto workers, else cores / workers]. "
-                          "Results are bit-identical only under the same value."),
-        click.option("--ensemble-size", type=click.IntRange(min=1), default=None,
-                     help="Most jobs trained together in one lockstep ensemble [default: 8 on CPU, 32 on CUDA]."),
-        click.option("--ensemble-mode", type=click.Choice(["exact", "fused"]), default=None,
-                     help="exact: bit-identical to separate trainings; fused: grouped convs, the GPU fast path "
-                          "[default: fused on CUDA, exact on CPU]."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."),
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="local processes, or Ray tasks (pip install 'pudlab[ray]')."),
-        click.option("--ray-address", default=None,
-                     help="Ray cluster to join (auto or HOST:PORT) [default: start a local Ray instance]."),
-        click.option("--ray-ship-data", is_flag=True,
-                     help="Send datasets to Ray workers through the object store (data dir not shared)."),
-        click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+        *field_options(RunOptions, exclude=RUN_OPTIONS_EXCLUDED),
+    )(command)
 
 
-def _preset_from(kwargs: dict):
+def sweep_inputs(values: dict[str, Any], data_dir: str | None) -> tuple[Preset, RunOptions]:
+    """The preset (``--preset`` with the given overrides applied and validated) and the run options
+    (not resolved yet) of a ``run`` / ``reproduce`` command; their parameters are removed from ``values``."""
     from pudlab.experiments.spec import load_preset
 
-    preset = load_preset(kwargs.pop("preset"))
-    overrides = {key: kwargs.pop(key) for key in OVERRIDES}
-    if overrides["sigmas"]:
-        overrides["sigmas"] = parse_finite(",".join(overrides["sigmas"]), "--sigmas", minimum=0)
-    else:
-        overrides["sigmas"] = None
-    if overrides["lr"] is not None and not (overrides["lr"] > 0 and overrides["lr"] != float("inf")):
-        raise click.BadParameter(f"--lr: expected a finite number > 0, got {overrides['lr']!r}")
-    if overrides["widths"] is not None:
-        overrides["widths"] = parse_widths(overrides["widths"])
-    return preset.with_overrides(**overrides)
+    options = build_checked(lambda given: RunOptions(data_dir=data_dir, **given),
+                            given_fields(values, RunOptions, RUN_OPTIONS_EXCLUDED), RunOptions)
+    preset = load_preset(values.pop("preset"))
+    return build_checked(lambda given: preset.with_overrides(**given), given_fields(values, Preset), Preset), options
 
 
-def _auto_cpu_workers() -> int:
-    """Worker processes on CPU when --workers is not given: one per core, at most MAX_AUTO_WORKERS."""
-    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
-
-
-def _start_pool_server(kwargs: dict) -> None:
+def _start_pool_server(options: RunOptions) -> None:
     """Start the workers' fork server now, when the run will use a local CPU pool: it imports torch
     while this process imports and plans, so that workers start at once (:mod:`pudlab.pool_server`)."""
-    workers = kwargs["workers"] or _auto_cpu_workers()
-    if kwargs["executor"] == "local" and kwargs["device"] == "cpu" and workers > 1:
+    if options.forks_cpu_pool():
         from pudlab import pool_server
 
         pool_server.start()
-
-
-def _options_from(kwargs: dict, data_dir: str | None):
-    from pudlab.experiments.runner import RunOptions
-    from pudlab.experiments.worker import CHECKPOINT_SECONDS
-    from pudlab.train.trainer import resolve_device
-
-    device = str(resolve_device(kwargs.pop("device")))
-    ensemble = kwargs.pop("ensemble_size")
-    if ensemble is None:
-        ensemble = 32 if device.startswith("cuda") else 8
-    workers, threads, seconds = kwargs.pop("workers"), kwargs.pop("threads"), kwargs.pop("checkpoint_seconds")
-    if workers is None:  # small convs use one core better than two threads do: one process per core
-        workers = 1 if device.startswith("cuda") else _auto_cpu_workers()
-        threads = threads or (0 if device.startswith("cuda") else 1)
-    return RunOptions(workers=workers, device=device, threads=threads,
-                      ensemble_size=ensemble, ensemble_mode=kwargs.pop("ensemble_mode"), data_dir=data_dir,
-                      progress=kwargs.pop("progress"), executor=kwargs.pop("executor"),
-                      ray_address=kwargs.pop("ray_address"), ray_ship_data=kwargs.pop("ray_ship_data"),
-                      checkpoint_seconds=CHECKPOINT_SECONDS if seconds is None else seconds)
 
 
 def _echo_summary(summary, store_dir: str) -> None:
@@ -130,58 +68,52 @@ def _echo_summary(summary, store_dir: str) -> None:
 
 @click.command("run")
 @click.argument("spec")
-@click.option("--dataset", "datasets", multiple=True, help="Dataset(s) to run on [default: the preset's].")
 @sweep_options
 @click.pass_obj
-def run_command(state, spec: str, datasets: tuple[str, ...], **kwargs) -> None:
-    """Run one experiment SPEC (fig2, exp1..exp5, or a TOML file) into --store; resumable.
+def run_command(state, spec: str, **values: Any) -> None:
+    """Run one experiment SPEC (fig2, exp1..exp5, or a TOML file) into --store on --datasets (default: the
+    preset's); resumable.
 
     One writer per store (a second run is refused, or waits with --wait); Ctrl-C stops at the next
     step and keeps everything finished; rerun the same command to resume."""
-    _start_pool_server(kwargs)
-    from pudlab.experiments.engine import prepare_sweep, run_sweep
+    preset, options = sweep_inputs(values, state.data_dir)
+    _start_pool_server(options)
     from pudlab.experiments.store import Store
+    from pudlab.experiments.sweep import prepare_sweep, run_sweep
 
-    preset = _preset_from(kwargs)
-    store_dir, wait = kwargs.pop("store"), kwargs.pop("wait")
-    options = _options_from(kwargs, state.data_dir)
-    dataset_list = list(datasets) or list(preset.datasets)
-    prepared = prepare_sweep([spec], dataset_list, preset, data_dir=options.data_dir, device=options.device)
-    with Store(store_dir, wait=wait) as store:
-        summary = run_sweep(store, [spec], dataset_list, preset, options, command="run", prepared=prepared)
-    _echo_summary(summary, store_dir)
+    options = options.resolved()
+    prepared = prepare_sweep([spec], list(preset.datasets), preset, options)
+    with Store(values["store"], wait=values["wait"]) as store:
+        summary = run_sweep(store, prepared, options, command="run")
+    _echo_summary(summary, values["store"])
     if summary.failed:
-        raise PudlabError(f"{summary.failed} job(s) failed; see `pudlab status {store_dir}`")
+        raise PudlabError(f"{summary.failed} job(s) failed; see `pudlab status {values['store']}`")
 
 
 @click.command("reproduce")
-@click.option("--datasets", default=None, help="Comma-separated datasets [default: the preset's].")
 @click.option("--experiments", default="fig2,exp1,exp2,exp3,exp4,exp5", show_default=True,
               help="Comma-separated experiments.")
 @click.option("--figures/--no-figures", default=True, help="Draw the figures and write the report at the end.")
 @sweep_options
 @click.pass_obj
-def reproduce_command(state, datasets: str | None, experiments: str, figures: bool, **kwargs) -> None:
+def reproduce_command(state, experiments: str, figures: bool, **values: Any) -> None:
     """Reproduce the paper's six setups into --store, then draw the figures and write the report."""
     started = time.perf_counter()
-    _start_pool_server(kwargs)
-    from pudlab.experiments.engine import prepare_sweep, run_sweep
+    preset, options = sweep_inputs(values, state.data_dir)
+    _start_pool_server(options)
     from pudlab.experiments.store import Store
+    from pudlab.experiments.sweep import prepare_sweep, run_sweep
 
-    preset = _preset_from(kwargs)
-    store_dir, wait = kwargs.pop("store"), kwargs.pop("wait")
-    options = _options_from(kwargs, state.data_dir)
-    dataset_list = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else list(preset.datasets)
     experiment_list = [e.strip() for e in experiments.split(",") if e.strip()]
-    if not dataset_list or not experiment_list:
-        raise click.BadParameter("expected at least one dataset and one experiment")
-    prepared = prepare_sweep(experiment_list, dataset_list, preset, data_dir=options.data_dir, device=options.device)
-    click.echo(f"reproduce: preset {preset.name}, datasets {', '.join(dataset_list)}, "
+    if not experiment_list:
+        raise click.BadParameter("expected at least one experiment")
+    options = options.resolved()
+    prepared = prepare_sweep(experiment_list, list(preset.datasets), preset, options)
+    click.echo(f"reproduce: preset {preset.name}, datasets {', '.join(preset.datasets)}, "
                f"experiments {', '.join(experiment_list)}, device {options.device}")
-    with Store(store_dir, wait=wait) as store:
-        summary = run_sweep(store, experiment_list, dataset_list, preset, options, command="reproduce",
-                            prepared=prepared)
-        _echo_summary(summary, store_dir)
+    with Store(values["store"], wait=values["wait"]) as store:
+        summary = run_sweep(store, prepared, options, command="reproduce")
+        _echo_summary(summary, values["store"])
         if figures:
             from pudlab.report.document import write_report
 
@@ -189,7 +121,7 @@ def reproduce_command(state, datasets: str | None, experiments: str, figures: bo
             click.echo(f"report: {paths['markdown']}  {paths['html']}  ({len(paths['figures'])} figure files)")
     click.echo(f"total {time.perf_counter() - started:.1f} s")
     if summary.failed:
-        raise PudlabError(f"{summary.failed} job(s) failed; see `pudlab status {store_dir}`")
+        raise PudlabError(f"{summary.failed} job(s) failed; see `pudlab status {values['store']}`")
 
 
 @click.command("status")
@@ -198,9 +130,10 @@ def reproduce_command(state, datasets: str | None, experiments: str, figures: bo
 def status_command(store_dir: str, as_json: bool) -> None:
     """Jobs done / pending / failed in a store, and its plans."""
     from pudlab.cli._common import print_json
-    from pudlab.experiments.store import Store
+    from pudlab.experiments.results import open_store
 
-    with Store(store_dir, create=False, read_only=True) as store:
+    with open_store(store_dir) as results:
+        store = results.store
         counts = store.status_counts()
         failed = [row for row in store.job_rows() if row["status"] == "failed"]
         plans = [{"id": p["id"], "preset": p["preset"]["name"], "source": p["source"]} for p in store.plans()]
@@ -221,14 +154,14 @@ def status_command(store_dir: str, as_json: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Figure directory [default: STORE/figures].")
 def plot_command(store_dir: str, out: str | None) -> None:
     """Draw every figure (PNG and SVG) from the store alone."""
+    from pudlab.experiments.results import open_store
     from pudlab.experiments.series import refresh_series
-    from pudlab.experiments.store import Store
     from pudlab.report.document import draw_figures
 
     writable_store_or_out(store_dir, out, "the figures")
-    with Store(store_dir, create=False, read_only=True) as store:
-        refresh_series(store)
-        paths = draw_figures(store, out)
+    with open_store(store_dir) as results:
+        refresh_series(results.store)
+        paths = draw_figures(results.store, out)
     for path in paths:
         click.echo(str(path))
 
@@ -240,14 +173,14 @@ def plot_command(store_dir: str, out: str | None) -> None:
                    "only read, so a store on read-only media can be reported with --out.")
 def report_command(store_dir: str, out: str | None) -> None:
     """Write report.md and a self-contained report.html (figures, tables, claims)."""
+    from pudlab.experiments.results import open_store
     from pudlab.experiments.series import refresh_series
-    from pudlab.experiments.store import Store
     from pudlab.report.document import write_report
 
     writable_store_or_out(store_dir, out, "the report")
-    with Store(store_dir, create=False, read_only=True) as store:
-        refresh_series(store)
-        paths = write_report(store, out)
+    with open_store(store_dir) as results:
+        refresh_series(results.store)
+        paths = write_report(results.store, out)
     click.echo(f"{paths['markdown']}\n{paths['html']}")
 
 

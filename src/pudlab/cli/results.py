@@ -19,7 +19,7 @@ TABLE_CHOICES = ("series", "jobs", "roles", "claims")
 @click.option("--json", "as_json", is_flag=True, help="Print the written files as JSON.")
 def export_command(store_dir: str, fmt: str, out: str | None, tables: tuple[str, ...], as_json: bool) -> None:
     """Write a store's series, jobs (parameters and metrics), roles and claims as CSV or Parquet files."""
-    from pudlab.experiments.export import TABLES, export_store
+    from pudlab.experiments.results import TABLES, export_store
 
     writable_store_or_out(store_dir, out, "the tables")
     paths = export_store(store_dir, out, fmt, tables or TABLES)
@@ -42,7 +42,7 @@ def _number(value: float | None, digits: str = ".4g") -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
 def compare_command(store_a: str, store_b: str, no_weights: bool, show_all: bool, as_json: bool) -> None:
     """Two stores side by side: common jobs and D between their weights, series differences, changed claims."""
-    from pudlab.experiments.export import compare_stores
+    from pudlab.experiments.results import compare_stores
 
     result = compare_stores(store_a, store_b, weights=not no_weights)
     if as_json:

@@ -11,6 +11,7 @@ floor (the pooled within-reference spread of the floor pairs); for accuracies, `
 Verdicts: *reproduced* (the interval clears the margin), *not reproduced* (the data contradict the
 claim), *inconclusive* (the effect is within the noise, or fewer than 2 repeats), *not evaluated*
 (a series it needs is missing). Thresholds are the module constants below, printed with each claim.
+:func:`claims_by_dataset` judges them on every dataset of a store (what the report and the exports show).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pudlab.experiments.series import store_tables
 from pudlab.experiments.stats import (
     INCONCLUSIVE,
     NOT_EVALUATED,
@@ -34,9 +36,11 @@ from pudlab.experiments.stats import (
     share_of,
     spearman,
 )
+from pudlab.experiments.store import Store
 
 __all__ = ["CLAIMS", "INCONCLUSIVE", "NOT_EVALUATED", "NOT_REPRODUCED", "REPRODUCED", "ClaimResult",
-           "evaluate_claims", "floor_margin", "sigma_star", "spearman"]
+           "claim_summary", "claim_verdict", "claims_by_dataset", "evaluate_claims", "floor_margin", "sigma_star",
+           "spearman"]
 
 FLOOR_SPREAD_K = 2.0
 """A distance effect counts when it exceeds this many standard deviations of the noise floor."""
@@ -69,11 +73,6 @@ class ClaimResult:
     verdict: str
     summary: str = ""
     evidence: dict = field(default_factory=dict)
-
-    @property
-    def status(self) -> str:
-        """The verdict (older name)."""
-        return self.verdict
 
     def to_dict(self) -> dict:
         return {"number": self.number, "claim": self.claim, "criterion": self.criterion, "verdict": self.verdict,
@@ -409,3 +408,31 @@ def evaluate_claims(tables: Tables, *, mnist_family: bool) -> list[ClaimResult]:
             continue
         results.append(ClaimResult(number, claim, criterion, verdict, summary, evidence))
     return results
+
+
+def claims_by_dataset(store: Store) -> dict[str, list[ClaimResult]]:
+    """The nine claims judged on the series of every dataset in ``store``."""
+    return {dataset: evaluate_claims(tables, mnist_family=mnist_family)
+            for dataset, (tables, mnist_family) in store_tables(store).items()}
+
+
+def claim_verdict(result: ClaimResult) -> str:
+    """A claim's verdict."""
+    return result.verdict
+
+
+def claim_summary(result: ClaimResult) -> str:
+    """The claim's one readable line of evidence; a compact rendering of its evidence when it has none."""
+    if result.summary:
+        return result.summary
+    return "; ".join(f"{key}: {_compact(value)}" for key, value in result.evidence.items())
+
+
+def _compact(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {_compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return str(value)

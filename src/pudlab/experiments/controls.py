@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -79,13 +80,12 @@ def permuted_control(tables: Tables, seed: int) -> Tables:
     return result
 
 
-def _curve(kind: str, xs: list[float], rows: list[list[float]]) -> dict:
+def _curve(kind: str, xs: Sequence[float], rows: list[list[float]]) -> dict:
     entry = {"kind": kind, "x": list(xs)}
     _set(entry, rows)
     return entry
 
 
-# long: one synthetic series per shipped series, each with its planted shape, reads best as one table
 def planted_tables(seed: int, *, effect: float = 1.0, repeats: int = 3, floor_std: float = 0.05,
                    accuracy_noise: float = 0.005,
                    sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)) -> Tables:

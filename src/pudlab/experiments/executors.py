@@ -1,5 +1,6 @@
-"""Executors: where units run. ``local`` (this process, or a pool of local worker processes) and ``ray``
-(:mod:`pudlab.experiments.ray_executor`). Each yields the outcomes of a unit as it finishes."""
+"""Executors: where units run. :class:`Executor` is the contract; ``local`` (:class:`LocalExecutor`: this
+process, or a pool of local worker processes) and ``ray`` (:class:`pudlab.experiments.ray_executor.RayExecutor`)
+fulfil it. Each yields the outcomes of a unit as it finishes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from pudlab.errors import PudlabError, StoreError
+from pudlab.experiments.options import RunOptions
 from pudlab.experiments.worker import (
     JobOutcome,
-    RunOptions,
     Unit,
     WorkerContext,
     execute_unit,
@@ -27,15 +28,22 @@ from pudlab.train.trainer import torch_threads
 POLL_SECONDS = 0.5
 """How often the pool loop looks for a stop request while waiting for units."""
 
+
 class Executor(Protocol):
-    """Runs units; yields the outcomes of each unit as it finishes (any order)."""
+    """What the runner needs of an executor (:func:`make_executor` returns one)."""
 
     retried: int
+    """Units run again because their worker process died."""
 
-    def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]: ...
+    def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
+        """Run ``units``; yield the outcomes of each unit as it finishes (any order). After
+        :meth:`interrupt`, units not finished yield outcomes marked ``interrupted`` (never failed)."""
+        ...
 
     def interrupt(self) -> None:
-        """Forward a stop request to running workers (called from a signal handler)."""
+        """Ask running units to stop at their next safe point, keeping their checkpoints. Called from a
+        signal handler (the first Ctrl-C): it must return at once."""
+        ...
 
 
 class LocalExecutor:
@@ -44,8 +52,9 @@ class LocalExecutor:
     Workers are forks of a fork server that imported torch once (:mod:`pudlab.pool_server`; ``spawn``
     where the platform has no fork server), so a pool (re)starts in well under a second."""
 
-    def __init__(self, options: RunOptions, device: str) -> None:
-        self.options, self.device = options, device
+    def __init__(self, options: RunOptions) -> None:
+        self.options, self.device = options, options.device
+        self.workers = options.workers or 1  # resolved options always hold a count
         self.retried = 0
         """Units run again because their worker process died."""
         self._pool_now: ProcessPoolExecutor | None = None
@@ -60,7 +69,7 @@ class LocalExecutor:
                 pass
 
     def run(self, units: Sequence[Unit]) -> Iterator[list[JobOutcome]]:
-        if self.options.workers <= 1:
+        if self.workers <= 1:
             with torch_threads(self.options.threads_per_worker()):
                 context = WorkerContext(self.options.data_dir, self.device)
                 for unit in units:
@@ -74,7 +83,7 @@ class LocalExecutor:
         context = pool_context(EXPERIMENT_PRELOAD)
         while remaining and not stop_requested():
             pool = ProcessPoolExecutor(
-                max_workers=self.options.workers, mp_context=context, initializer=init_worker,
+                max_workers=self.workers, mp_context=context, initializer=init_worker,
                 initargs=(self.options.data_dir, self.device, self.options.threads_per_worker(), os.getpid()),
             )
             self._pool_now = pool
@@ -118,12 +127,12 @@ class LocalExecutor:
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_executor(options: RunOptions, device: str) -> Executor:
-    """The executor ``options.executor`` names."""
-    if options.executor == "local":
-        return LocalExecutor(options, device)
+def make_executor(options: RunOptions) -> Executor:
+    """The executor ``options.executor`` names, for resolved ``options`` (:meth:`RunOptions.resolved`)."""
+    if not options.is_resolved:
+        raise PudlabError("make_executor needs resolved run options (RunOptions.resolved())")
     if options.executor == "ray":
         from pudlab.experiments.ray_executor import RayExecutor
 
-        return RayExecutor(options, device)
-    raise PudlabError(f"executor must be local or ray, got {options.executor!r}")
+        return RayExecutor(options)
+    return LocalExecutor(options)

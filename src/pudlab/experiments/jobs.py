@@ -19,10 +19,9 @@ from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train
 from pudlab.errors import SpecError, StoreError
 from pudlab.experiments.spec import DatasetSpec, ExperimentPlan, Preset
 from pudlab.model import ModelConfig
-from pudlab.obfuscation import ObfuscationParams
+from pudlab.obfuscation import ObfuscationParams, obfuscate
 from pudlab.sampling import SampleRecipe, draw_recipe, label_window
 from pudlab.seeding import derive_rng, derive_seed
-from pudlab.train.run import training_set
 from pudlab.train.trainer import TrainConfig, default_batch_size
 
 JOB_FORMAT = "pudlab.job/1"
@@ -133,17 +132,20 @@ class Job:
         same number of steps per epoch (exact ensembles take any sizes)."""
         train = self.train.to_dict()
         train.pop("shuffle_seed")
-        signature = (self.source_fingerprint, json.dumps(self.split.to_dict(), sort_keys=True),
-                     json.dumps(self.model.to_dict(), sort_keys=True), self.init_sha256,
-                     json.dumps(train, sort_keys=True))
+        signature: tuple[str | int, ...] = (
+            self.source_fingerprint, json.dumps(self.split.to_dict(), sort_keys=True),
+            json.dumps(self.model.to_dict(), sort_keys=True), self.init_sha256, json.dumps(train, sort_keys=True))
         if mode == "fused":
             signature += (-(-self.train_size // self.train.batch_size),)
         return signature
 
 
 def job_training_set(split: Split, job: Job) -> tuple[LabeledImages, LabeledImages]:
-    """(raw sample, obfuscated sample) of ``job`` from its T_t."""
-    return training_set(split, job.recipe, job.obfuscation)
+    """(raw sample T, obfuscated O(T)) of ``job``: its recipe drawn from T_t = ``split.train``, then
+    obfuscated with its (seeded) parameters."""
+    sample = split.train.take(draw_recipe(split.train.labels, job.recipe))
+    params = job.obfuscation
+    return sample, obfuscate(sample, sigma=params.sigma, fraction=params.fraction, seed=params.seed, clip=params.clip)
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,7 @@ def expand(plan: ExperimentPlan, source: SourceDataset, split: Split, init_sha25
         )
 
     for model in plan.spec.models.values():
-        sigmas = preset.sigmas if model.sweep else (model.sigma,)
+        sigmas = preset.sigmas if model.sigma is None else (model.sigma,)  # None: the sweep's grid
         offset = ALT_SHUFFLE_OFFSET if model.shuffle == "alt" else 0
         for sigma in sigmas:
             for repeat in range(preset.repeats):

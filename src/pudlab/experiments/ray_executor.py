@@ -7,25 +7,33 @@ object store; either way they verify the dataset fingerprint before training. Re
 safetensors bytes) stream back to the driver, which stays the only writer of the store and commits
 each unit as it arrives: killing the driver and rerunning resumes exactly as with the local
 executor. A task whose worker process dies is retried by Ray (``max_retries``); an error inside
-pudlab comes back as a failed job and the sweep goes on. A local Ray instance (no address) is
-cleaned up by :mod:`pudlab.reaper` when the driver dies, whatever killed it.
+pudlab comes back as a failed job and the sweep goes on. Ctrl-C (:meth:`RayExecutor.interrupt`)
+cancels the tasks not finished yet: their units come back interrupted, progress kept in their
+checkpoints (local Ray). A local Ray instance (no address) is cleaned up by :mod:`pudlab.reaper`
+when the driver dies, whatever killed it.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from pudlab import reaper
 from pudlab.errors import PudlabError
-from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, WorkerContext, execute_unit
+from pudlab.experiments.options import RunOptions
+from pudlab.experiments.worker import JobOutcome, Unit, WorkerContext, execute_unit
+
+POLL_SECONDS = 0.5
+"""How often the wait for finished tasks looks for an interrupt."""
 
 _CONTEXTS: dict[tuple, WorkerContext] = {}
 """Per Ray worker process: loaded datasets and splits, reused across the tasks it runs."""
 
 
-def _ray():
+def _ray() -> Any:
     try:
         import ray
     except ImportError as exc:
@@ -47,13 +55,19 @@ def _run_unit(unit: Unit, data_dir: str | None, device: str, threads: int, shipp
 class RayExecutor:
     """Submits every unit as a Ray task and yields outcomes as tasks finish."""
 
-    def __init__(self, options: RunOptions, device: str) -> None:
-        self.options, self.device = options, device
+    def __init__(self, options: RunOptions) -> None:
+        self.options, self.device = options, options.device
         self.ray = _ray()
         self.retried = 0
         """Ray retries lost tasks itself; they are not counted here."""
-        self.reaper = None
+        self.reaper: subprocess.Popen | None = None
         """The process that cleans up a local Ray instance after this driver (:mod:`pudlab.reaper`)."""
+        self._stopping = False
+
+    def interrupt(self) -> None:
+        """Ask the running units to stop: :meth:`run` cancels every task not finished yet (Ray is not
+        called from the signal handler) and yields their units as interrupted."""
+        self._stopping = True
 
     def _connect(self) -> None:
         if self.ray.is_initialized():
@@ -62,7 +76,7 @@ class RayExecutor:
         if self.options.ray_address:
             self.ray.init(address=self.options.ray_address, **kwargs)
             return
-        kwargs["num_cpus"] = max(self.options.workers, 1) * self.options.threads_per_worker()
+        kwargs["num_cpus"] = max(self.options.workers or 1, 1) * self.options.threads_per_worker()
         # a local instance: its processes carry a tag that a reaper kills once this driver is gone
         tag = f"{os.getpid()}-{time.time_ns()}"
         self.reaper = reaper.start(tag)
@@ -88,13 +102,26 @@ class RayExecutor:
             shipped = {name: load_source(name, self.options.data_dir) for name in names}
         shipped_ref = ray.put(shipped)
         futures = {task.remote(unit, self.options.data_dir, self.device, threads, shipped_ref): unit for unit in units}
+        cancelled = False
         while futures:
-            done, _ = ray.wait(list(futures), num_returns=1)
+            if self._stopping and not cancelled:
+                for ref in futures:  # a running task gets KeyboardInterrupt; a queued one never starts
+                    ray.cancel(ref, force=False)
+                cancelled = True
+            done, _ = ray.wait(list(futures), num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
-                unit = futures.pop(ref)
-                try:
-                    yield ray.get(ref)
-                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                        ray.exceptions.TaskCancelledError) as exc:
-                    yield [JobOutcome.failed(job.key, f"Ray worker lost after {self.options.max_retries} retries: {exc}")
-                           for job in unit.jobs]
+                yield self._outcomes(ref, futures.pop(ref), cancelled)
+
+    def _outcomes(self, ref: Any, unit: Unit, cancelled: bool) -> list[JobOutcome]:
+        """The outcomes of a finished task: its result, or interrupted (cancelled) or failed ones."""
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            if cancelled:  # stopped on request: the unit resumes from its checkpoint on the next run
+                return [JobOutcome(job.key, interrupted=True) for job in unit.jobs]
+            if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                                ray.exceptions.TaskCancelledError)):
+                return [JobOutcome.failed(job.key, f"Ray worker lost after {self.options.max_retries} retries: {exc}")
+                        for job in unit.jobs]
+            raise

@@ -20,17 +20,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import torch
 from tqdm.auto import tqdm
 
 from pudlab.errors import StoreError
 from pudlab.experiments.executors import make_executor
 from pudlab.experiments.jobs import Job
+from pudlab.experiments.options import RunOptions
 from pudlab.experiments.store import Store
-from pudlab.experiments.worker import JobOutcome, RunOptions, Unit, checkpoint_name
+from pudlab.experiments.worker import JobOutcome, Unit, checkpoint_name
 from pudlab.io import weights_to_bytes, write_bytes_atomic
 from pudlab.processes import InterruptedRun, graceful_interrupt, stop_requested
-from pudlab.train.trainer import resolve_device
 
 
 def make_units(jobs: Sequence[Job], ensemble_size: int, device: str = "cpu", mode: str = "exact", *,
@@ -81,11 +80,6 @@ def store_outcomes(store: Store, outcomes: Sequence[JobOutcome]) -> None:
     store.complete_jobs(outcomes)
 
 
-def store_outcome(store: Store, outcome: JobOutcome) -> None:
-    """Write a finished job's files atomically, then commit it."""
-    store_outcomes(store, [outcome])
-
-
 def _drop_checkpoints(store: Store, unit: Unit) -> None:
     names = {checkpoint_name(unit.jobs, unit.mode), *(checkpoint_name((job,), unit.mode) for job in unit.jobs)}
     for name in names:
@@ -94,9 +88,8 @@ def _drop_checkpoints(store: Store, unit: Unit) -> None:
 
 def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
              on_outcome: Callable[[JobOutcome], None] | None = None) -> RunSummary:
-    """Train every job of ``keys`` (all when None) that is not done yet; commit as results arrive."""
-    from pudlab.train.ensemble import default_mode
-
+    """Train every job of ``keys`` (all when None) that is not done yet; commit as results arrive.
+    ``options`` are resolved here unless they already are (:meth:`RunOptions.resolved`)."""
     started = time.perf_counter()
     keys = list(keys) if keys is not None else [row["key"] for row in store.job_rows()]
     to_run = {job.key: job for job in store.jobs_to_run(keys)}
@@ -105,15 +98,15 @@ def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
     if not pending:
         summary.seconds = time.perf_counter() - started
         return summary
-    device = str(resolve_device(options.device))
-    mode = options.ensemble_mode or default_mode(torch.device(device))
-    executor = make_executor(options, device)
+    options = options.resolved()
+    device, mode = options.device, options.ensemble_mode or "exact"  # resolved options name the mode
+    executor = make_executor(options)
     # units come from the complete job list, so that a resumed sweep groups exactly as an uninterrupted one
     # (fused ensembles round differently per grouping); exact ensembles can drop finished members
     units: list[Unit] = []
     inits: dict[str, bytes] = {}
     all_jobs = [to_run[key] if key in to_run else store.job(key) for key in keys]
-    for members in make_units(all_jobs, options.ensemble_size, device, mode):
+    for members in make_units(all_jobs, options.ensemble_size or 1, device, mode):
         if not any(job.key in pending for job in members):
             continue
         if mode == "exact":
@@ -130,7 +123,7 @@ def run_jobs(store: Store, keys: Sequence[str] | None, options: RunOptions,
                dynamic_ncols=True)
     by_key = {job.key: unit for unit in units for job in unit.jobs}
     try:
-        with graceful_interrupt(getattr(executor, "interrupt", None)):
+        with graceful_interrupt(executor.interrupt):
             for outcomes in executor.run(units):
                 _commit(store, [o for o in outcomes if o.key in pending], summary, on_outcome)
                 for outcome in outcomes:  # a finished member may be retrained only to keep its unit's grouping
@@ -166,4 +159,5 @@ def _commit(store: Store, outcomes: Sequence[JobOutcome], summary: RunSummary,
         if on_outcome is not None and not outcome.interrupted:
             on_outcome(outcome)
 
-__all__ = ["JobOutcome", "RunOptions", "RunSummary", "make_units", "run_jobs", "store_outcome", "store_outcomes"]
+
+__all__ = ["RunSummary", "make_units", "run_jobs", "store_outcomes"]

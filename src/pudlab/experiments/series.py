@@ -60,9 +60,11 @@ def distance_between(store: Store, a: str, b: str, epoch: int = FINAL_EPOCH) -> 
 
 
 class RoleIndex:
-    """Look up the job of (model, sigma, repeat, stream) in one plan."""
+    """Look up the finished job of (model, sigma, repeat, stream) in one plan."""
 
-    def __init__(self, roles: list[Role]) -> None:
+    def __init__(self, roles: list[Role], done: set[str]) -> None:
+        self.done = done
+        """Keys of the finished jobs."""
         self.jobs: dict[tuple[str, float, int, str], str] = {}
         self.sigmas: dict[str, set[float]] = defaultdict(set)
         self.repeats = 0
@@ -72,8 +74,10 @@ class RoleIndex:
                 self.sigmas[role.model].add(role.sigma)
             self.repeats = max(self.repeats, role.repeat + 1)
 
-    def get(self, model: str, sigma: float, repeat: int, stream: str = "model") -> str | None:
-        return self.jobs.get((model, sigma, repeat, stream))
+    def finished(self, model: str, sigma: float, repeat: int, stream: str = "model") -> str | None:
+        """The key of the job in that role, if it is finished (else None)."""
+        job = self.jobs.get((model, sigma, repeat, stream))
+        return job if job in self.done else None
 
     def only_sigma(self, model: str) -> float:
         return min(self.sigmas[model])
@@ -108,8 +112,7 @@ def _delta_rows(spec: ExperimentSpec, by_repeat: dict[str, dict[float, dict[int,
 # long: one branch per series kind, each a few lines over the same role index
 def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dict]:
     """Every series of ``spec`` for the plan, from finished jobs (missing jobs are skipped)."""
-    index = RoleIndex(store.roles(plan_id))
-    done = {row["key"] for row in store.job_rows() if row["status"] == "done"}
+    index = RoleIndex(store.roles(plan_id), {row["key"] for row in store.job_rows() if row["status"] == "done"})
     rows: list[dict] = []
     floors_done: set[str] = set()
     by_repeat: dict[str, dict[float, dict[int, float]]] = defaultdict(dict)
@@ -117,9 +120,9 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
         if series.kind == "accuracy":
             model = series.model or ""
             for sigma in sorted(index.sigmas[model]):
-                values = [store.final_accuracy(job) for r in range(index.repeats)
-                          if (job := index.get(model, sigma, r)) in done]
-                rows.append(_row(series.id, "accuracy", sigma, [v for v in values if v is not None]))
+                accuracies = [store.final_accuracy(job) for r in range(index.repeats)
+                              if (job := index.finished(model, sigma, r)) is not None]
+                rows.append(_row(series.id, "accuracy", sigma, [v for v in accuracies if v is not None]))
         elif series.kind == "distance":
             a, b = series.reference or "", series.compared or ""
             a_sweeps = spec.models[a].sweep
@@ -128,8 +131,8 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
                 found: dict[int, float] = {}
                 pairs = []
                 for r in range(index.repeats):
-                    job_a, job_b = index.get(a, sigma_a, r), index.get(b, sigma, r)
-                    if job_a in done and job_b in done:
+                    job_a, job_b = index.finished(a, sigma_a, r), index.finished(b, sigma, r)
+                    if job_a is not None and job_b is not None:
                         found[r] = distance_between(store, job_a, job_b)
                         pairs.append((job_a, job_b))
                 by_repeat[series.id][sigma] = found
@@ -138,20 +141,20 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
             if not a_sweeps and a not in floors_done:
                 floors_done.add(a)
                 sigma_a = index.only_sigma(a)
-                values = []
+                floors: list[float] = []
                 for r in range(index.repeats):
-                    job_a, partner = index.get(a, sigma_a, r), index.get(a, sigma_a, r, "floor")
-                    if job_a in done and partner in done:
-                        values.append(distance_between(store, job_a, partner))
-                if values:
-                    rows.append(_row(f"floor[{a}]", "floor", sigma_a, values))
+                    job_a, partner = index.finished(a, sigma_a, r), index.finished(a, sigma_a, r, "floor")
+                    if job_a is not None and partner is not None:
+                        floors.append(distance_between(store, job_a, partner))
+                if floors:
+                    rows.append(_row(f"floor[{a}]", "floor", sigma_a, floors))
         elif series.kind == "epoch_accuracy":
             model = series.model or ""
             sigma = index.only_sigma(model)
             per_epoch: dict[int, list[float]] = defaultdict(list)
             for r in range(index.repeats):
-                job = index.get(model, sigma, r)
-                if job in done:
+                job = index.finished(model, sigma, r)
+                if job is not None:
                     for record in store.history(job):
                         if record["eval_accuracy"] is not None:
                             per_epoch[record["epoch"]].append(record["eval_accuracy"])
@@ -160,8 +163,8 @@ def compute_series(store: Store, plan_id: str, spec: ExperimentSpec) -> list[dic
             a, b = series.reference or "", series.compared or ""
             per_epoch = defaultdict(list)
             for r in range(index.repeats):
-                job_a, job_b = index.get(a, index.only_sigma(a), r), index.get(b, index.only_sigma(b), r)
-                if job_a not in done or job_b not in done:
+                job_a, job_b = index.finished(a, index.only_sigma(a), r), index.finished(b, index.only_sigma(b), r)
+                if job_a is None or job_b is None:
                     continue
                 common = sorted(set(store.snapshot_epochs(job_a)) & set(store.snapshot_epochs(job_b)))
                 for epoch in common:

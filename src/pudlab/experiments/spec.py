@@ -10,9 +10,10 @@ Every validation error names the file, the key and what was expected.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pudlab.config import Section, read_toml, resolve_spec
 from pudlab.errors import SpecError
@@ -245,15 +246,25 @@ def _parse_series(source: str, index: int, data: Any, models: dict[str, ModelSpe
 
 
 # ----------------------------------------------------------------------------------------- presets
+Precision = Literal["fp32", "tf32", "bf16", "auto"]
+
+
 @dataclass(frozen=True)
 class Preset:
-    """The numbers an experiment runs with. Every field can be overridden on the command line."""
+    """The numbers an experiment runs with.
 
-    name: str
-    """Preset name (``quick``, ``paper`` or a file)."""
+    Every field can be overridden on the command line: ``pudlab run`` and ``pudlab reproduce`` have
+    one option per field (``--max-train-size`` for ``max_train_size``), its help the field's
+    docstring. A field's ``metadata["option"]`` adjusts its option: ``name`` (another option name),
+    ``min`` (the least value the option takes), ``split`` (False: list items are not comma-separated).
+    """
+
+    name: str = field(metadata={"option": {"name": "--preset-name"}})
+    """Name the preset is recorded under (quick, paper or a preset file's stem)."""
     description: str = ""
+    """One line on what the preset is for."""
     datasets: tuple[str, ...] = ("mnist-5k",)
-    """Datasets ``reproduce`` runs on by default."""
+    """Datasets the sweep runs on: known names or paths (see pudlab datasets)."""
     sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
     """Sigma grid of sweeps, in [0, 1] pixel units."""
     epochs: int = 180
@@ -261,7 +272,7 @@ class Preset:
     lr: float = 1e-4
     """Adam learning rate, per step."""
     batch_size: int = 0
-    """0 = the paper's: 128 one-channel, 64 colour."""
+    """Batch size; 0: the paper's (128 one-channel, 64 colour)."""
     widths: tuple[int, int, int] = (32, 64, 128)
     """M_cnn conv widths."""
     hidden: int = 128
@@ -269,11 +280,11 @@ class Preset:
     repeats: int = 3
     """Seeds per point: repeat r uses shuffle and noise seeds + r; the initial weights stay shared (the
     paper trains every model of a dataset from one initial weight set)."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """fp32 | tf32 | bf16 | auto (bf16 on CUDA, fp32 on CPU: see docs/performance.md, precision study)."""
     disjoint: bool = True
     """Redraws ("sampled with the same setting") avoid the original's entries."""
-    max_train_size: int = 0
+    max_train_size: int = field(default=0, metadata={"option": {"min": 1}})
     """If > 0, T_t is cut to a seeded subset of this size first (reduced data)."""
     split_seed: int = 0
     """Seed of the 90/10 split."""
@@ -291,7 +302,7 @@ class Preset:
     """Epoch interval of weight snapshots for per-epoch series (Fig. 2)."""
     noise_floor: bool = True
     """Also train a shuffle-seed partner of each distance reference (the noise floor)."""
-    deviations: tuple[str, ...] = ()
+    deviations: tuple[str, ...] = field(default=(), metadata={"option": {"split": False}})
     """Where this preset departs from the paper (printed in the report)."""
 
     def with_overrides(self, **overrides: Any) -> Preset:
@@ -317,13 +328,14 @@ def validate_preset(preset: Preset, source: str) -> Preset:
     """Range checks of a preset; returns it."""
     checks = [
         (preset.epochs >= 1, "epochs", "an integer >= 1"),
-        (preset.lr > 0, "lr", "a number > 0"),
+        (math.isfinite(preset.lr) and preset.lr > 0, "lr", "a finite number > 0"),
         (preset.batch_size >= 0, "batch_size", "an integer >= 0 (0 = paper default)"),
         (len(preset.widths) == 3 and min(preset.widths) >= 1, "widths", "three positive integers"),
         (preset.hidden >= 1, "hidden", "an integer >= 1"),
         (preset.repeats >= 1, "repeats", "an integer >= 1"),
         (preset.precision in ("fp32", "tf32", "bf16", "auto"), "precision", "fp32, tf32, bf16 or auto"),
-        (len(preset.sigmas) >= 1 and min(preset.sigmas) >= 0, "sigmas", "a non-empty list of numbers >= 0"),
+        (len(preset.sigmas) >= 1 and all(math.isfinite(s) and s >= 0 for s in preset.sigmas), "sigmas",
+         "a non-empty list of finite numbers >= 0"),
         (len(set(preset.sigmas)) == len(preset.sigmas), "sigmas", "distinct values"),
         (0 < preset.eval_fraction < 1, "eval_fraction", "a number in (0, 1)"),
         (preset.snapshot_every >= 1, "snapshot_every", "an integer >= 1"),
@@ -352,6 +364,8 @@ def load_preset(name_or_path: str | Path) -> Preset:
 
 
 _ELEMENT_NAMES = {"datasets": "string", "deviations": "string", "widths": "integer", "sigmas": "number"}
+_ELEMENT_TYPES: dict[str, type | tuple[type, ...]] = {"datasets": str, "deviations": str, "widths": int,
+                                                      "sigmas": (int, float)}
 
 
 def parse_preset(data: dict, source: str = "<preset>") -> Preset:
@@ -362,7 +376,7 @@ def parse_preset(data: dict, source: str = "<preset>") -> Preset:
         if value is None:
             continue
         if isinstance(value, list):
-            element = {"datasets": str, "deviations": str, "widths": int, "sigmas": (int, float)}[key]
+            element = _ELEMENT_TYPES[key]
             bad = [item for item in value if isinstance(item, bool) or not isinstance(item, element)]
             if bad:
                 raise SpecError(f"{section.where(key)} contains {bad!r}; expected {_ELEMENT_NAMES[key]} items")

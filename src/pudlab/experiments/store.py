@@ -19,7 +19,8 @@ releases it when the holder dies, so a killed run never leaves a stale lock); a 
 refused with the holder's PID and start time, or waits (``wait=True``). Readers
 (``read_only=True``) take no lock and never write: they open the database read-only (``mode=ro``,
 or ``immutable=1`` on a read-only medium) and work on an in-memory copy, so derived tables they
-compute (series, distances) never reach the disk.
+compute (series, distances) never reach the disk. The store-read API on top of this class is
+:func:`pudlab.experiments.results.open_store` (``pudlab.open_store``).
 """
 
 from __future__ import annotations
@@ -84,12 +85,6 @@ CREATE TABLE IF NOT EXISTS timings (
     id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, started REAL NOT NULL,
     seconds REAL NOT NULL, jobs_trained INTEGER NOT NULL, detail TEXT);
 """
-
-
-def open_store(root: str | os.PathLike, *, create: bool = False, read_only: bool = False) -> Store:
-    """Open the result store at ``root`` (a folder holding ``pudlab.sqlite``); ``create`` makes a new one,
-    ``read_only`` opens it for reading (no lock, nothing written)."""
-    return Store(root, create=create, read_only=read_only)
 
 
 _HELD: dict[str, list] = {}
@@ -176,7 +171,6 @@ def remove_temp_files(root: Path) -> int:
 class Store:
     """A result store directory (see the module docstring). Use as a context manager."""
 
-    # long: one place decides writer vs reader, lock, open mode and schema check
     def __init__(self, root: str | os.PathLike, *, create: bool = True, read_only: bool = False,
                  wait: bool = False) -> None:
         self.root = Path(root)
@@ -363,10 +357,6 @@ class Store:
             for key in keys:
                 db.execute("UPDATE jobs SET status = 'running', unit = ?, attempts = attempts + 1 WHERE key = ?",
                            (unit, key))
-
-    def complete_job(self, outcome: JobOutcome) -> None:
-        """Record a finished job (its weight/snapshot files must already be in place)."""
-        self.complete_jobs([outcome])
 
     def complete_jobs(self, outcomes: Iterable[JobOutcome]) -> None:
         """Record finished jobs in one transaction (their files must already be in place)."""

@@ -8,10 +8,9 @@ to the store (the driver does, see :mod:`pudlab.experiments.runner`).
 from __future__ import annotations
 
 import hashlib
-import os
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,50 +19,12 @@ from safetensors.torch import load as st_load
 from pudlab.data.dataset import SourceDataset, Split
 from pudlab.errors import PudlabError
 from pudlab.experiments.jobs import Job, job_training_set, make_split
+from pudlab.experiments.options import CHECKPOINT_SECONDS
 from pudlab.io import weights_sha256, weights_to_bytes
 from pudlab.model import parameter_names
 from pudlab.processes import die_with_parent, stop_requested
 from pudlab.train.trainer import Checkpointing, TrainingInterrupted, TrainResult, train_model
 
-MAX_RETRIES = 2
-CHECKPOINT_SECONDS = 3.0
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run (never part of a job's key)."""
-
-    workers: int = 1
-    """Local worker processes (1 = in this process)."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N or auto."""
-    threads: int = 0
-    """torch threads per worker (0 = CPU cores / workers). Bit-exact repeats need the same value."""
-    ensemble_size: int = 1
-    """Most jobs trained together in one lockstep ensemble (1 = one at a time); capped by memory."""
-    ensemble_mode: str | None = None
-    """``exact`` (bit-identical to separate trainings) or ``fused`` (grouped convs, fast on GPU);
-    None: fused on CUDA, exact on CPU."""
-    data_dir: str | None = None
-    """Data directory of named datasets."""
-    progress: bool = True
-    """Show a progress bar."""
-    max_retries: int = MAX_RETRIES
-    """Retries of a unit whose worker process died."""
-    executor: str = "local"
-    """local (this process or local processes) or ray."""
-    ray_address: str | None = None
-    """Ray cluster address (``auto``, ``HOST:PORT``); None starts a local Ray instance."""
-    ray_ship_data: bool = False
-    """Send datasets to Ray workers through the object store (data dir not shared)."""
-    checkpoint_seconds: float = CHECKPOINT_SECONDS
-    """Least seconds between two checkpoints of a unit's full training state (weights, Adam state,
-    epoch and step, running loss), written atomically to ``STORE/checkpoints/``; an interrupted
-    unit resumes from its checkpoint bit-identically (CPU). 0: after every step; negative: never.
-    Saves also keep at least 20x their own duration apart (at most 5 % of the time goes to saving)."""
-
-    def threads_per_worker(self) -> int:
-        return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
 
 @dataclass(frozen=True)
 class JobOutcome:
@@ -79,7 +40,8 @@ class JobOutcome:
     snapshot_sha256: dict[int, str] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     """Per-epoch records (:meth:`pudlab.train.trainer.EpochRecord.to_dict`)."""
-    final_accuracy: float = float("nan")
+    final_accuracy: float | None = None
+    """A on T_e after the last epoch (None: not measured, or the job failed)."""
     wall_seconds: float = 0.0
     environment: dict = field(default_factory=dict)
     interrupted: bool = False
@@ -94,14 +56,6 @@ class JobOutcome:
         """The outcome of a job that raised ``exc`` (its one-line message)."""
         message = exc if isinstance(exc, str) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return cls(key=key, error=message)
-
-    def to_dict(self) -> dict:
-        return {item.name: getattr(self, item.name) for item in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> JobOutcome:
-        known = {item.name for item in fields(cls)}
-        return cls(**{name: value for name, value in data.items() if name in known})
 
 
 @dataclass

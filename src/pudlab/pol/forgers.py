@@ -197,7 +197,6 @@ def write_state(bundle: str | Path, index: int, state: TrainingState) -> None:
     write_bytes_atomic(path, weights_to_bytes(tensors, {"format": "pudlab.pol_checkpoint/1"}))
 
 
-# long: the forger's solve (a few replays refining the crafted first moment)
 def forge_moments(thief_bundle: Path, target: Path, goal: dict[str, torch.Tensor], *, iterations: int = 8,
                   second_moment: float | None = 1.0) -> dict[str, torch.Tensor]:
     """Craft the moments at the checkpoint before the last segment so that replaying the last segment on

@@ -267,7 +267,6 @@ def _norm(tensors: dict[str, torch.Tensor]) -> float:
     return math.sqrt(sum(float((t.double() ** 2).sum()) for t in tensors.values()))
 
 
-# long: one replayed segment: replay, calibration replays, and the three thresholds
 def _replay_segment(bundle: ProofBundle, index: int, role: str, options: VerifyOptions,
                     calibration_sets: Sequence[LabeledImages], exact: bool) -> SegmentResult:
     manifest = bundle.manifest

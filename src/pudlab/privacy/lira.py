@@ -104,7 +104,6 @@ def _phi(model: Any, data: LabeledImages, device: str) -> np.ndarray:
     return logit_confidence(logits, data.labels)
 
 
-# long: trains the shadows and scores both variants in one pass (kept together for the timing)
 def lira_attack(target_model: Any, members: LabeledImages, nonmembers: LabeledImages, *, train_shadow: Any,
                 shadows: int = 8, seed: int = 0, device: str = "cpu", global_variance: bool | None = None) -> LiraResult:
     """LiRA against ``target_model`` (a torch module) on ``members`` (positives) vs ``nonmembers``.

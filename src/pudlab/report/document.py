@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 from pudlab import __version__
-from pudlab.experiments.claims import CLAIMS
-from pudlab.experiments.export import claims_by_dataset
+from pudlab.experiments.claims import CLAIMS, claims_by_dataset
 from pudlab.experiments.store import Store
 from pudlab.io import write_bytes_atomic
 from pudlab.report.applications import privacy_blocks, pud_blocks

@@ -142,7 +142,6 @@ def _caption(experiment: str, plans: list[dict], tables: list[dict], extra_kinds
     return f"{text} {_band_text(n)}" + (f" Datasets: {description}" if description else "")
 
 
-# long: one figure per experiment, one row per dataset and one column per panel kind
 def _draw_experiment(experiment: str, plans: list[dict], store: Store, out_dir: Path) -> FigureFile:
     stem, figure_name = FIGURES.get(experiment, (experiment, experiment))
     tables = [series_table(store, plan["id"]) for plan in plans]

@@ -6,7 +6,7 @@ import json
 import time
 from collections import defaultdict
 
-from pudlab.experiments.export import claim_summary, claim_verdict
+from pudlab.experiments.claims import claim_summary, claim_verdict
 from pudlab.experiments.series import series_table
 from pudlab.experiments.spec import parse_experiment
 from pudlab.experiments.store import Store

@@ -1,6 +1,9 @@
 """One training run end to end: source -> split -> S-X-Y-Z sample -> O(T) -> M_cnn -> F -> artifacts.
 
-This is what ``pudlab train`` does, and what every experiment job does.
+This is what ``pudlab train`` does. An experiment job trains the same way from its content-keyed
+description (:mod:`pudlab.experiments.worker`), building its training set with
+:func:`pudlab.experiments.jobs.job_training_set` (``tests/test_sweep.py`` checks that both give the
+same arrays for the same recipe and obfuscation).
 """
 
 from __future__ import annotations

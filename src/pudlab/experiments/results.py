@@ -1,12 +1,11 @@
-"""Results as data: a store's series, jobs, roles and claims as rows, files or pandas DataFrames,
-and the comparison of two stores.
+"""The store-read API: a store's results as rows, pandas DataFrames and files, and two stores compared.
 
-``open_store(path)`` (also ``pudlab.open_store``) opens a store for reading and returns
-:class:`ResultStore`; its ``series()``, ``jobs()``, ``roles()`` and ``claims()`` return pandas
-DataFrames (pandas is the optional ``pandas`` extra), ``*_rows()`` the same as plain dicts.
-``export_store`` writes them as CSV (standard library) or Parquet (pandas + pyarrow);
-``compare_stores`` puts two stores side by side. The tables' columns are documented in
-``docs/store.md``.
+``open_store(path)`` (also ``pudlab.open_store``) opens a store for reading, never writing (no lock,
+works on read-only media), and returns :class:`Results`: ``series()``, ``jobs()``, ``roles()`` and
+``claims()`` give pandas DataFrames (pandas is the optional ``pandas`` extra), ``*_rows()`` the same
+as plain dicts, and ``store`` the opened :class:`~pudlab.experiments.store.Store` itself.
+``export_store`` writes the tables as CSV (standard library) or Parquet (pandas + pyarrow);
+``compare_stores`` puts two stores side by side. The tables' columns are documented in ``docs/store.md``.
 """
 
 from __future__ import annotations
@@ -16,10 +15,10 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from pudlab.errors import PudlabError, StoreError
-from pudlab.experiments.claims import evaluate_claims
-from pudlab.experiments.series import store_tables
+from pudlab.experiments.claims import claim_summary, claim_verdict, claims_by_dataset
 from pudlab.experiments.store import Store
 from pudlab.io import atomic_path
 
@@ -29,42 +28,12 @@ FORMATS = ("csv", "parquet")
 PANDAS_HINT = "pandas is not installed: pip install 'pudlab[pandas]' (or pip install pandas pyarrow)"
 
 
-def _pandas():
+def _pandas() -> Any:
     try:
         import pandas
     except ImportError as exc:
         raise PudlabError(PANDAS_HINT) from exc
     return pandas
-
-
-def claim_verdict(result: object) -> str:
-    """A claim's verdict (``verdict`` when the claim result has one, else its ``status``)."""
-    return str(getattr(result, "verdict", None) or getattr(result, "status", ""))
-
-
-def claim_summary(result: object) -> str:
-    """The claim's one readable line of evidence; a compact rendering of its evidence when it has none."""
-    summary = getattr(result, "summary", None)
-    if summary:
-        return str(summary)
-    evidence = getattr(result, "evidence", {}) or {}
-    return "; ".join(f"{key}: {_compact(value)}" for key, value in evidence.items())
-
-
-def _compact(value: object) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.3g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} {_compact(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_compact(v) for v in value) + "]"
-    return str(value)
-
-
-def claims_by_dataset(store: Store) -> dict[str, list]:
-    """Evaluate the paper's claims on every dataset in the store."""
-    return {dataset: evaluate_claims(table, mnist_family=mnist_family)
-            for dataset, (table, mnist_family) in store_tables(store).items()}
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
@@ -80,17 +49,18 @@ def _flatten(data: dict, prefix: str = "") -> dict:
     return flat
 
 
-class ResultStore:
-    """A result store opened for reading: its results as rows or DataFrames. A context manager."""
+class Results:
+    """The results of a store opened for reading (:func:`open_store`): rows or DataFrames. A context manager."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.store = Store(root, create=False, read_only=True)
+        """The store, read-only: derived tables it computes (series, distances) stay in memory."""
         self.root = self.store.root
 
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> ResultStore:
+    def __enter__(self) -> Results:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -153,26 +123,26 @@ class ResultStore:
                 "claims": self.claim_rows}[table]()
 
     # ------------------------------------------------------------------ DataFrames
-    def series(self):
+    def series(self) -> Any:
         """The series as a pandas DataFrame (columns: plan, experiment, dataset, series, kind, x, mean, std, n, values)."""
         return _pandas().DataFrame(self.series_rows())
 
-    def jobs(self):
+    def jobs(self) -> Any:
         """The jobs as a pandas DataFrame (status, metrics, one column per parameter)."""
         return _pandas().DataFrame(self.job_rows())
 
-    def roles(self):
+    def roles(self) -> Any:
         """The roles as a pandas DataFrame."""
         return _pandas().DataFrame(self.role_rows())
 
-    def claims(self):
+    def claims(self) -> Any:
         """The claims and their verdicts as a pandas DataFrame."""
         return _pandas().DataFrame(self.claim_rows())
 
 
-def open_store(path: str | os.PathLike) -> ResultStore:
-    """Open the result store at ``path`` for reading its results (see :class:`ResultStore`)."""
-    return ResultStore(path)
+def open_store(path: str | os.PathLike) -> Results:
+    """Open the result store at ``path`` for reading its results (see :class:`Results`); nothing is written."""
+    return Results(path)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -202,7 +172,7 @@ def export_store(root: str | os.PathLike, out: str | os.PathLike | None = None, 
     if fmt not in FORMATS:
         raise PudlabError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     written = []
-    with ResultStore(root) as results:
+    with open_store(root) as results:
         out_dir = Path(out) if out else results.root / "export"
         out_dir.mkdir(parents=True, exist_ok=True)
         for table in tables:
@@ -229,7 +199,6 @@ def _diff(first: float | None, second: float | None) -> float | None:
     return second - first
 
 
-# long: one pass per table (jobs, series, claims), each a few lines; together they are the comparison
 def compare_stores(first: str | os.PathLike, second: str | os.PathLike, *, weights: bool = True) -> dict:
     """Two stores side by side.
 
@@ -238,7 +207,7 @@ def compare_stores(first: str | os.PathLike, second: str | os.PathLike, *, weigh
     one store only. ``series``: every (plan, series, x) in either store with both means and
     ``b - a``. ``claims``: every (dataset, claim) with both verdicts and ``changed``.
     """
-    with ResultStore(first) as a, ResultStore(second) as b:
+    with open_store(first) as a, open_store(second) as b:
         jobs_a = {row["key"]: row for row in a.store.job_rows()}
         jobs_b = {row["key"]: row for row in b.store.job_rows()}
         common = sorted(set(jobs_a) & set(jobs_b))
@@ -280,5 +249,4 @@ def compare_stores(first: str | os.PathLike, second: str | os.PathLike, *, weigh
                         "claims_changed": sum(1 for r in claims if r["changed"])}}
 
 
-__all__ = ["FORMATS", "TABLES", "ResultStore", "claim_summary", "claim_verdict", "claims_by_dataset",
-           "compare_stores", "export_store", "open_store"]
+__all__ = ["FORMATS", "TABLES", "Results", "compare_stores", "export_store", "open_store"]
