@@ -212,7 +212,6 @@ def _threshold(text: str) -> float | None:
         raise click.BadParameter(f"--threshold: expected 'auto' or a number, got {text!r}") from exc
 
 
-# long: one option per verifier choice (owner, challenge, thresholds, policy), then one call to verify
 @pol_group.command("verify", epilog=EXIT_CODES_HELP)
 @click.argument("bundle", type=click.Path(exists=True))
 @click.option("--owner-key", type=click.Path(dir_okay=False, exists=True), default=None,

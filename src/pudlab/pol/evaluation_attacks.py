@@ -127,7 +127,6 @@ class _Recorder:
                                            verdict.replayed_segments if verdict else None))
 
 
-# long: every attack of ATTACK_NAMES in order, each built and verified in a few lines
 def run_attacks(inputs: AttackInputs) -> list[AttackOutcome]:
     """Every attack of :data:`ATTACK_NAMES` at one (trial, sigma), verified."""
     record, work, sigma = _Recorder(inputs), inputs.work, inputs.sigma

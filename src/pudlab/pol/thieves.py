@@ -99,7 +99,6 @@ def plan_honest(segment_epochs: list[int], per_epoch: int) -> set[int]:
     return honest
 
 
-# long: the thief's whole build (real and solved segments, the writer, the manifest) in one pass
 def forge_fake_trajectory(out: Path, *, target: dict[str, torch.Tensor], model_config: ModelConfig,
                           train_config: TrainConfig, shared: LabeledImages, noise: NoiseClaim,
                           checkpoint_every: int, honest_per_epoch: int, init_seed: int = 0,
@@ -176,7 +175,6 @@ def noise_images(like: LabeledImages, *, seed: int) -> LabeledImages:
 
 
 # ----------------------------------------------------------------------------------- drift
-# long: one replay, one thief-side calibration and one bounded drift per segment
 def forge_drift(own_bundle: Path, out: Path, target: dict[str, torch.Tensor], *, drift_share: float = 0.6,
                 thief_seed: int = 12345, calibration_replays: int = DEFAULT_CALIBRATION_REPLAYS,
                 multiplier: float = DEFAULT_MULTIPLIER) -> dict[str, torch.Tensor]:

@@ -304,7 +304,6 @@ def _drift_limit(bundle: ProofBundle, segments: list[SegmentResult], options: Ve
                       options.max_drift_share)
 
 
-# long: the order of the checks, the challenge, the replays and the decision, in one place
 def verify_bundle(
     path: str | os.PathLike,
     options: VerifyOptions | None = None,
