@@ -203,9 +203,11 @@ def _documented_homes() -> dict[str, float]:
 
 def test_layer_table_reads_the_documented_rows() -> None:
     homes = layer_table("| layer | home | what |\n|---|---|---|\n| 0. base | `io.py`, `a/b.py` | x |\n"
-                        "| 3. data | `data/` | `idx.py` |\n| 8. apps | `privacy/`, `pud/` | y |\n")
-    assert homes == {"pudlab.io": 0, "pudlab.a.b": 0, "pudlab.data": 3, "pudlab.privacy": 8, "pudlab.pud": 8.01}
+                        "| 3. data | `data/` | `idx.py` |\n| 8. apps | `privacy/`, `pud/`, `pud/sub/` | y |\n")
+    assert homes == {"pudlab.io": 0, "pudlab.a.b": 0, "pudlab.data": 3, "pudlab.privacy": 8, "pudlab.pud": 8.01,
+                     "pudlab.pud.sub": 8.02}
     assert layer_of("pudlab.data.idx", homes) == 3 and layer_of("pudlab.other", homes) is None
+    assert layer_of("pudlab.pud.sub.x", homes) == 8.02 and layer_of("pudlab.pud.x", homes) == 8.01
 
 
 def test_upward_import_check_sees_a_planted_edge() -> None:
@@ -226,13 +228,16 @@ def test_every_module_has_a_documented_layer() -> None:
 
 
 def test_every_module_of_a_package_is_described() -> None:
-    """A package's row names each of its modules (``trainer.py`` or ``trainer``) in its description."""
+    """A package's row names each of its modules (``trainer.py`` or ``trainer``) in its description.
+
+    The row of a package is the one whose homes name its folder from ``pudlab/`` (``train/``, and
+    ``fl/flower/`` for a subpackage)."""
     text = ARCHITECTURE_DOC.read_text(encoding="utf-8")
     undescribed = []
     for name, path in _modules().items():
         if path.name == "__init__.py" or path.parent == PACKAGE_ROOT:
             continue
-        package = path.parent.name
+        package = path.parent.relative_to(PACKAGE_ROOT).as_posix()
         row = next((line for line in text.splitlines() if re.match(rf"^\|[^|]*\|[^|]*`{package}/`", line)), "")
         if not re.search(rf"`{re.escape(path.stem)}(\.py)?`", row):
             undescribed.append(name)

@@ -7,6 +7,7 @@ import time
 import click
 
 DEFENCE_CHOICES = ("none", "multikrum", "pol", "both", "all")
+ENGINES = ("pudlab", "flower")
 
 
 def _data_dir(ctx: click.Context) -> str | None:
@@ -53,13 +54,18 @@ def specs_command(as_json: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any spec field, value in TOML syntax (repeatable), e.g. --set aggregation.f=2.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write STORE/report.md and figures.")
+@click.option("--engine", type=click.Choice(ENGINES), default="pudlab", show_default=True,
+              help="pudlab: in-process simulation; flower: the same rounds through Flower (the flower extra).")
+@click.option("--flower-runtime", type=click.Choice(("simulation", "deployment")), default="simulation",
+              show_default=True, help="--engine flower: Flower's simulation runtime (Ray) or a SuperLink with one "
+                                      "SuperNode per client on 127.0.0.1.")
 @click.option("--quiet", is_flag=True, help="Only the summary, no per-round lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int | None, defence: str | None,
                      clients: int | None, seed: int | None, local_epochs: int | None, lr: float | None,
                      sigma: float | None, threads: int | None, workers: int | None, overrides: tuple[str, ...],
-                     report: bool, quiet: bool, as_json: bool) -> None:
+                     report: bool, engine: str, flower_runtime: str, quiet: bool, as_json: bool) -> None:
     """Run (or resume) the simulation SPEC.toml (a path, or a shipped spec's name) into --store.
 
     A killed run continues from the last finished round with identical results; the spec may
@@ -78,9 +84,14 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
     spec = load_spec(spec_path, [*overrides, *((s, k, v) for s, k, v in named if v is not None)])
     log = None if quiet or as_json else (lambda message: click.echo(message, err=True))
     started = time.perf_counter()
-    results = run_simulation(spec, store, data_dir=_data_dir(ctx), log=log)
+    if engine == "flower":
+        from pudlab.fl.flower.engine import run_flower
+
+        results = run_flower(spec, store, data_dir=_data_dir(ctx), log=log, runtime=flower_runtime)
+    else:
+        results = run_simulation(spec, store, data_dir=_data_dir(ctx), log=log)
     seconds = time.perf_counter() - started
-    summary: dict = {"spec": spec.source, "store": store, "seconds": seconds, "defences": {}}
+    summary: dict = {"spec": spec.source, "store": store, "engine": engine, "seconds": seconds, "defences": {}}
     for name, records in results.items():
         last = records[-1]
         summary["defences"][name] = {"rounds": last.round, "final_accuracy": last.accuracy,
@@ -118,10 +129,12 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
               help="Colluding clients 1..k [default: the spec's f].")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any spec field, value in TOML syntax (repeatable).")
+@click.option("--engine", type=click.Choice(ENGINES), default="pudlab", show_default=True,
+              help="pudlab: in-process simulations; flower: each through Flower's simulation runtime.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.pass_context
 def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: str, attacks: str,
-                       colluders: int | None, overrides: tuple[str, ...], as_json: bool) -> None:
+                       colluders: int | None, overrides: tuple[str, ...], engine: str, as_json: bool) -> None:
     """Final accuracy per aggregation rule x attack, with and without PoL challenges on obfuscated data.
 
     Runs the spec's adversaries replaced by each named attack, under every rule, once without and
@@ -140,12 +153,58 @@ def robustness_command(ctx: click.Context, spec_path: str, store: str, rules: st
         raise click.BadParameter(f"unknown or missing rule/attack {bad}; rules: {', '.join(BASE_RULES)}; "
                                  f"attacks: {', '.join(ATTACKS)}")
     spec = load_spec(spec_path, list(overrides))
+    simulate = None
+    if engine == "flower":
+        from pudlab.fl.flower import require_flower
+        from pudlab.fl.flower.engine import run_flower
+
+        require_flower()
+        simulate = run_flower
     log = None if as_json else (lambda message: click.echo(message, err=True))
     table = robustness_table(spec, store, rules=chosen_rules, attacks=chosen_attacks,
                              colluders=None if colluders is None else range(1, colluders + 1), log=log,
-                             data_dir=_data_dir(ctx))
+                             data_dir=_data_dir(ctx), simulate=simulate)
     write_bytes_atomic(f"{store}/robustness.md", (table.markdown() + "\n").encode())
     click.echo(to_json(table.to_dict()) if as_json else table.markdown())
+
+
+@fl_group.command("flower-app")
+@click.argument("spec_path", metavar="SPEC.toml")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Folder of the Flower App to write (pyproject.toml) and of its FLWR_HOME (flwr_home/).")
+@click.option("--store", type=click.Path(file_okay=False), required=True,
+              help="Store the ServerApp writes (as pudlab fl simulate's --store).")
+@click.option("--rounds", type=click.IntRange(min=0), default=None, help="Rounds [default: the spec's].")
+@click.option("--defence", type=click.Choice(DEFENCE_CHOICES), default=None, help="Defence(s) [default: the spec's].")
+@click.option("--superlink", default="127.0.0.1:9092", show_default=True,
+              help="SuperLink address of the connection 'pudlab' in OUT/flwr_home/config.toml.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any spec field, value in TOML syntax (repeatable).")
+@click.pass_context
+def flower_app_command(ctx: click.Context, spec_path: str, out: str, store: str, rounds: int | None,
+                       defence: str | None, superlink: str, overrides: tuple[str, ...]) -> None:
+    """Write a Flower App that runs SPEC.toml with pudlab's ServerApp and ClientApp (for flwr run).
+
+    Start a SuperLink and one SuperNode per client (--node-config "partition-id=K num-partitions=N"),
+    then: FLWR_HOME=OUT/flwr_home flwr run OUT pudlab --stream (docs/fl.md, "Flower").
+    """
+    from pathlib import Path
+
+    from pudlab.fl.flower import require_flower
+    from pudlab.fl.flower.engine import app_config
+    from pudlab.fl.flower.launch import write_app, write_flower_home
+    from pudlab.fl.spec_reader import load_spec
+
+    require_flower()
+    spec = load_spec(spec_path, [*overrides, *((s, k, v) for s, k, v in (("simulation", "defence", defence),)
+                                               if v is not None)])
+    host, _, port = superlink.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        raise click.BadParameter(f"{superlink!r}: expected 127.0.0.1:PORT (loopback only)", param_hint="--superlink")
+    app = write_app(Path(out), app_config(spec, Path(store), spec.defences, rounds, _data_dir(ctx)))
+    write_flower_home(app / "flwr_home", int(port), host=host)
+    click.echo(f"{app}/pyproject.toml: {spec.simulation.clients} clients, defences {', '.join(spec.defences)}; "
+               f"run with FLWR_HOME={app}/flwr_home flwr run {app} pudlab --stream")
 
 
 @fl_group.command("report")

@@ -131,6 +131,17 @@ class ClientPool:
             by_client[client.client] = self._stolen(client, round_index, global_weights, proof_dir, by_client)
         return [by_client[c.client] for c in self.members]
 
+    def submission(self, client: int, round_index: int, global_weights: Weights, *, proof_dir: Path | None = None,
+                   others: dict[int, Submission] | None = None) -> Submission:
+        """Client ``client``'s submission alone (what :meth:`submissions` computes for it).
+
+        A thief needs ``others``: the round's other submissions by client (its victim's at least).
+        """
+        member = self.members[client]
+        if self.role(client, round_index) == "thief":
+            return self._stolen(member, round_index, global_weights, proof_dir, others or {})
+        return self._trained(member, round_index, global_weights, proof_dir)
+
     def _shuffle_seed(self, client: int, round_index: int) -> int:
         return derive_seed(self.spec.simulation.seed, "shuffle", round_index, client)
 

@@ -16,16 +16,21 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pudlab.errors import SpecError
 from pudlab.fl.spec import BASE_RULES, AdversarySpec, SimulationSpec
 from pudlab.records import Record, record_from_dict, require_mapping
 
+if TYPE_CHECKING:
+    from pudlab.fl.records import RoundRecord
+
 ATTACKS = ("clean", "sign_flip", "alie", "fang_krum", "fang_trmean", "inflate")
 """Named attacks of the robustness table (``clean``: no adversary)."""
 DEFENCE_COLUMNS = {"none": "rule only", "pol": "rule + PoL"}
 TABLE_KIND = "pudlab.fl_robustness"
+Simulate = Callable[..., "dict[str, list[RoundRecord]]"]
+"""One simulation into a store, records per defence (``run_simulation``, ``run_flower``)."""
 
 
 def attack_adversaries(attack: str, colluders: Sequence[int]) -> tuple[AdversarySpec, ...]:
@@ -83,13 +88,21 @@ class RobustnessTable(Record):
 def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[str] = BASE_RULES,
                      attacks: Sequence[str] = ATTACKS, colluders: Sequence[int] | None = None,
                      source: Any = None, log: Callable[[str], None] | None = None,
-                     data_dir: str | None = None) -> RobustnessTable:
-    """Run every (rule, attack) under the defences none and pol; write and return the table."""
+                     data_dir: str | None = None, simulate: Simulate | None = None) -> RobustnessTable:
+    """Run every (rule, attack) under the defences none and pol; write and return the table.
+
+    ``simulate`` runs one simulation (default :func:`pudlab.fl.simulation.run_simulation`, in process;
+    :func:`pudlab.fl.flower.engine.run_flower` runs each through Flower, with the same numbers). It
+    is called as ``simulate(spec, store, defences=..., data_dir=...)``, with ``source=`` only when
+    ``source`` is given.
+    """
     import time
 
     from pudlab.fl.simulation import final_accuracy, run_simulation
     from pudlab.io import write_json
 
+    run = simulate or run_simulation
+    extra: dict[str, Any] = {} if source is None else {"source": source}
     unknown = [rule for rule in rules if rule not in BASE_RULES]
     if unknown:
         raise SpecError(f"robustness: unknown rule(s) {unknown}; expected some of {', '.join(BASE_RULES)}")
@@ -103,8 +116,7 @@ def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[
                 spec, aggregation=dataclasses.replace(spec.aggregation, rule=rule),
                 simulation=dataclasses.replace(spec.simulation, defence="all", name=f"{spec.name}-{rule}-{attack}"),
                 adversaries=attack_adversaries(attack, chosen))
-            results = run_simulation(variant, Path(root) / rule / attack, defences=("none", "pol"), source=source,
-                                     data_dir=data_dir)
+            results = run(variant, Path(root) / rule / attack, defences=("none", "pol"), data_dir=data_dir, **extra)
             accuracy.setdefault(rule, {})[attack] = {d: final_accuracy(results[d]) for d in ("none", "pol")}
             challenges = [r.pol for r in results["pol"] if r.pol is not None]
             caught.setdefault(rule, {})[attack] = [sum(p.cheaters_caught for p in challenges),
@@ -118,4 +130,5 @@ def robustness_table(spec: SimulationSpec, root: str | Path, *, rules: Sequence[
     return table
 
 
-__all__ = ["ATTACKS", "DEFENCE_COLUMNS", "TABLE_KIND", "RobustnessTable", "attack_adversaries", "robustness_table"]
+__all__ = ["ATTACKS", "DEFENCE_COLUMNS", "TABLE_KIND", "RobustnessTable", "Simulate", "attack_adversaries",
+           "robustness_table"]

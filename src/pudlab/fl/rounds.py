@@ -7,6 +7,7 @@ from the spec's seeds with a key naming its round (``("challenge", round)``, ...
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -178,17 +179,30 @@ def run_round(pool: ClientPool, defence: str, round_index: int, global_weights: 
     challenges: list[ChallengeOutcome] = []
     if uses_pol(defence):
         challenges = challenge_clients(pool, round_index, global_weights, submissions, challenger)
-    rejected = {outcome.client for outcome in challenges if not outcome.accepted}
-    accepted = [index for index in range(len(submissions)) if index not in rejected]
     if proof_dir is not None:
         shutil.rmtree(proof_dir, ignore_errors=True)
-    result, aggregation = aggregate_round(pool.spec, defence, submissions, accepted)
+    new_global, record = conclude_round(pool.spec, defence, round_index, global_weights, submissions, challenges)
+    loss, accuracy = evaluate(new_global)
+    return new_global, dataclasses.replace(record, accuracy=accuracy, loss=loss,
+                                           seconds=time.perf_counter() - started)
+
+
+def conclude_round(spec: SimulationSpec, defence: str, round_index: int, global_weights: Weights,
+                   submissions: Sequence[Submission],
+                   challenges: Sequence[ChallengeOutcome]) -> tuple[Weights, RoundRecord]:
+    """The server's part after the challenges: aggregate the accepted submissions, record the round.
+
+    The record's accuracy and loss are NaN and its seconds None: the caller evaluates the new
+    global model (any engine: :func:`run_round`, :mod:`pudlab.fl.flower`).
+    """
+    rejected = {outcome.client for outcome in challenges if not outcome.accepted}
+    accepted = [index for index in range(len(submissions)) if index not in rejected]
+    result, aggregation = aggregate_round(spec, defence, submissions, accepted)
     new_global = global_weights if result is None else result.aggregate
-    loss, accuracy = evaluate(new_global)  # type: ignore[arg-type]
     distances = pairwise_squared_distances([s.weights for s in submissions])
     accepted_clients = {submissions[i].client for i in accepted}
     record = RoundRecord(
-        round=round_index, defence=defence, accuracy=accuracy, loss=loss,
+        round=round_index, defence=defence, accuracy=math.nan, loss=math.nan,
         clients=tuple(
             ClientRecord(s.client, s.role, s.claimed_samples, s.claimed_steps, s.real_steps,
                          model_distance(s.weights, global_weights), s.client in accepted_clients,
@@ -198,7 +212,6 @@ def run_round(pool: ClientPool, defence: str, round_index: int, global_weights: 
         aggregation=aggregation,
         pairwise_distances=tuple(tuple(row) for row in np.sqrt(distances).tolist()),
         pol=PolSummary.of(submissions, challenges) if uses_pol(defence) else None,
-        seconds=time.perf_counter() - started,
     )
     return {name: value.clone() for name, value in new_global.items()}, record  # type: ignore[union-attr]
 
@@ -221,6 +234,7 @@ __all__ = [
     "aggregate_round",
     "challenge_clients",
     "challenged",
+    "conclude_round",
     "effective_krum",
     "round_line",
     "run_round",

@@ -39,6 +39,8 @@ from pudlab.seeding import derive_seed
 from pudlab.train.trainer import TrainConfig, evaluate, torch_threads, train_model
 
 Log = Callable[[str], None]
+RoundRunner = Callable[..., tuple[Weights, RoundRecord]]
+"""``run_round``'s signature: (pool, defence, round, global weights, work dir, *, challenger, evaluate)."""
 
 
 class Simulation:
@@ -46,7 +48,7 @@ class Simulation:
 
     def __init__(self, spec: SimulationSpec, store: str | Path, *, source: SourceDataset | None = None,
                  data_dir: str | None = None, log: Log | None = None,
-                 challenger: Challenger | None = None) -> None:
+                 challenger: Challenger | None = None, round_runner: RoundRunner | None = None) -> None:
         self.spec = spec
         self.store = SimulationStore(store)
         self.spec_hash = spec_sha256(spec)
@@ -63,6 +65,8 @@ class Simulation:
         self.pool = ClientPool(spec, self.model_config, partition_clients(spec, split.train, source.num_classes))
         self.initial_weights = initial_state(self.model_config, init_seed=spec.simulation.init_seed)
         self.challenger: Challenger = challenger or pol_challenge
+        self.round_runner: RoundRunner = round_runner or run_round
+        """Runs one round (default :func:`pudlab.fl.rounds.run_round`; the Flower engine passes its own)."""
 
     def evaluate(self, weights: Weights) -> tuple[float, float]:
         """(loss, accuracy) of ``weights`` on T_e."""
@@ -121,7 +125,7 @@ class Simulation:
         for round_index in range(completed + 1, target + 1):
             if max_new_rounds is not None and new_rounds >= max_new_rounds:
                 break
-            global_weights, record = run_round(self.pool, defence, round_index, global_weights,
+            global_weights, record = self.round_runner(self.pool, defence, round_index, global_weights,
                                                self.store.defence_dir(defence) / "work",
                                                challenger=self.challenger, evaluate=self.evaluate)
             if self._utility_due(round_index, target):
@@ -253,4 +257,4 @@ def final_accuracy(records: Sequence[RoundRecord]) -> float:
     return float(records[-1].accuracy) if records else math.nan
 
 
-__all__ = ["Log", "Simulation", "final_accuracy", "run_simulation"]
+__all__ = ["Log", "RoundRunner", "Simulation", "final_accuracy", "run_simulation"]
