@@ -100,7 +100,8 @@ def test_fl_specs_json_and_status_wording(tmp_path):
         db.execute("INSERT INTO jobs (key, spec, status, created) VALUES ('k', '{}', 'running', 0)")
     text = pudlab("status", str(tmp_path / "s")).stdout
     counts = json.loads(pudlab("status", str(tmp_path / "s"), "--json").stdout)["counts"]
-    assert counts["running"] == 1 and "1 running" in text and "interrupted" not in text
+    # no run holds the store: the job marked running was abandoned (tests/test_user_feedback.py)
+    assert counts["abandoned"] == 1 and "1 abandoned" in text and "interrupted" not in text
 
 
 def test_sigma_lists_repeated_or_comma_separated():

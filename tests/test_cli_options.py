@@ -45,6 +45,10 @@ PRESET_VALUES = {  # field: (command-line arguments, the value they give); each 
     "snapshot_every": (["--snapshot-every", "3"], 3),
     "noise_floor": (["--no-noise-floor"], False),
     "deviations": (["--deviation", "one, with a comma", "--deviations", "two"], ("one, with a comma", "two")),
+    "eval_dataset": (["--eval", "held-out.npz"], "held-out.npz"),
+    "eval_part": (["--eval-part", "test"], "test"),
+    "model": (["--model", "nets.py:small"], "nets.py:small"),
+    "as_raw": (["--as-raw"], True),
 }
 RUN_VALUES = {  # field: (command-line arguments, the value they give); each differs from RunOptions()
     "workers": (["--workers", "3"], 3),

@@ -623,7 +623,7 @@ def test_read_image_tree_shape_mismatch_names_file(tmp_path: Path) -> None:
 
 
 def test_read_image_tree_errors(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="no train/ folder"):
+    with pytest.raises(DatasetError, match="no image tree"):
         read_image_tree(write_tree(tmp_path / "empty", {"readme.txt": b"hi"}))
     entries = tree_entries(per_class=(1, 1))
     entries["test/horse/0000.png"] = entries["test/cat/0000.png"]

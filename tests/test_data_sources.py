@@ -165,12 +165,12 @@ def test_named_cifar10_layouts(tmp_path: Path) -> None:
     classes = ("airplane", "automobile", "bird")
     write_tree(tmp_path / "c" / "cifar10", tree_entries(classes=classes, fmt="JPEG"))
     tree = load_source("cifar10", tmp_path / "c")
-    assert tree.description == "CIFAR-10 (class-folder images, JPEG re-encode)"
+    assert tree.description == "CIFAR-10 (class-folder images train/<class>/, with test/, JPEG re-encode)"
     assert tree.classes == classes
     write_tree(tmp_path / "d" / "cifar10", tree_entries(classes=classes))
     assert (
         load_source("cifar10", tmp_path / "d", cache=False).description
-        == "CIFAR-10 (class-folder images)"
+        == "CIFAR-10 (class-folder images train/<class>/, with test/)"
     )
     assert not (tmp_path / "d" / ".cache").exists()
 
@@ -194,7 +194,7 @@ def test_load_paths(tmp_path: Path) -> None:
     entries = tree_entries(classes=classes, size=32, fmt="JPEG", per_class=(1, 1))
     tree_archive = tar_gz(tmp_path / "cifar10-jpeg.tar.gz", [("train", None), *entries.items()])
     jpeg = load_source(tree_archive, tmp_path / "data")
-    assert jpeg.description == "CIFAR-10 (class-folder images, JPEG re-encode)"
+    assert jpeg.description == "CIFAR-10 (class-folder images train/<class>/ in a .tar.gz, with test/, JPEG re-encode)"
     assert len(jpeg.train) == 10 and len(jpeg.test) == 10
 
     np.savez(tmp_path / "arrays.npz", x=np.zeros((3, 5, 5), np.uint8), y=[0, 1, 2])
@@ -261,7 +261,8 @@ def test_source_status(tmp_path: Path) -> None:
 def test_source_status_class_tree(tmp_path: Path) -> None:
     write_tree(tmp_path / "a" / "cifar10", tree_entries(fmt="JPEG"))
     row = next(r for r in source_status(tmp_path / "a") if r["name"] == "cifar10")
-    assert row["present"] and row["description"] == "CIFAR-10 (class-folder images, JPEG re-encode)"
+    assert row["present"] and row["description"] == ("CIFAR-10 (class-folder images train/<class>/, with test/, "
+                                                     "JPEG re-encode)")
     entries = tree_entries(per_class=(2, 1))
     tar_gz(tmp_path / "b" / "cifar10" / "images.tar.gz", list(entries.items()))
     row = next(r for r in source_status(tmp_path / "b") if r["name"] == "cifar10")
@@ -269,7 +270,7 @@ def test_source_status_class_tree(tmp_path: Path) -> None:
     load_source("cifar10", tmp_path / "b")
     row = next(r for r in source_status(tmp_path / "b") if r["name"] == "cifar10")
     assert (row["train_size"], row["test_size"]) == (6, 3)
-    assert row["description"] == "CIFAR-10 (class-folder images)"
+    assert row["description"] == "CIFAR-10 (class-folder images train/<class>/ in a .tar.gz, with test/)"
 
 
 def test_named_cifar10_archive_under_other_name(tmp_path: Path) -> None:
@@ -330,7 +331,7 @@ def test_fetch_checksum_mismatch(tmp_path: Path, http_root: tuple[Path, str]) ->
         and f"got {_md5(data)}" in message
     )
     assert "train-images-idx3-ubyte.gz" in message
-    assert not any((tmp_path / "data" / "mnist").iterdir())  # nothing kept, no temp files
+    assert not (tmp_path / "data").exists()  # nothing kept: no temp file, no empty folder the fetch made
 
 
 def test_fetch_replaces_invalid_file(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pudlab.pol.verifier import (
     verify_bundle,
     verify_status,
 )
-from pudlab.releases import VerificationKey
+from pudlab.release_auth import VerificationKey
 from pudlab.train.trainer import TrainConfig
 
 from .conftest import make_images

@@ -27,7 +27,7 @@ from pudlab.pol.commitment import merkle_path, merkle_root, segment_leaf, verify
 from pudlab.pol.manifest import MANIFEST_FILE, NoiseClaim
 from pudlab.pol.prover import prove
 from pudlab.pol.verdict import catch_probability
-from pudlab.releases import VerificationKey, read_release_manifest
+from pudlab.release_auth import VerificationKey, read_release_manifest
 from pudlab.train.trainer import TrainConfig
 
 from .conftest import make_images

@@ -263,7 +263,8 @@ def test_privacy_report_structure():
     # key-sorted, so only the keys matter; every record's exact JSON: tests/test_records.py).
     data = report.to_dict()
     assert data["kind"] == "pudlab.privacy_report"
-    assert sorted(data) == ["config", "dataset", "environment", "kind", "sigmas", "version", "wall_seconds"]
+    assert sorted(data) == ["config", "created", "dataset", "environment", "kind", "sigmas", "version",
+                            "wall_seconds"]
     assert sorted(data["sigmas"][1]) == ["decline", "denoising", "dp", "learned", "linkage", "lira", "membership",
                                          "pud_privacy", "seconds", "sigma", "similarity", "threat_models"]
     assert list(data["sigmas"][1]["pud_privacy"]) == ["linkage", "linkage_chance", "best_ssim", "mia_auc",

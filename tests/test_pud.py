@@ -255,7 +255,7 @@ def test_pud_cli_smoke(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["recommended"]["sigma"] == 0.4
-    assert (out / "pud_triangles.svg").exists() and (out / "pud.json").exists()
+    assert (out / "pud_triangles_outsourcing.svg").exists() and (out / "pud.json").exists()
 
     # The rest in-process (same entry point, without another interpreter start).
     runner = CliRunner()

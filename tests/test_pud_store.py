@@ -49,14 +49,17 @@ def test_pud_command_on_store_and_report(exp3_store):
         stored = stored_privacy(store, dataset, [0.0, 0.5, 1.0], compute=False)
         assert isinstance(stored, PrivacyReport) and stored.to_dict() == report
         assert [entry.sigma for entry in stored.entries] == [0.0, 0.5, 1.0]
-        assert stored_privacy(store, dataset, [0.0, 0.5], compute=False) is None  # other sigmas: not this one
+        # per-sigma entries are independent of the other sigmas: kept ones serve any subset; a missing one is None
+        subset = stored_privacy(store, dataset, [0.0, 0.5], compute=False)
+        assert subset is not None and subset.entries == stored.entries[:2]
+        assert stored_privacy(store, dataset, [0.0, 0.25], compute=False) is None
     result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", str(root), "--profile", "outsourcing",
                              "--json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert [p["sigma"] for p in data["points"]] == [0.0, 0.5, 1.0]
     assert data["points"][0]["utility"] == pytest.approx(1.0)
-    assert (root / "pud" / "tiny" / "pud.json").exists() and (root / "pud" / "tiny" / "pud_triangles.png").exists()
+    assert (root / "pud" / "tiny" / "pud.json").exists() and (root / "pud" / "tiny" / "pud_triangles_outsourcing.png").exists()
     subprocess.run([sys.executable, "-m", "pudlab.cli", "report", str(root)], check=True, capture_output=True)
     markdown = (root / "report.md").read_text()
     assert "## Privacy (pudlab privacy)" in markdown and "## PUD triangle (pudlab pud)" in markdown
@@ -69,3 +72,38 @@ def test_pud_store_without_exp3_is_a_clear_error(tmp_path, npz_dataset):
     result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", str(tmp_path / "s")], capture_output=True,
                             text=True)
     assert result.returncode != 0 and "no Exp-3 sweep" in result.stderr
+
+
+def test_store_privacy_keeps_each_sigma_and_resumes(tmp_path, npz_dataset, monkeypatch):
+    """Issue 24: `pud STORE` kept nothing when interrupted, took no attack sizes, and guessed its time."""
+    import pudlab.pud.store_inputs as store_inputs
+    from pudlab.pud.store_inputs import measured_seconds_per_sigma
+
+    config = PrivacyConfig(queries=30, pool_size=100, denoise_samples=4, disclosures=2, membership=False,
+                           learned=False)
+    calls = []
+    real = store_inputs.privacy_report
+
+    def interrupted_after_one(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with Store(tmp_path / "s") as store:
+        monkeypatch.setattr(store_inputs, "privacy_report", interrupted_after_one)
+        with pytest.raises(KeyboardInterrupt):
+            stored_privacy(store, npz_dataset, [0.0, 0.5, 1.0], config=config)
+        kept = PrivacyReport.from_dict(json.loads(privacy_path(store, npz_dataset).read_text()))
+        assert [entry.sigma for entry in kept.entries] == [0.0]  # the finished sigma was kept
+        assert measured_seconds_per_sigma(store, npz_dataset, config) == pytest.approx(sum(kept.entries[0].seconds.values()))
+        monkeypatch.setattr(store_inputs, "privacy_report", real)
+        lines: list[str] = []
+        report = stored_privacy(store, npz_dataset, [0.0, 0.5, 1.0], config=config, log=lines.append)
+        assert report is not None and [entry.sigma for entry in report.entries] == [0.0, 0.5, 1.0]
+        assert report.entries[0] == kept.entries[0]  # resumed: sigma 0 was not measured again
+        assert len(lines) == 2 and "min left for 1 sigma" in lines[0]
+        other = PrivacyConfig(queries=20, pool_size=100, denoise_samples=4, membership=False, learned=False)
+        assert stored_privacy(store, npz_dataset, [0.0], config=other, compute=False) is None  # other attack sizes
+    result = subprocess.run([sys.executable, "-m", "pudlab.cli", "pud", "--help"], capture_output=True, text=True)
+    assert all(option in result.stdout for option in ("--queries", "--mia-members", "--lira-shadows", "--threat-model"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pudlab.report.browser import check_report, find_browser, problems
+from pudlab.report.browser import check_report, check_sizes, find_browser, problems
 from pudlab.report.render import fmt, mean_std
 from tests._report_store import small_store
 from tests.conftest import make_images
@@ -97,11 +97,25 @@ needs_browser = pytest.mark.skipif(find_browser() is None, reason="no headless C
 
 @pytest.mark.browser
 @needs_browser
-def test_report_in_a_headless_browser(report_store, tmp_path):
-    measured = check_report(report_store / "report.html", screenshot=tmp_path / "first_screen.png")
-    assert measured["problems"] == [], measured
-    assert measured["images"] == 4 and measured["claims_rows_in_first_screen"] >= 5
-    assert (tmp_path / "first_screen.png").stat().st_size > 10_000
+def test_report_in_a_headless_browser_at_desktop_and_phone_width(report_store, tmp_path):
+    """At 1280 x 800 and 390 x 844: nothing overflows, no figure pans, every legend is >= 8 pt as shown,
+    the claims table is readable and starts in the first screen; the screenshots have the checked size."""
+    from PIL import Image
+
+    results = check_sizes(report_store / "report.html", screenshots=tmp_path)
+    for name, measured in results.items():
+        assert measured["problems"] == [], (name, measured)
+        assert measured["images_shown"] == 4 and measured["claims_rows_in_first_screen"] >= 1, (name, measured)
+        assert measured["viewport"][0] == int(name.split("x")[0]) and measured["scroll_width"] <= measured["viewport"][0]
+        assert len(measured["legends"]) == 3 and min(item["displayed_pt"] for item in measured["legends"]) >= 8
+        assert measured["claims_narrowest_cell"]["characters_per_line"] >= 16
+    desktop, phone = results["1280x800"], results["390x844"]
+    assert desktop["claims_rows_in_first_screen"] >= 5
+    assert {item["variant"] for item in desktop["legends"]} == {"desk"}  # the wide figures on a desktop ...
+    assert {item["variant"] for item in phone["legends"]} == {"phone"}  # ... the stacked ones on a phone
+    for width, height in ((1280, 800), (390, 844)):
+        with Image.open(tmp_path / f"first_screen_{width}.png") as shot:
+            assert shot.size == (width, height)
 
 
 @pytest.mark.browser
@@ -116,12 +130,86 @@ def test_browser_check_catches_a_broken_page(tmp_path):
     assert "did not load" in found and "wide" in found and "below the first screen" in found
 
 
+def _one_pixel() -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), "white").save(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.browser
+@needs_browser
+def test_browser_check_names_unbroken_text_that_spills_out(tmp_path):
+    """Negative control: a long store path in a paragraph fits no phone line; its box stays inside the
+    window, the text does not, and the check names it. The report's CSS breaks such words."""
+    from pudlab.report.render import CSS
+
+    path = "/tmp/test_privacy_and_pud_sections_of_a_store_with_a_long_name_0/copy"  # no break inside a word
+    body = (f"<p>from the store {path}; every number</p><img alt='x' src='{_one_pixel()}'>"
+            "<table class='claims'><tbody><tr><td>1</td></tr></tbody></table>")
+    page = tmp_path / "path.html"
+    page.write_text(f"<!doctype html><html><body style='margin:0'>{body}</body></html>")
+    found = " ".join(check_report(page, size=(390, 844))["problems"])
+    assert "page is" in found and 'P  (text spills out: "from the store /tmp/test_privacy' in found, found
+    page.write_text(f"<!doctype html><html><head><style>{CSS}</style></head><body>{body}</body></html>")
+    assert check_report(page, size=(390, 844))["problems"] == []
+
+
+@pytest.mark.browser
+@needs_browser
+def test_browser_check_catches_the_old_phone_layout_and_small_legends(tmp_path):
+    """Negative control at 390 px: the grid of 470 px minimum columns overflows, a six-column claims
+    table squeezes its claim to a few characters per line, and a legend drawn at 7 pt shown at its
+    natural size is 8.75 pt but shown at half its size is below 8 pt."""
+    from pudlab.report.render import DPI_KEY, LEGEND_KEY
+
+    def png(legend_pt: float) -> str:
+        import base64
+        import io
+
+        from PIL import Image, PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text(LEGEND_KEY, f"{legend_pt:g}")
+        info.add_text(DPI_KEY, "120")
+        buffer = io.BytesIO()
+        Image.new("RGB", (800, 400), "white").save(buffer, format="png", pnginfo=info)
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+    claim = "Accuracy falls as sigma rises, and the gaps between the series vanish as sigma grows"
+    page = tmp_path / "old.html"
+    page.write_text(
+        "<!doctype html><html><head><meta name='viewport' content='width=device-width'></head><body>"
+        "<table class='claims'><tbody><tr><td>1</td>" + f"<td>{claim}</td>" * 5 + "</tr></tbody></table>"
+        "<div style='display:grid;grid-template-columns:repeat(auto-fill,minmax(470px,1fr))'>"
+        f"<figure><img alt='small' style='width:400px' data-legend-pt='7' data-dpi='120' src='{png(7)}'></figure>"
+        "</div></body></html>")
+    measured = check_report(page, size=(390, 844))
+    found = " ".join(measured["problems"])
+    assert measured["viewport"][0] == 390, measured  # the frame, not Chromium's 500 px minimum window
+    assert "wider than the window" in found and "claims table unreadable at 390 px" in found, measured
+    assert "figure 'small' (only): legend text 4.4 pt" in found
+
+
 def test_problems_without_a_browser():
     ok = {"viewport": [1280, 700], "scroll_width": 1280, "images": 3, "broken_images": [], "overflowing": [],
-          "claims_table": True, "claims_top": 150.0, "claims_rows_in_first_screen": 9}
+          "claims_table": True, "claims_top": 150.0, "claims_rows_in_first_screen": 9, "panned_figures": [],
+          "legends": [{"figure": "F", "variant": "desk", "displayed_pt": 9.1, "width": 500}],
+          "claims_scrolls": False, "claims_narrowest_cell": {"text": "a b c d", "width": 300, "characters_per_line": 40}}
     assert problems(ok) == []
     assert problems({**ok, "claims_table": False}) == ["no claims table"]
     assert problems({**ok, "images": 0}) == ["no image in the page"]
+    assert problems({**ok, "panned_figures": ["F"]}) == ["figures wider than their place at 1280 px (panned sideways): ['F']"]
+    small = [{"figure": "F", "variant": "phone", "displayed_pt": 6.2, "width": 300}]
+    assert problems({**ok, "legends": small}) == [
+        "figure 'F' (phone): legend text 6.2 pt at its displayed width 300 px (below 8 pt)"]
+    squeezed = {"text": "Accuracy falls as", "width": 66, "characters_per_line": 5}
+    assert "5 characters per line in 66 px" in problems({**ok, "claims_narrowest_cell": squeezed})[0]
+    assert problems({**ok, "claims_scrolls": True}) == ["the claims table scrolls sideways at 1280 px"]
 
 
 def test_privacy_and_pud_sections_with_plots(report_store, tmp_path):
@@ -138,6 +226,11 @@ def test_privacy_and_pud_sections_with_plots(report_store, tmp_path):
                        {"profile": "pol", "message": "pol: recommended sigma 0"}]
     (root / "pud" / "tiny").mkdir(parents=True)
     (root / "pud" / "tiny" / "pud.json").write_text(json.dumps({"points": points, "recommendations": recommendations}))
+    from pudlab.pud.scores import PudPoint
+    from pudlab.report.privacy_figures import save_pud_figures
+
+    save_pud_figures([PudPoint.from_dict(point, where="test") for point in points], root / "pud" / "tiny",
+                     title="PUD: tiny", highlight=1.0)
     result = subprocess.run([sys.executable, "-m", "pudlab.cli", "report", str(root)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     markdown = (root / "report.md").read_text()
@@ -148,6 +241,10 @@ def test_privacy_and_pud_sections_with_plots(report_store, tmp_path):
     pud = markdown.split("## PUD triangle (pudlab pud)")[1].split("\n## ")[0]
     assert "outsourcing: recommended sigma 1" in pud and "pol: recommended sigma 0" in pud
     assert "| 1 | 0.800 | 0.300 | 0.200 |" in pud
+    assert "(pud/tiny/pud_curves.png)" in pud and ".narrow.png" not in markdown  # narrow variants: HTML only
+    if find_browser() is not None:  # the privacy and PUD figures read on a phone as well
+        for name, measured in check_sizes(root / "report.html").items():
+            assert measured["problems"] == [] and len(measured["legends"]) == 6, (name, measured)
 
 
 # ---------------------------------------------------------------------------------------- rendering
@@ -198,3 +295,157 @@ def test_render_html_blocks_escape_and_embed(tmp_path):
     assert "<details><summary>Notation</summary><div class='scroll'><table class='glossary'>" in page
     with pytest.raises(TypeError, match="a table block holds \\(header, rows\\), got str"):
         render_html([Block("table", "oops")], tmp_path, "T")
+
+
+# ---------------------------------------------------------------------------------------- figures
+def _table(kind: str, name: str, means, stds) -> dict:
+    return {name: {"kind": kind, "x": [0.0, 0.5, 1.0], "mean": list(means), "std": list(stds), "n": [3, 3, 3]}}
+
+
+def _plan(dataset: str, title: str) -> dict:
+    return {"dataset": dataset, "spec": {"title": title, "models": {"Wr21": {"label": "W_r,2,1"}}}}
+
+
+def test_panels_carry_the_papers_letters():
+    """Fig. 3c,d's panels are (c) and (d), not (a) and (b); a figure without letters gets none."""
+    from pudlab.report.experiment_figures import _draw_panels, panel_letters
+    from pudlab.report.figures import plt
+
+    table = _table("accuracy", "A(W_2,1)", [0.9, 0.8, 0.7], [0.01, 0.02, 0.03])
+    figure = _draw_panels("exp2", [_plan("mnist", "Exp-2"), _plan("cifar", "Exp-2")], [table, table], [], False)
+    assert [axis.get_title() for axis in figure.axes] == ["(c) mnist", "(d) cifar"]
+    plt.close(figure)
+    assert panel_letters("Fig. 5", 1) == [""] and panel_letters("Fig. 4c,d", 1) == ["(c) "]
+
+
+def test_bands_of_non_negative_series_stay_at_or_above_zero():
+    """Delta = |...| and distances cannot be negative: their +-1 std band is cut at 0 (accuracy at [0, 1])."""
+    from pudlab.report.experiment_figures import _draw_panels
+    from pudlab.report.figures import plt
+
+    table = {**_table("distance", "D_3,1", [0.5, 1.0, 1.5], [0.1, 0.1, 0.1]),
+             **_table("delta", "Delta(D_3,1,D_3,2)", [0.1, 0.05, 0.2], [0.3, 0.3, 0.3])}
+    figure = _draw_panels("exp3", [_plan("mnist", "Exp-3")], [table], ["delta"], False)
+    delta_axis = figure.axes[1]
+    bands = [collection for collection in delta_axis.collections if collection.get_paths()]
+    assert bands and min(path.vertices[:, 1].min() for band in bands for path in band.get_paths()) >= 0.0
+    plt.close(figure)
+    accuracy = _table("accuracy", "A(W_1,1)", [0.95, 0.9, 0.5], [0.1, 0.1, 0.1])
+    figure = _draw_panels("exp1", [_plan("mnist", "Exp-1")], [accuracy], [], False)
+    vertices = [path.vertices[:, 1] for band in figure.axes[0].collections for path in band.get_paths()]
+    assert max(v.max() for v in vertices) <= 1.0 and min(v.min() for v in vertices) >= 0.0
+    plt.close(figure)
+
+
+def test_figure_files_record_legend_size_and_fit_a_phone(report_store):
+    """Image level: each drawn figure's PNG records its legend size; at the report's sizes (a 2-column
+    grid cell or a full row at 1280 px, a 356 px column at 390 px) every legend is >= 8 pt."""
+    from PIL import Image
+
+    from pudlab.report.render import DPI_KEY, LEGEND_KEY, png_text
+
+    figures = report_store / "figures"
+    drawn = sorted(path for path in figures.glob("*.png") if not path.name.endswith(".narrow.png"))
+    with_legend = [path for path in drawn if LEGEND_KEY in png_text(path.read_bytes())]
+    assert len(with_legend) == 3  # Fig. 2, 3a,b, 4a,b (Fig. 1 has no legend)
+    for path in with_legend:
+        narrow = figures / f"{path.stem}.narrow.png"
+        for png, shown_width in ((path, 1150), (narrow, 356)):
+            text = png_text(png.read_bytes())
+            with Image.open(png) as image:
+                scale = min(1.0, shown_width / image.width)
+            shown_pt = float(text[LEGEND_KEY]) * float(text[DPI_KEY]) / 96 * scale  # pt -> image px -> CSS px -> pt
+            assert float(text[LEGEND_KEY]) >= 10 and shown_pt >= 8, (png.name, scale, shown_pt)
+    with Image.open(figures / "fig1_samples_tiny.narrow.png") as fig1:  # a column per sigma: fits a phone
+        assert fig1.width <= 450 and fig1.height > fig1.width
+
+
+def _coincident_decline_report():
+    """Privacy decline where sigma 0.1 and 0.5 re-identify every sample and keyed equals disjoint."""
+    import copy
+    import json
+    import math
+
+    from pudlab.privacy.report import PrivacyReport
+
+    data = json.loads((Path(__file__).parent / "data" / "privacy_tiny.json").read_text())
+    entries = []
+    for sigma, psnr in ((0.1, 20.0), (0.5, 6.0)):
+        entry = copy.deepcopy(data["sigmas"][1])
+        entry["sigma"] = sigma
+        for scheme, rows in entry["decline"].items():
+            for row in rows:
+                row["reidentified_fraction"] = 1.0
+                row["psnr"] = psnr + (10 * math.log10(row["n"]) if scheme == "fresh" else 0.0)
+        entries.append(entry)
+    return PrivacyReport.from_dict({**data, "sigmas": entries}, where="test")
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_privacy_decline_lines_stay_visible(narrow):
+    """Image level: in every panel each sigma's colour shows (no line hidden under another), and keyed
+    and disjoint disclosures have panels of their own."""
+    from matplotlib.colors import to_rgb
+
+    from pudlab.report.figures import plt
+    from pudlab.report.privacy_figures import decline_figure
+
+    figure = decline_figure(_coincident_decline_report(), narrow)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].astype(int)
+    height = pixels.shape[0]
+    titles = [axis.get_title() for axis in figure.axes]
+    assert any("keyed" in t for t in titles) and any("disjoint" in t for t in titles)
+    assert not any("keyed" in t and "disjoint" in t for t in titles)
+    for axis in figure.axes:
+        lines = [line for line in axis.get_lines() if line.get_label().startswith("σ=")]
+        assert len(lines) == 2, axis.get_title()
+        box = axis.get_window_extent()
+        inside = pixels[int(height - box.y1):int(height - box.y0), int(box.x0):int(box.x1)]
+        for line in lines:
+            colour = np.array(to_rgb(line.get_color())) * 255
+            seen = int((np.abs(inside - colour).sum(axis=2) < 30).sum())
+            assert seen > 30, (axis.get_title(), line.get_label(), seen)
+    plt.close(figure)
+
+
+def test_fl_accuracy_rounds_are_whole_numbers(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from pudlab.report import fl_figures
+
+    drawn = []
+    monkeypatch.setattr(fl_figures, "save_figure", lambda figure, path: drawn.append(figure) or path)
+    records = [SimpleNamespace(round=r, accuracy=0.1 + 0.2 * r) for r in range(4)]
+    fl_figures.accuracy_figure({"none": records, "pol": records}, tmp_path / "fl_accuracy", title="t")
+    figure = drawn[0]
+    figure.canvas.draw()
+    ticks = [tick for tick in figure.axes[0].get_xticks() if 0 <= tick <= 3]
+    assert ticks and all(float(tick).is_integer() for tick in ticks), ticks
+
+
+# ---------------------------------------------------------------------------------------- how sure
+def test_intervals_and_symbols_are_explained(report_store):
+    markdown = (report_store / "report.md").read_text()
+    top = markdown.split("## Figures")[0]
+    note = next(line for line in top.splitlines() if line.startswith("How sure:"))
+    assert "95 % confidence interval" in note and "[a, b]" in note
+    notation = top.split("<details><summary>Notation")[1]
+    for symbol in ("| [a, b] |", "| margin |", "| sigma* |", "| rho |", "| W_r,3,1, Wr31 |", "| batch_size 0 |"):
+        assert symbol in notation, symbol
+    assert "| batch_size | 32 |" in markdown.split("## Configuration")[1]  # this store's preset sets it
+
+
+def test_default_settings_say_what_they_stand_for():
+    from pudlab.report.sections import _setting
+
+    assert _setting("batch_size", 0) == "0 (the paper's: 128 for one-channel images, 64 for colour)"
+    assert _setting("batch_size", 64) == 64 and _setting("max_train_size", 0) == "0 (no cut: the whole T_t)"
+    assert _setting("widths", [8, 16, 32]) == "[8, 16, 32]" and _setting("disjoint", False) is False
+
+
+def test_a_zero_spread_over_repeats_is_shown():
+    from pudlab.report.sections import wide_series
+
+    table = {"A(W_1,3)": {"x": [0.2, 0.3], "mean": [0.454, 0.46], "std": [0.0, 0.0], "n": [3, 1]}}
+    assert wide_series(table)[1] == [["0.2", "0.454 ± 0", "3"], ["0.3", "0.460", "1"]]

@@ -8,6 +8,7 @@ imported only by the functions that handle weights, so that reading JSON stays c
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -24,16 +25,25 @@ from pudlab.errors import ModelError, PudlabError
 if TYPE_CHECKING:
     import torch
 
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+"""The errors of a folder that cannot be written (permissions, a read-only file system)."""
 WEIGHTS_FILE = "weights.safetensors"
 RUN_FILE = "run.json"
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success rename it to ``target``."""
+    """Yield a temporary path beside ``target``; on success rename it to ``target``. A folder that cannot be
+    written is a :class:`PudlabError` naming it."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # name the folder, not the temporary file
+        if exc.errno not in NOT_WRITABLE:
+            raise
+        raise PudlabError(f"{target.parent}: cannot write {target.name} there ({exc.strerror}); choose a writable "
+                          "folder") from exc
     os.close(handle)
     temp = Path(temp_name)
     try:

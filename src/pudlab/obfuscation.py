@@ -411,7 +411,7 @@ def release_manifest(result: LabeledImages, *, sigma: float, fraction: float, cl
     from :meth:`ReleaseKey.from_insecure_seed` and the manifest says so (and gives the seed: it is
     guessable anyway). ``authentication`` is the owner's MAC (:func:`release_mac`) of the fields that
     say what the release is: sigma, R, clip, key id and the arrays' hashes; whoever holds the owner's
-    verification key checks it (:func:`pudlab.releases.read_release_manifest`).
+    verification key checks it (:func:`pudlab.release_auth.read_release_manifest`).
     """
     mask = release_selected_mask(result.ids, fraction, key=key) if sigma > 0 else np.zeros(len(result), bool)
     key_info: dict[str, str | int] = {"key_id": key.key_id, "key": "secret, 256-bit, not in the release"}

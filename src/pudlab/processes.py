@@ -151,6 +151,20 @@ def pool_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseC
     return multiprocessing.get_context("spawn")
 
 
+def release_semaphores() -> int:
+    """Unlink this process's named multiprocessing semaphores now (a pool's queues hold five), as a normal
+    exit would: a process that leaves by ``os._exit`` then leaves none behind for the resource tracker to
+    clean up and warn about ("leaked semaphore objects"). Returns how many were released."""
+    from multiprocessing import synchronize, util
+
+    released = 0
+    for finalizer in list(getattr(util, "_finalizer_registry", {}).values()):
+        if getattr(finalizer, "_callback", None) is synchronize.SemLock._cleanup:  # type: ignore[attr-defined]
+            finalizer()  # sem_unlink + unregister from the tracker, once
+            released += 1
+    return released
+
+
 @contextlib.contextmanager
 def graceful_interrupt(on_first: Callable[[], None] | None = None,
                        message: str = "stopping at the next safe point (Ctrl-C again to exit at once)"
@@ -165,6 +179,7 @@ def graceful_interrupt(on_first: Callable[[], None] | None = None,
 
     def handle(signum: int, frame: object) -> None:
         if _STOP.is_set():
+            release_semaphores()  # os._exit skips that cleanup: the resource tracker would warn of leaks
             os._exit(INTERRUPT_EXIT_CODE)
         request_stop()
         try:

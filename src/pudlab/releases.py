@@ -1,228 +1,193 @@
-"""The release manifest as its readers see it: one reader (:func:`read_release_manifest`) and the
-owner's verification key that authenticates it.
+"""A release on disk, as ``pudlab obfuscate`` writes it: the ``.npz`` (``x``, ``y``, ``ids``,
+``obfuscated``) and its JSON manifest beside it (``<name>.json``, kind ``pudlab.release``).
 
-A release manifest (written by :func:`pudlab.obfuscation.release_manifest`, by ``pudlab obfuscate``
-beside each ``.npz`` and by ``pudlab pol prove`` as ``release.json`` in a proof bundle) is JSON::
+Two uses:
 
-    kind "pudlab.release", format 1
-    obfuscation     {sigma, fraction, clip, key_id, key, insecure_seed (INSECURE demo keys only)}
-    noise_model, selection, in_the_clear          the noise in words
-    sampling_recipe, num_samples, num_obfuscated
-    arrays_sha256   {x, y, ids}                   pudlab.data.dataset.fingerprint_arrays of each array
-    authentication  {scheme "hmac-sha256/pudlab-release-v1", key_id, mac}
-    ...             informational fields added later (dataset, description, file), not authenticated
-
-**Trust model.** ``mac`` is HMAC-SHA256, under the owner's *verification key*, of the canonical JSON of
-:data:`pudlab.obfuscation.AUTHENTICATED_FIELDS`. The verification key is HMAC-SHA256(release key, a fixed
-label): it reveals nothing of the release key (so its holder cannot regenerate the noise and recover
-T), and only the owner (who holds the release key) and whoever the owner gave the verification key to
-can make a valid MAC. A verifier obtains the verification key from the owner out of band (a file
-``pudlab-release-verification-key-v1 <key id> <64 hex digits>``, written by ``pudlab pol owner-key``)
-and keeps it from provers: a MAC is symmetric, so a prover who held it could authenticate a release
-of other data. Without the verification key, a release manifest is a claim, not evidence.
+* :func:`read_release` reads a release for an audit: the arrays with their real sample ids (what
+  the generic ``.npz`` dataset reader drops), the manifest (only the fields read here are required:
+  later manifest versions may add fields), and a check that the manifest's SHA-256 of each array
+  matches the file.
+* :func:`release_marker` / :func:`refuse_release` let a command that takes a DATASET and would add
+  noise recognise a release and refuse it in one line, naming the command to use instead, unless
+  told explicitly (``--as-raw``) that noise on noise is what is wanted.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
+import math
 import os
-import re
-from collections.abc import Mapping
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pudlab.errors import ObfuscationError
-from pudlab.obfuscation import (
-    MAC_SCHEME,
-    ReleaseKey,
-    _write_private,
-    key_file_exposure,
-    release_mac,
-)
-from pudlab.records import Record
+import numpy as np
 
-VERIFICATION_KEY_HEADER = "pudlab-release-verification-key-v1"
-"""First word of a verification key file: ``<header> <key id> <64 hex digits>``."""
-_KEY_ID_RE = re.compile(r"^[0-9a-f]{16}$")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_MAX_MANIFEST_BYTES = 1 << 20
+from pudlab.data.dataset import LabeledImages, fingerprint_arrays
+from pudlab.errors import DatasetError, PudlabError
+
+RELEASE_KIND = "pudlab.release"
+"""The ``kind`` of a release manifest."""
+AS_RAW_OPTION = "--as-raw"
+"""The option every guarded command takes to treat a release as raw data anyway."""
 
 
-@dataclass(frozen=True)
-class VerificationKey:
-    """The owner's verification key of release manifests, and the id of the release key it belongs to.
-
-    Not the release key: it cannot regenerate the noise. ``repr`` shows the key id only."""
-
-    key_id: str
-    secret: bytes
-
-    def __post_init__(self) -> None:
-        if not _KEY_ID_RE.fullmatch(self.key_id) or len(self.secret) != 32:
-            raise ObfuscationError("a verification key is a 16-hex-digit key id and 32 bytes")
-
-    def __repr__(self) -> str:
-        return f"VerificationKey(key_id={self.key_id!r})"
-
-    __str__ = __repr__
-
-    @classmethod
-    def of(cls, key: ReleaseKey) -> VerificationKey:
-        """The verification key of a release key (what the owner hands to verifiers)."""
-        return cls(key.key_id, key.verification_secret())
-
-    def write(self, path: str | os.PathLike) -> None:
-        """Write a new verification key file (mode 0600, atomic; never overwrites)."""
-        target = Path(path)
-        if target.exists():
-            raise ObfuscationError(f"{target}: already exists; a key file is never overwritten")
-        _write_private(target, f"{VERIFICATION_KEY_HEADER} {self.key_id} {self.secret.hex()}\n", replace=False)
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> VerificationKey:
-        """Read a verification key file; a one-line error naming the file otherwise (never its content).
-        A release key file is refused: it would let the verifier remove the noise."""
-        path = Path(path)
-        try:
-            raw = path.read_bytes()[:4096].decode("ascii", errors="replace")
-        except FileNotFoundError:
-            raise ObfuscationError(f"{path}: verification key file not found") from None
-        except IsADirectoryError:
-            raise ObfuscationError(f"{path}: is a directory, not a verification key file") from None
-        words = raw.split()
-        if words[:1] == ["pudlab-release-key-v1"]:
-            raise ObfuscationError(f"{path}: is a secret release key, not a verification key; never give it to a "
-                                   f"verifier (it removes the noise); make one with `pudlab pol owner-key {path}`")
-        if len(words) != 3 or words[0] != VERIFICATION_KEY_HEADER or not _KEY_ID_RE.fullmatch(words[1]) \
-                or not _SHA_RE.fullmatch(words[2]):
-            raise ObfuscationError(f"{path}: not a verification key file (expected one line "
-                                   f"'{VERIFICATION_KEY_HEADER} <key id> <64 lowercase hex digits>')")
-        return cls(words[1], bytes.fromhex(words[2]))
+def manifest_path(path: str | os.PathLike) -> Path:
+    """Where the manifest of the release ``path`` is: the same name with ``.json``."""
+    return Path(path).with_suffix(".json")
 
 
-@dataclass(frozen=True)
-class ReleaseInfo(Record):
-    """What a release manifest says, parsed (see the module docstring)."""
+@dataclass(frozen=True, eq=False)
+class ReleaseFile:
+    """A release read from disk: its samples with their source ids, and its manifest."""
 
-    sigma: float
-    fraction: float
-    clip: bool
-    key_id: str
-    num_samples: int
-    x_sha256: str
-    y_sha256: str
-    ids_sha256: str | None
-    insecure_seed: int | None
-    """Set when the key was derived from a public seed (a demo: no privacy)."""
-    authenticated: bool
-    """The MAC was checked under the owner's verification key and is valid."""
+    path: Path
+    data: LabeledImages
+    """The released images (as released: noised, never re-noised), labels and source sample ids."""
+    obfuscated: bool
+    """The file's ``obfuscated`` flag."""
+    manifest: dict[str, Any]
+    """The manifest as written (extra fields kept)."""
+    manifest_file: Path
 
     @property
-    def insecure(self) -> bool:
-        return self.insecure_seed is not None
+    def obfuscation(self) -> dict[str, Any]:
+        return dict(self.manifest.get("obfuscation") or {})
+
+    @property
+    def sigma(self) -> float:
+        """The noise std the manifest declares."""
+        return float(self.obfuscation["sigma"])
+
+    @property
+    def clip(self) -> bool:
+        return bool(self.obfuscation.get("clip", False))
+
+    @property
+    def fraction(self) -> float:
+        return float(self.obfuscation.get("fraction", 1.0))
+
+    @property
+    def key_id(self) -> str | None:
+        value = self.obfuscation.get("key_id")
+        return None if value is None else str(value)
+
+    @property
+    def dataset(self) -> str | None:
+        """The dataset the owner released from (the manifest's ``dataset``), when recorded."""
+        value = self.manifest.get("dataset")
+        return None if value is None else str(value)
+
+    @property
+    def split_recipe(self) -> dict[str, Any]:
+        """How the released part was cut from its dataset (``split``, ``split_seed``, ``eval_fraction``)."""
+        return dict(self.manifest.get("sampling_recipe") or {})
+
+    def describe(self) -> str:
+        """One phrase: ``rel.npz (release of mnist-5k at sigma 0.5, key 1a2b..., 4500 samples)``."""
+        origin = f" of {self.dataset}" if self.dataset else ""
+        key = f", key {self.key_id}" if self.key_id else ""
+        return f"{self.path.name} (release{origin} at sigma {self.sigma:g}{key}, {len(self.data)} samples)"
 
 
-def _get(data: Mapping, key: str, where: str, expected: str, accept) -> object:
-    value = data.get(key)
-    if not accept(value):
-        raise ObfuscationError(f"{where}: {key} = {value!r:.60}; expected {expected}")
-    return value
-
-
-def _number(data: Mapping, key: str, where: str) -> float:
-    value = _get(data, key, where, "a number",
-                 lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v == v)
-    return float(value)  # type: ignore[arg-type]
-
-
-def _string(data: Mapping, key: str, where: str, pattern: re.Pattern, expected: str) -> str:
-    return str(_get(data, key, where, expected, lambda v: isinstance(v, str) and bool(pattern.fullmatch(v))))
-
-
-def _object(data: Mapping, key: str, where: str) -> Mapping:
-    value = _get(data, key, where, "a JSON object", lambda v: isinstance(v, Mapping))
-    assert isinstance(value, Mapping)
-    return value
-
-
-def load_release_manifest(path: str | os.PathLike) -> dict:
-    """The JSON object of a release manifest file (size-limited; one-line errors naming the file)."""
-    path = Path(path)
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
-        raw = path.read_bytes()
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
     except FileNotFoundError:
-        raise ObfuscationError(f"{path}: release manifest not found") from None
-    if len(raw) > _MAX_MANIFEST_BYTES:
-        raise ObfuscationError(f"{path}: {len(raw)} bytes, too large for a release manifest")
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: not a readable .npz release ({exc})") from None
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of release ``path`` (a DatasetError names the file and what is missing)."""
+    where = manifest_path(path)
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ObfuscationError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ObfuscationError(f"{path}: expected a JSON object")
-    return data
+        manifest = json.loads(where.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{where}: no manifest beside the release {Path(path).name} (pudlab obfuscate writes "
+                           "<name>.json next to <name>.npz)") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{where}: not a readable JSON manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != RELEASE_KIND:
+        raise DatasetError(f"{where}: not a release manifest (expected kind '{RELEASE_KIND}')")
+    sigma = (manifest.get("obfuscation") or {}).get("sigma") if isinstance(manifest.get("obfuscation"), dict) else None
+    if not isinstance(sigma, int | float) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma < 0:
+        raise DatasetError(f"{where}: obfuscation.sigma missing or not a number >= 0")
+    return manifest
 
 
-def read_release_manifest(source: str | os.PathLike | Mapping, *, verification_key: VerificationKey | None = None,
-                          where: str | None = None) -> ReleaseInfo:
-    """The release manifest at ``source`` (a path or its decoded JSON), validated field by field.
-
-    With ``verification_key``: the manifest must name that key's id and carry a valid MAC under it
-    (else :class:`~pudlab.errors.ObfuscationError`: "not authenticated"); the result says
-    ``authenticated=True``. Without it, nothing is authenticated (``authenticated=False``).
-    """
-    if isinstance(source, Mapping):
-        data, name = dict(source), where or "release manifest"
-    else:
-        data, name = load_release_manifest(source), where or str(source)
-    if data.get("kind") != "pudlab.release" or data.get("format") != 1:
-        raise ObfuscationError(f"{name}: not a release manifest (expected kind 'pudlab.release', format 1)")
-    obfuscation, hashes = _object(data, "obfuscation", name), _object(data, "arrays_sha256", name)
-    where = f"{name}: obfuscation"
-    sigma, fraction = _number(obfuscation, "sigma", where), _number(obfuscation, "fraction", where)
-    if not (sigma >= 0 and 0 <= fraction <= 1):
-        raise ObfuscationError(f"{where}: sigma {sigma:g}, fraction {fraction:g}; expected sigma >= 0, fraction in [0, 1]")
-    clip = bool(_get(obfuscation, "clip", where, "true or false", lambda v: isinstance(v, bool)))
-    key_id = _string(obfuscation, "key_id", where, _KEY_ID_RE, "16 lowercase hex digits")
-    num_samples = int(_get(data, "num_samples", name, "an integer >= 0",  # type: ignore[call-overload]
-                           lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0))
-    x_sha, y_sha = (_string(hashes, key, f"{name}: arrays_sha256", _SHA_RE, "a SHA-256") for key in ("x", "y"))
-    ids_sha = hashes.get("ids") if isinstance(hashes.get("ids"), str) else None
-    insecure = obfuscation.get("insecure_seed")
-    authenticated = False
-    if verification_key is not None:
-        _check_mac(data, verification_key, key_id, name)
-        authenticated = True
-    return ReleaseInfo(sigma, fraction, clip, key_id, num_samples, x_sha, y_sha, ids_sha,
-                       insecure if isinstance(insecure, int) and not isinstance(insecure, bool) else None, authenticated)
+def read_release(path: str | os.PathLike, *, verify: bool = True) -> ReleaseFile:
+    """The release at ``path`` with its manifest; ``verify``: the manifest's SHA-256 of ``x``, ``y``
+    and ``ids`` must match the file (a DatasetError names the array that differs)."""
+    path = Path(path)
+    arrays = _npz_arrays(path)
+    missing = [key for key in ("x", "y", "ids") if key not in arrays]
+    if missing:
+        raise DatasetError(f"{path}: missing {missing} (a release holds x, y, ids and obfuscated)")
+    manifest = read_manifest(path)
+    if verify:
+        expected = manifest.get("arrays_sha256")
+        if not isinstance(expected, dict):
+            raise DatasetError(f"{manifest_path(path)}: arrays_sha256 missing; the release cannot be checked")
+        for key in ("x", "y", "ids"):
+            if expected.get(key) != fingerprint_arrays(arrays[key]):
+                raise DatasetError(f"{path}: array {key!r} does not match the SHA-256 in {manifest_path(path).name} "
+                                   "(the file changed after the release was made, or the manifest is another release's)")
+    images, labels, ids = arrays["x"], arrays["y"], arrays["ids"]
+    if images.ndim != 4 or images.dtype != np.float32:
+        raise DatasetError(f"{path}: x must be float32 (N, C, H, W) as pudlab obfuscate writes it, got "
+                           f"{images.dtype} {images.shape}")
+    if labels.dtype.kind not in "iu" or ids.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: y and ids must be integer arrays")
+    data = LabeledImages(np.ascontiguousarray(images), labels.astype(np.int64), ids.astype(np.int64))
+    if len(np.unique(data.ids)) != len(data):
+        raise DatasetError(f"{path}: sample ids repeat")
+    flag = arrays.get("obfuscated")
+    obfuscated = bool(flag) if flag is not None and flag.shape == () else False
+    return ReleaseFile(path, data, obfuscated, manifest, manifest_path(path))
 
 
-def _check_mac(data: Mapping, key: VerificationKey, key_id: str, name: str) -> None:
-    auth = data.get("authentication")
-    if not isinstance(auth, Mapping) or auth.get("scheme") != MAC_SCHEME or not isinstance(auth.get("mac"), str):
-        raise ObfuscationError(f"{name}: not authenticated: no '{MAC_SCHEME}' authentication record")
-    if key_id != key.key_id:
-        raise ObfuscationError(f"{name}: not authenticated: released under key {key_id}, the verification key "
-                               f"is for key {key.key_id}")
-    if auth.get("key_id") != key.key_id:
-        raise ObfuscationError(f"{name}: not authenticated: its authentication names key {auth.get('key_id')!r:.20}, "
-                               f"not {key.key_id}")
-    if not hmac.compare_digest(release_mac(key.secret, dict(data)), str(auth["mac"])):
-        raise ObfuscationError(f"{name}: not authenticated: the MAC does not match (the manifest was changed, or "
-                               f"made without key {key.key_id})")
+def release_marker(dataset: str | os.PathLike | None) -> str | None:
+    """A one-phrase description when ``dataset`` (a DATASET argument) is a release: an ``.npz`` whose
+    ``obfuscated`` flag is set, or one with a release manifest beside it; else None. Cheap: reads
+    the flag and the manifest only."""
+    if dataset is None:
+        return None
+    path = Path(dataset).expanduser()
+    if path.suffix != ".npz" or not path.is_file():
+        return None
+    flagged = False
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "obfuscated" in npz.files:
+                flag = npz["obfuscated"]
+                flagged = flag.shape == () and bool(flag)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    try:
+        manifest: dict[str, Any] | None = read_manifest(path)
+    except PudlabError:
+        manifest = None
+    if not flagged and manifest is None:
+        return None
+    if manifest is not None:
+        sigma = float(manifest["obfuscation"]["sigma"])
+        return f"{path} is a release (obfuscated at sigma {sigma:g}; manifest {manifest_path(path).name})"
+    return f"{path} is a release (its obfuscated flag is set)"
 
 
-def verification_key_exposure(path: str | os.PathLike) -> str | None:
-    """A warning when a verification key file is readable by other users (they could forge manifests)."""
-    return key_file_exposure(path)
+def refuse_release(dataset: str | os.PathLike | None, *, command: str, instead: str, as_raw: bool) -> str | None:
+    """Refuse a release given to ``command`` as DATASET, in one line naming ``instead``; with
+    ``as_raw`` (the user said so) return the marker for a notice instead. None for plain data."""
+    marker = release_marker(dataset)
+    if marker is None or as_raw:
+        return marker
+    raise PudlabError(f"{command}: {marker}; {command} would treat it as raw data and add noise again. {instead} "
+                      f"Pass {AS_RAW_OPTION} to add noise to the release anyway.")
 
 
-__all__ = [
-    "VERIFICATION_KEY_HEADER",
-    "ReleaseInfo",
-    "VerificationKey",
-    "load_release_manifest",
-    "read_release_manifest",
-    "verification_key_exposure",
-]
+__all__ = ["AS_RAW_OPTION", "RELEASE_KIND", "ReleaseFile", "manifest_path", "read_manifest", "read_release",
+           "refuse_release", "release_marker"]

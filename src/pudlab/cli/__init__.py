@@ -6,12 +6,14 @@ import click
 
 from pudlab import __version__
 from pudlab.cli._common import CliState, PudlabGroup
+from pudlab.cli.audit import audit_command
 from pudlab.cli.data import datasets_group, obfuscate_command
 from pudlab.cli.dp import compare_dp_command
 from pudlab.cli.experiments import COMMANDS as EXPERIMENT_COMMANDS
 from pudlab.cli.fl import fl_group
 from pudlab.cli.pol import pol_group
-from pudlab.cli.privacy import privacy_command, pud_command
+from pudlab.cli.privacy import privacy_command
+from pudlab.cli.pud import pud_command
 from pudlab.cli.results import COMMANDS as RESULT_COMMANDS
 from pudlab.cli.train import distance_command, train_command
 
@@ -32,7 +34,8 @@ def cli(ctx: click.Context, debug: bool, data_dir: str | None) -> None:
 
 
 for _command in (datasets_group, obfuscate_command, train_command, distance_command, *EXPERIMENT_COMMANDS,
-                 privacy_command, pud_command, compare_dp_command, *RESULT_COMMANDS, pol_group, fl_group):
+                 privacy_command, audit_command, pud_command, compare_dp_command, *RESULT_COMMANDS, pol_group,
+                 fl_group):
     cli.add_command(_command)
 
 

@@ -11,6 +11,7 @@ import click
 
 from pudlab.errors import PudlabError
 from pudlab.io import to_json
+from pudlab.processes import INTERRUPT_EXIT_CODE
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -38,6 +39,13 @@ class PudlabGroup(click.Group):
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             click.echo(f"error: {where}: {exc.format_message()}".replace("\n", " "), err=True)
             ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: one line, not click's "Aborted!"
+            if ctx.find_root().params.get("debug"):
+                raise
+            command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+            click.echo(f"\nerror: {command}: interrupted (Ctrl-C); files are written whole or not at all, so "
+                       "nothing half-written was left", err=True)
+            ctx.exit(INTERRUPT_EXIT_CODE)
         except (PudlabError, OSError) as exc:
             if ctx.find_root().params.get("debug"):
                 raise

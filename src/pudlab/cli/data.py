@@ -55,12 +55,29 @@ def datasets_fetch(state: CliState, name: str, mirror: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------- obfuscate
+PIXEL_RANGE = 1.0
+"""Pixels are on the [0, 1] scale; --sigma is documented in those units."""
+
+
 def _out_for_sigma(out: Path, sigma: float, several: bool) -> Path:
     return out.with_name(f"{out.stem}_sigma{sigma:g}{out.suffix}") if several else out
 
 
 def _notice(text: str) -> None:
     click.echo(f"notice: {text}", err=True)
+
+
+def _check_input(dataset: str, sigmas: tuple[float, ...], as_raw: bool) -> None:
+    """Refuse a release as DATASET (unless --as-raw); warn about a sigma beyond the pixel range."""
+    from pudlab.releases import refuse_release
+
+    refuse_release(dataset, command="obfuscate", as_raw=as_raw,
+                   instead=f"Release from the raw data instead, or audit this release: pudlab audit {dataset} --raw DATASET.")
+    for sigma in sigmas:
+        if sigma > PIXEL_RANGE:
+            click.echo(f"warning: sigma {sigma:g} exceeds the [0, {PIXEL_RANGE:g}] pixel range: the noise is wider than "
+                       f"any pixel value (PSNR about {-20 * np.log10(sigma / PIXEL_RANGE):.1f} dB), the release is "
+                       "mostly noise", err=True)
 
 
 def _release_key(key_file: str | None, key_out: str | None, insecure_seed: int | None):
@@ -106,6 +123,7 @@ def _key_notices(key_id: str, sigmas: list[float], used: tuple[float, ...], *, k
                 "samples will be an independent draw, and averaging n such draws divides the noise by sqrt(n)")
 
 
+# long: one option per release knob, then one file and manifest per sigma
 @click.command("obfuscate")
 @click.argument("dataset")
 @click.option("--sigma", "--sigmas", "sigmas", multiple=True, required=True, callback=sigma_values,
@@ -126,11 +144,13 @@ def _key_notices(key_id: str, sigmas: list[float], used: tuple[float, ...], *, k
               help="Also draw a Fig. 1-style grid (PNG/SVG): rows = clean + each sigma.")
 @click.option("--preview-samples", type=int, default=10, show_default=True,
               help="Columns of the preview: the first sample of each class, at most this many.")
+@click.option("--as-raw", is_flag=True, help="DATASET is a release: obfuscate it again anyway (noise on noise).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 @click.pass_obj
 def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], fraction: float,
                       key_out: str | None, key_file: str | None, insecure_seed: int | None, clip: bool,
-                      split_seed: int, out: str, preview: str | None, preview_samples: int, as_json: bool) -> None:
+                      split_seed: int, out: str, preview: str | None, preview_samples: int, as_json: bool,
+                      as_raw: bool) -> None:
     """Release O(T_t) of DATASET's training split at each --sigma, with a JSON manifest beside it.
 
     The noise is keyed by a secret 256-bit key, fresh for every invocation unless --key-file is
@@ -150,6 +170,7 @@ def obfuscate_command(state: CliState, dataset: str, sigmas: tuple[float, ...], 
         check_sigma_fraction(sigma, fraction)
     if len(set(sigmas)) != len(sigmas):
         raise PudlabError(f"--sigma: each value once, got {', '.join(f'{s:g}' for s in sigmas)}")
+    _check_input(dataset, sigmas, as_raw)
     key, used = _release_key(key_file, key_out, insecure_seed)
     key_path = key_file or key_out  # the key file that records the sigmas released under the key
     source = load_source(dataset, state.data_dir)

@@ -55,12 +55,14 @@ def _floats(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
                    "dp_utility_epsilon; .png/.svg) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--as-raw", is_flag=True, help="DATASET is a release: obfuscate it again anyway (noise on noise).")
 @click.pass_obj
 def compare_dp_command(state: Any, dataset: str | None, from_json: str | None, sigmas: tuple[float, ...], noise_multipliers: tuple[float, ...],
                        target_epsilons: tuple[float, ...], clip_norm: float, accountant: str, repeats: int,
                        members: int, nonmembers: int, epochs: int, batch_size: int, lr: float, widths: str,
                        lira_shadows: int, fresh_shadows: bool, delta: float, seed: int, split_seed: int, clip: bool,
-                       device: str, threads: int, out: str | None, as_json: bool, quiet: bool) -> None:
+                       device: str, threads: int, out: str | None, as_json: bool, quiet: bool,
+                       as_raw: bool) -> None:
     """Obfuscation (train on O(T; sigma)) next to DP-SGD (Opacus, on raw T) on DATASET: accuracy, formal
     epsilon and the same membership attacks (loss threshold, LiRA) per point, with repeats. Needs the
     dp extra (pip install 'pudlab[dp]'). See docs/privacy.md sec. 6.
@@ -77,6 +79,11 @@ def compare_dp_command(state: Any, dataset: str | None, from_json: str | None, s
         return
     if dataset is None:
         raise PudlabError("compare-dp: give a DATASET to measure (or --from-json FILE to redraw)")
+    from pudlab.releases import refuse_release
+
+    refuse_release(dataset, command="compare-dp", as_raw=as_raw,
+                   instead=f"Give it the raw data the release came from (pudlab audit {dataset} --raw DATASET "
+                           "attacks the release as it is).")
     import dataclasses
 
     import torch

@@ -57,6 +57,13 @@ def _start_pool_server(options: RunOptions) -> None:
         pool_server.start()
 
 
+def _echo_model_note(preset: Any, options: Any) -> None:
+    """Say so when the preset's model cannot train as a fused ensemble (it trains in exact lockstep)."""
+    if preset.model and options.ensemble_mode == "fused" and (options.ensemble_size or 1) > 1:
+        click.echo(f"note: {preset.model}: fused ensembles need M_cnn's layer plan; its jobs train in exact lockstep "
+                   "ensembles instead (K modules under one Adam step)", err=True)
+
+
 def _echo_summary(summary, store_dir: str) -> None:
     click.echo(f"{store_dir}: trained {summary.trained}, reused {summary.skipped}, failed {summary.failed} "
                f"in {summary.seconds:.1f} s")
@@ -82,6 +89,7 @@ def run_command(state, spec: str, **values: Any) -> None:
     from pudlab.experiments.sweep import prepare_sweep, run_sweep
 
     options = options.resolved()
+    _echo_model_note(preset, options)
     prepared = prepare_sweep([spec], list(preset.datasets), preset, options)
     with Store(values["store"], wait=values["wait"]) as store:
         summary = run_sweep(store, prepared, options, command="run")
@@ -108,6 +116,7 @@ def reproduce_command(state, experiments: str, figures: bool, **values: Any) -> 
     if not experiment_list:
         raise click.BadParameter("expected at least one experiment")
     options = options.resolved()
+    _echo_model_note(preset, options)
     prepared = prepare_sweep(experiment_list, list(preset.datasets), preset, options)
     click.echo(f"reproduce: preset {preset.name}, datasets {', '.join(preset.datasets)}, "
                f"experiments {', '.join(experiment_list)}, device {options.device}")
@@ -131,18 +140,28 @@ def status_command(store_dir: str, as_json: bool) -> None:
     """Jobs done / pending / failed in a store, and its plans."""
     from pudlab.cli._common import print_json
     from pudlab.experiments.results import open_store
+    from pudlab.experiments.store import writer_holder
 
     with open_store(store_dir) as results:
         store = results.store
         counts = store.status_counts()
         failed = [row for row in store.job_rows() if row["status"] == "failed"]
         plans = [{"id": p["id"], "preset": p["preset"]["name"], "source": p["source"]} for p in store.plans()]
+    writer = writer_holder(store_dir)  # a job marked running with no writer alive was abandoned
+    counts["abandoned"] = 0 if writer else counts["running"]
+    counts["running"] -= counts["abandoned"]
     if as_json:
-        print_json({"counts": counts, "failed": failed, "plans": plans})
+        print_json({"counts": counts, "failed": failed, "plans": plans, "writer": writer})
         return
     total = sum(counts.values())
     click.echo(f"{store_dir}: {total} jobs: {counts['done']} done, {counts['pending']} pending, "
-               f"{counts['running']} running, {counts['failed']} failed")
+               f"{counts['running']} running, {counts['failed']} failed"
+               + (f", {counts['abandoned']} abandoned" if counts["abandoned"] else ""))
+    if writer:
+        click.echo(f"  a run is writing the store now ({writer})")
+    elif counts["abandoned"]:
+        click.echo(f"  {counts['abandoned']} job(s) were left running by a run that stopped (Ctrl-C or killed); no "
+                   "run holds the store: rerun the same command to resume them")
     for plan in plans:
         click.echo(f"  {plan['id']:24} preset {plan['preset']:8} {plan['source']}")
     for row in failed:

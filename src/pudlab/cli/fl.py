@@ -61,11 +61,13 @@ def specs_command(as_json: bool) -> None:
                                       "SuperNode per client on 127.0.0.1.")
 @click.option("--quiet", is_flag=True, help="Only the summary, no per-round lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--as-raw", is_flag=True, help="The spec's dataset is a release: obfuscate it again anyway (noise on noise).")
 @click.pass_context
 def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int | None, defence: str | None,
                      clients: int | None, seed: int | None, local_epochs: int | None, lr: float | None,
                      sigma: float | None, threads: int | None, workers: int | None, overrides: tuple[str, ...],
-                     report: bool, engine: str, flower_runtime: str, quiet: bool, as_json: bool) -> None:
+                     report: bool, engine: str, flower_runtime: str, quiet: bool, as_json: bool,
+                     as_raw: bool) -> None:
     """Run (or resume) the simulation SPEC.toml (a path, or a shipped spec's name) into --store.
 
     A killed run continues from the last finished round with identical results; the spec may
@@ -82,6 +84,11 @@ def simulate_command(ctx: click.Context, spec_path: str, store: str, rounds: int
              ("training", "local_epochs", local_epochs), ("training", "lr", lr), ("pol", "sigma", sigma),
              ("simulation", "threads", threads), ("simulation", "workers", workers)]
     spec = load_spec(spec_path, [*overrides, *((s, k, v) for s, k, v in named if v is not None)])
+    if spec.pol.sigma > 0 or any(value > 0 for value in spec.pol.client_sigma):
+        from pudlab.releases import refuse_release
+
+        refuse_release(spec.simulation.dataset, command="fl simulate", as_raw=as_raw,
+                       instead="Give [simulation] dataset the raw data the release came from.")
     log = None if quiet or as_json else (lambda message: click.echo(message, err=True))
     started = time.perf_counter()
     if engine == "flower":

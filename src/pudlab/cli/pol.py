@@ -105,7 +105,7 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
     from pudlab.obfuscation import ObfuscationParams, record_key_use, release, release_manifest
     from pudlab.pol.manifest import NoiseClaim
     from pudlab.pol.prover import prove
-    from pudlab.releases import VerificationKey
+    from pudlab.release_auth import VerificationKey
     from pudlab.sampling import SamplingSetting, parse_labels
     from pudlab.train.run import make_recipe, resolve_initial_weights, training_set
     from pudlab.train.trainer import TrainConfig, default_batch_size, evaluate, resolve_device
@@ -195,7 +195,7 @@ def owner_key_command(key_file: str, out: str) -> None:
     and cannot regenerate the noise. Give it to verifiers only: whoever holds it can also
     authenticate (it is a MAC key), so a prover must never get it.
     """
-    from pudlab.releases import VerificationKey
+    from pudlab.release_auth import VerificationKey
 
     key = _release_key(key_file, None)
     VerificationKey.of(key).write(out)
@@ -270,7 +270,7 @@ def verify_command(ctx: click.Context, bundle: str, owner_key: str | None, known
     from pudlab.pol.manifest import NoiseClaim
     from pudlab.pol.policy import VerifyPolicy
     from pudlab.pol.verifier import VerifyOptions, verify_bundle
-    from pudlab.releases import VerificationKey, verification_key_exposure
+    from pudlab.release_auth import VerificationKey, verification_key_exposure
 
     policy = VerifyPolicy(init=init_policy)
     if max_lr is not None:

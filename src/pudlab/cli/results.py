@@ -34,14 +34,32 @@ def _number(value: float | None, digits: str = ".4g") -> str:
     return "-" if value is None else format(value, digits)
 
 
+def _shown(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _one_sided(series: list[dict]) -> dict[str, dict[str, int]]:
+    """Series points in one store only, counted per plan: ``{"A": {plan: count}, "B": {...}}``."""
+    counts: dict[str, dict[str, int]] = {"A": {}, "B": {}}
+    for row in series:
+        if row["mean_a"] is None and row["mean_b"] is not None:
+            counts["B"][row["plan"]] = counts["B"].get(row["plan"], 0) + 1
+        elif row["mean_b"] is None and row["mean_a"] is not None:
+            counts["A"][row["plan"]] = counts["A"].get(row["plan"], 0) + 1
+    return counts
+
+
 @click.command("compare")
 @click.argument("store_a", type=click.Path(exists=True, file_okay=False))
 @click.argument("store_b", type=click.Path(exists=True, file_okay=False))
 @click.option("--no-weights", is_flag=True, help="Skip the weight distances (faster on big stores).")
-@click.option("--all", "show_all", is_flag=True, help="List every job and series point, not only the differences.")
+@click.option("--all", "show_all", is_flag=True,
+              help="List every job and series point, also the equal ones and those in one store only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
 def compare_command(store_a: str, store_b: str, no_weights: bool, show_all: bool, as_json: bool) -> None:
-    """Two stores side by side: common jobs and D between their weights, series differences, changed claims."""
+    """Two stores side by side: whether their configurations differ, common jobs and D between their weights,
+    series differences, changed claims. Without --all only what differs between points both stores have is
+    listed; points in one store only are counted per plan."""
     from pudlab.experiments.results import compare_stores
 
     result = compare_stores(store_a, store_b, weights=not no_weights)
@@ -50,11 +68,21 @@ def compare_command(store_a: str, store_b: str, no_weights: bool, show_all: bool
         return
     s = result["summary"]
     click.echo(f"A = {store_a}\nB = {store_b}")
+    for row in result["configuration"]:
+        click.echo(f"warning: the runs differ in {row['setting']}: A {_shown(row['a'])}, B {_shown(row['b'])}",
+                   err=True)
+    if not result["configuration"]:
+        click.echo("configuration: the same preset settings and plans")
     click.echo(f"jobs: {s['common_jobs']} in both, {s['only_a']} only in A, {s['only_b']} only in B")
     if not no_weights:
         click.echo(f"weights: {s['weights_compared']} pairs compared, {s['weights_identical']} identical (D = 0), "
                    f"largest D(W_A, W_B) = {_number(s['max_weights_distance'])}")
-    click.echo(f"series: {len(result['series'])} points, largest |mean_B - mean_A| = {_number(s['max_series_diff'])}")
+    both = [row for row in result["series"] if row["diff"] is not None]
+    click.echo(f"series: {len(both)} points in both, largest |mean_B - mean_A| = {_number(s['max_series_diff'])}")
+    for side, by_plan in _one_sided(result["series"]).items():
+        if by_plan:
+            click.echo(f"series only in {side}: {sum(by_plan.values())} points in {len(by_plan)} plan(s) "
+                       f"({', '.join(sorted(by_plan))})" + ("" if show_all else "; --all lists them"))
     click.echo(f"claims: {s['claims_changed']} of {len(result['claims'])} verdicts changed")
     for row in result["claims"]:
         if row["changed"] or show_all:
@@ -67,7 +95,7 @@ def compare_command(store_a: str, store_b: str, no_weights: bool, show_all: bool
                        f"{_number(row['accuracy_a'], '.4f')} / {_number(row['accuracy_b'], '.4f')}  "
                        f"D = {_number(distance)}")
     for row in result["series"]:
-        if show_all or row["diff"] is None or row["diff"] != 0:
+        if show_all or (row["diff"] is not None and row["diff"] != 0):
             click.echo(f"  {row['plan']:18} {row['series']:12} x={row['x']:<6g} A {_number(row['mean_a'])}  "
                        f"B {_number(row['mean_b'])}  diff {_number(row['diff'])}")
 

@@ -8,6 +8,7 @@ a base URL (``https://``, ``http://`` or ``file://``) under which the official f
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -16,6 +17,7 @@ import sys
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from pudlab.data.arrays import PathLike
@@ -180,10 +182,23 @@ def fetch_source(
         raise DatasetError(
             f"{source.name}: no download URL known; set {mirror_env_var(source.name)}"
         )
-    for spec in source.files:
-        present_copy = _valid_copy(folder, spec)
-        if present_copy is not None:
-            _say(progress, f"{source.name}: {present_copy.name} present and valid")
-            continue
-        _download_from_any(source, spec, folder, bases, progress=progress, timeout=timeout)
+    created = [path for path in (resolved, folder) if not path.exists()]  # removed again if left empty
+    try:
+        for spec in source.files:
+            present_copy = _valid_copy(folder, spec)
+            if present_copy is not None:
+                _say(progress, f"{source.name}: {present_copy.name} present and valid")
+                continue
+            _download_from_any(source, spec, folder, bases, progress=progress, timeout=timeout)
+    except BaseException:
+        _remove_if_empty(reversed(created))
+        raise
     return folder
+
+
+def _remove_if_empty(folders: Iterable[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that exists and is empty: a failed fetch leaves no empty
+    dataset folder behind, so ``pudlab datasets`` does not show a half-made one."""
+    for path in folders:
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only an empty folder can be removed

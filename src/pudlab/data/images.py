@@ -178,13 +178,69 @@ def _tar_tree(archive: Path) -> dict[str, dict[str, list[tuple[str, bytes | Path
     return entries
 
 
+SPLIT_LAYOUT = "train/<class>/ folders (optional test/)"
+CLASS_LAYOUT = "<class>/ folders, no test split"
+"""The two folder layouts of an image tree, as :func:`image_tree_layout` names them."""
+
+
+def _has_images(folder: Path) -> bool:
+    return any(f.is_file() and _image_kind(f.name) and not f.name.startswith(".") for f in folder.iterdir())
+
+
+def image_tree_layout(root: Path) -> str | None:
+    """Which image-tree layout the folder ``root`` holds: :data:`SPLIT_LAYOUT` (``train/<class>/*.png``,
+    optional ``test/``), :data:`CLASS_LAYOUT` (``<class>/*.png``: every class folder directly in
+    ``root``, all images for training), or None when it holds neither. A folder that could be read in
+    both ways, or only in part, is a :class:`DatasetError` that says why and what to change."""
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    with_images = [d.name for d in folders if _has_images(d)]
+    if (root / "train").is_dir():
+        extra = [name for name in with_images if name not in ("train", "test")]
+        if "train" in with_images or extra:
+            both = ", ".join(f"{name}/" for name in (["train"] if "train" in with_images else []) + extra)
+            raise DatasetError(f"{root}: ambiguous image tree: train/ suggests train/<class>/*.png, but {both} "
+                               "hold images directly, as class folders <class>/*.png would; keep one layout")
+        return SPLIT_LAYOUT
+    if not with_images:
+        return None
+    if "test" in with_images:
+        raise DatasetError(f"{root}: ambiguous image tree: test/ holds images but there is no train/: if test is a "
+                           "class, rename its folder; if it is a test split, put the training images in "
+                           "train/<class>/")
+    empty = [d.name for d in folders if d.name not in with_images]
+    if empty:
+        raise DatasetError(f"{root}: read as class folders <class>/*.png, but {', '.join(f'{n}/' for n in empty)} "
+                           "hold no image directly (classes need images; a folder of class folders is "
+                           "train/<class>/)")
+    loose = [f.name for f in root.iterdir() if f.is_file() and _image_kind(f.name) and not f.name.startswith(".")]
+    if loose:
+        raise DatasetError(f"{root}: {len(loose)} image(s) such as {loose[0]} lie directly in the folder, outside "
+                           "any class folder <class>/; move them into their class's folder")
+    if len(with_images) < 2:
+        raise DatasetError(f"{root}: only one class folder ({with_images[0]}/) with images; a dataset needs at "
+                           "least two classes, <class>/*.png")
+    return CLASS_LAYOUT
+
+
+def _class_folder_files(root: Path) -> dict[str, dict[str, list[tuple[str, bytes | Path]]]]:
+    """The images of the class-folder layout ``root/<class>/*``, all as the training split."""
+    classes: dict[str, list[tuple[str, bytes | Path]]] = {}
+    for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        classes[class_dir.name] = [(f"{class_dir.name}/{f.name}", f) for f in class_dir.iterdir()
+                                   if f.is_file() and _image_kind(f.name) is not None and not f.name.startswith(".")]
+    return {"train": classes}
+
+
 def _read_image_tree_raw(root: Path) -> RawImages:
     if root.is_dir():
-        if not (root / "train").is_dir():
+        layout = image_tree_layout(root)
+        if layout is None:
             raise DatasetError(
-                f"{root}: no train/ folder (expected train/<class>/*.png|jpg|jpeg, optional test/)"
+                f"{root}: no image tree (expected train/<class>/*.png|jpg|jpeg with optional test/, or class "
+                "folders <class>/*.png|jpg|jpeg)"
             )
-        return _stack_tree(_tree_files(root), str(root))
+        files = _tree_files(root) if layout == SPLIT_LAYOUT else _class_folder_files(root)
+        return _stack_tree(files, str(root))
     return _stack_tree(_tar_tree(root), str(root))
 
 
@@ -198,7 +254,9 @@ def read_image_tree_raw(root: PathLike, *, cache_dir: PathLike | None = None) ->
 
 def read_image_tree(root: PathLike, *, cache_dir: PathLike | None = None) -> ImageArrays:
     """A class-folder image tree ``root/train/<class>/*.png|jpg|jpeg`` (and optional ``root/test/``),
-    as a directory or a ``.tar.gz`` of one (members may sit under one common top folder).
+    as a directory or a ``.tar.gz`` of one (members may sit under one common top folder); a directory
+    may also hold the class folders directly, ``root/<class>/*.png`` (all for training; see
+    :func:`image_tree_layout` for when that is refused as ambiguous).
 
     Labels follow the class folders sorted by name; samples are ordered by class, then file name.
     Grayscale images give 1 channel, RGB 3 (alpha dropped); all images must share one shape.

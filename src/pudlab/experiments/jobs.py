@@ -18,7 +18,7 @@ import numpy as np
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
 from pudlab.errors import SpecError, StoreError
 from pudlab.experiments.spec import DatasetSpec, ExperimentPlan, Preset
-from pudlab.model import ModelConfig
+from pudlab.model import FactoryModelConfig, ModelConfig, ModelDefinition, model_from_dict
 from pudlab.obfuscation import ObfuscationParams, obfuscate
 from pudlab.sampling import SampleRecipe, draw_recipe, label_window
 from pudlab.seeding import derive_rng, derive_seed
@@ -37,14 +37,48 @@ class SplitSpec:
     eval_fraction: float = 0.1
     max_train_size: int = 0
     """If > 0: T_t is a seeded random subset of this size (reduced data)."""
+    whole: bool = False
+    """T_t is all of the source's training set (the models are scored on another dataset: :class:`EvalSpec`)."""
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "eval_fraction": self.eval_fraction, "max_train_size": self.max_train_size}
+        data: dict = {"seed": self.seed, "eval_fraction": self.eval_fraction, "max_train_size": self.max_train_size}
+        if self.whole:  # only then: the keys of jobs without an evaluation dataset stay as they were
+            data["whole"] = True
+        return data
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Where a job is scored instead of T_e: a part of another dataset (``--eval``, a preset's ``eval_dataset``)."""
+
+    source_name: str
+    """Name or path it is loaded from (not part of the key: the fingerprint is)."""
+    fingerprint: str
+    part: str = "eval"
+    """eval (its T_e under ``split_seed``, ``eval_fraction``), test or all."""
+    split_seed: int = 0
+    eval_fraction: float = 0.1
+
+    def key_fields(self) -> dict:
+        return {"fingerprint": self.fingerprint, "part": self.part, "split_seed": self.split_seed,
+                "eval_fraction": self.eval_fraction}
+
+    def to_dict(self) -> dict:
+        return {**self.key_fields(), "source_name": self.source_name}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EvalSpec:
+        return cls(str(data["source_name"]), str(data["fingerprint"]), str(data.get("part", "eval")),
+                   int(data.get("split_seed", 0)), float(data.get("eval_fraction", 0.1)))
 
 
 def make_split(source: SourceDataset, split: SplitSpec) -> Split:
-    """T_t and T_e of ``source`` under ``split``."""
-    result = split_train_eval(source, eval_fraction=split.eval_fraction, seed=split.seed)
+    """T_t and T_e of ``source`` under ``split`` (``whole``: T_t is all of it, T_e empty: the jobs are
+    scored on their :class:`EvalSpec`)."""
+    if split.whole:
+        result = Split(source.train, source.train.take(np.arange(0)), split.seed, split.eval_fraction)
+    else:
+        result = split_train_eval(source, eval_fraction=split.eval_fraction, seed=split.seed)
     if 0 < split.max_train_size < len(result.train):
         keep = np.sort(derive_rng(split.seed, "cut").permutation(len(result.train))[: split.max_train_size])
         result = Split(result.train.take(keep), result.eval, result.seed, result.eval_fraction)
@@ -68,7 +102,7 @@ class Job:
     split: SplitSpec
     recipe: SampleRecipe
     obfuscation: ObfuscationParams
-    model: ModelConfig
+    model: ModelDefinition
     init_seed: int
     init_sha256: str
     train: TrainConfig
@@ -76,6 +110,8 @@ class Job:
     """Number of training samples (derived; used to group jobs into ensembles)."""
     snapshot_epochs: tuple[int, ...] = ()
     """Epochs after which a weight snapshot is kept (not part of the key)."""
+    eval_set: EvalSpec | None = None
+    """Scored on this instead of T_e (part of the key only when set: other jobs keep their keys)."""
 
     def key_fields(self) -> dict:
         """What the key hashes."""
@@ -88,6 +124,7 @@ class Job:
             "model": self.model.to_dict(),
             "init": {"seed": self.init_seed, "sha256": self.init_sha256},
             "training": self.train.to_dict(),
+            **({"eval": self.eval_set.key_fields()} if self.eval_set is not None else {}),
         }
 
     @property
@@ -99,6 +136,8 @@ class Job:
         data = self.key_fields()
         data.update(source_name=self.source_name, train_size=self.train_size,
                     snapshot_epochs=list(self.snapshot_epochs), key=self.key)
+        if self.eval_set is not None:
+            data["eval"] = self.eval_set.to_dict()
         return data
 
     @classmethod
@@ -118,12 +157,13 @@ class Job:
             split=SplitSpec(**data["split"]),
             recipe=SampleRecipe.from_dict(data["sampling"]),
             obfuscation=ObfuscationParams(**data["obfuscation"]),
-            model=ModelConfig.from_dict(data["model"]),
+            model=model_from_dict(data["model"]),
             init_seed=int(data["init"]["seed"]),
             init_sha256=data["init"]["sha256"],
             train=TrainConfig.from_dict(data["training"]),
             train_size=int(data["train_size"]),
             snapshot_epochs=tuple(int(e) for e in data.get("snapshot_epochs", ())),
+            eval_set=EvalSpec.from_dict(data["eval"]) if data.get("eval") else None,
         )
 
     def group_signature(self, mode: str = "exact") -> tuple:
@@ -135,6 +175,8 @@ class Job:
         signature: tuple[str | int, ...] = (
             self.source_fingerprint, json.dumps(self.split.to_dict(), sort_keys=True),
             json.dumps(self.model.to_dict(), sort_keys=True), self.init_sha256, json.dumps(train, sort_keys=True))
+        if self.eval_set is not None:  # members of an ensemble share one evaluation set
+            signature += (json.dumps(self.eval_set.key_fields(), sort_keys=True),)
         if mode == "fused":
             signature += (-(-self.train_size // self.train.batch_size),)
         return signature
@@ -228,8 +270,38 @@ def dataset_recipes(plan: ExperimentPlan, num_classes: int) -> dict[str, SampleR
     return recipes
 
 
-def model_config_for(preset: Preset, source: SourceDataset) -> ModelConfig:
+def model_config_for(preset: Preset, source: SourceDataset) -> ModelDefinition:
+    """The preset's model for ``source``: its ``model`` factory, else M_cnn with its widths."""
+    if preset.model:
+        return FactoryModelConfig(preset.model, source.sample_shape, source.num_classes)
     return ModelConfig(source.sample_shape, preset.widths, preset.hidden, source.num_classes)
+
+
+def eval_spec_for(preset: Preset, eval_source: SourceDataset | None) -> EvalSpec | None:
+    """The evaluation set of the preset's jobs (``eval_source``: its ``eval_dataset``, loaded), or None."""
+    if not preset.eval_dataset:
+        return None
+    if eval_source is None:
+        raise SpecError(f"preset {preset.name}: eval_dataset {preset.eval_dataset!r} was not loaded")
+    return EvalSpec(preset.eval_dataset, eval_source.fingerprint, preset.eval_part, preset.split_seed,
+                    preset.eval_fraction)
+
+
+def split_spec_for(preset: Preset) -> SplitSpec:
+    """T_t / T_e of the preset's datasets (all of each when it names an evaluation dataset)."""
+    return SplitSpec(preset.split_seed, preset.eval_fraction, preset.max_train_size, whole=bool(preset.eval_dataset))
+
+
+def check_not_release(plan: ExperimentPlan, source: SourceDataset) -> None:
+    """Refuse to sweep noise onto a release (``pudlab obfuscate``'s output) unless the preset's ``as_raw``."""
+    from pudlab.releases import refuse_release
+
+    noisy = any(sigma > 0 for model in plan.spec.models.values()
+                for sigma in (plan.preset.sigmas if model.sigma is None else (model.sigma,)))
+    if noisy and not plan.preset.as_raw:
+        refuse_release(source.origin, command=f"{plan.spec.name} on {source.name}", as_raw=False,
+                       instead="Sweep the raw dataset, or train on the release as released: pudlab train RELEASE "
+                               "--sigma 0 --eval DATASET.")
 
 
 def train_config_for(preset: Preset, source: SourceDataset, shuffle_seed: int) -> TrainConfig:
@@ -238,10 +310,14 @@ def train_config_for(preset: Preset, source: SourceDataset, shuffle_seed: int) -
                        precision=preset.precision)
 
 
-def expand(plan: ExperimentPlan, source: SourceDataset, split: Split, init_sha256: str) -> Expansion:
-    """All jobs and roles of ``plan`` on ``source`` (whose T_t is ``split.train``)."""
+def expand(plan: ExperimentPlan, source: SourceDataset, split: Split, init_sha256: str,
+           eval_source: SourceDataset | None = None) -> Expansion:
+    """All jobs and roles of ``plan`` on ``source`` (whose T_t is ``split.train``); ``eval_source``:
+    the preset's ``eval_dataset``, loaded (needed when it names one)."""
     preset = plan.preset
-    split_spec = SplitSpec(preset.split_seed, preset.eval_fraction, preset.max_train_size)
+    check_not_release(plan, source)
+    split_spec = split_spec_for(preset)
+    eval_set = eval_spec_for(preset, eval_source)
     recipes = dataset_recipes(plan, source.num_classes)
     sizes: dict[str, int] = {}
     for dataset_id, recipe in recipes.items():
@@ -271,6 +347,7 @@ def expand(plan: ExperimentPlan, source: SourceDataset, split: Split, init_sha25
             train=train_config_for(preset, source, preset.shuffle_seed + repeat + shuffle_offset),
             train_size=sizes[dataset_id],
             snapshot_epochs=snapshot_epochs if snapshots else (),
+            eval_set=eval_set,
         )
 
     for model in plan.spec.models.values():

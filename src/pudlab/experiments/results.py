@@ -68,13 +68,18 @@ class Results:
 
     # ------------------------------------------------------------------ rows
     def series_rows(self) -> list[dict]:
-        """One row per (plan, series, x): mean, std, n and the values behind them (JSON)."""
+        """One row per (plan, series, x): mean, std, n and the values behind them, one number column per
+        repeat (``value_1`` .. ``value_<most repeats>``, None where a point has fewer)."""
+        plans = [(plan, self.store.series(plan["id"])) for plan in self.store.plans()]
+        most = max((row["n"] for _, series in plans for row in series), default=0)
         rows = []
-        for plan in self.store.plans():
-            for row in self.store.series(plan["id"]):
+        for plan, series in plans:
+            for row in series:
+                values = list(row["values"]) + [None] * (most - len(row["values"]))
                 rows.append({"plan": plan["id"], "experiment": plan["experiment"], "dataset": plan["dataset"],
                              "series": row["series"], "kind": row["kind"], "x": row["x"], "mean": row["mean"],
-                             "std": row["std"], "n": row["n"], "values": json.dumps(row["values"])})
+                             "std": row["std"], "n": row["n"],
+                             **{f"value_{index}": value for index, value in enumerate(values, start=1)}})
         return rows
 
     def job_rows(self) -> list[dict]:
@@ -124,7 +129,8 @@ class Results:
 
     # ------------------------------------------------------------------ DataFrames
     def series(self) -> Any:
-        """The series as a pandas DataFrame (columns: plan, experiment, dataset, series, kind, x, mean, std, n, values)."""
+        """The series as a pandas DataFrame (columns: plan, experiment, dataset, series, kind, x, mean, std, n,
+        value_1 .. value_<repeats>)."""
         return _pandas().DataFrame(self.series_rows())
 
     def jobs(self) -> Any:
@@ -199,13 +205,46 @@ def _diff(first: float | None, second: float | None) -> float | None:
     return second - first
 
 
+IGNORED_SETTINGS = ("description", "deviations")
+"""Preset fields that describe a run rather than configure it: not compared."""
+
+
+def _configuration_differences(plans_a: list[dict], plans_b: list[dict]) -> list[dict]:
+    """Every preset setting (and the set of plans) on which two stores' runs differ: ``{"setting", "a", "b"}``
+    with each store's values (a list when its plans disagree among themselves)."""
+
+    def settings(plans: list[dict]) -> dict[str, list]:
+        found: dict[str, list] = {}
+        for plan in plans:
+            for key, value in plan["preset"].items():
+                if key not in IGNORED_SETTINGS and value not in found.setdefault(key, []):
+                    found[key].append(value)
+        return found
+
+    first, second = settings(plans_a), settings(plans_b)
+    differences = [{"setting": key, "a": _one(first.get(key)), "b": _one(second.get(key))}
+                   for key in sorted(set(first) | set(second)) if first.get(key) != second.get(key)]
+    ids_a, ids_b = sorted(plan["id"] for plan in plans_a), sorted(plan["id"] for plan in plans_b)
+    if ids_a != ids_b:
+        differences.append({"setting": "plans", "a": ids_a, "b": ids_b})
+    return differences
+
+
+def _one(values: list | None) -> object:
+    """A setting's value in one store: the value itself when all its plans agree, else the list."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
 def compare_stores(first: str | os.PathLike, second: str | os.PathLike, *, weights: bool = True) -> dict:
     """Two stores side by side.
 
     ``jobs``: the jobs both stores know (by key): status, accuracy in each and, when ``weights``, D
     between their final weights (0 for a bit-identical rerun). ``only_a`` / ``only_b``: job keys in
     one store only. ``series``: every (plan, series, x) in either store with both means and
-    ``b - a``. ``claims``: every (dataset, claim) with both verdicts and ``changed``.
+    ``b - a``. ``claims``: every (dataset, claim) with both verdicts and ``changed``. ``configuration``:
+    the preset settings (and plans) on which the two runs differ (empty: the same configuration).
     """
     with open_store(first) as a, open_store(second) as b:
         jobs_a = {row["key"]: row for row in a.store.job_rows()}
@@ -228,6 +267,7 @@ def compare_stores(first: str | os.PathLike, second: str | os.PathLike, *, weigh
             mean_b = series_b.get((plan, name, x), {}).get("mean")
             series.append({"plan": plan, "series": name, "x": x, "mean_a": mean_a, "mean_b": mean_b,
                            "diff": _diff(mean_a, mean_b)})
+        configuration = _configuration_differences(a.store.plans(), b.store.plans())
         claims_a = {(r["dataset"], r["number"]): r for r in a.claim_rows()}
         claims_b = {(r["dataset"], r["number"]): r for r in b.claim_rows()}
         claims = []
@@ -239,7 +279,7 @@ def compare_stores(first: str | os.PathLike, second: str | os.PathLike, *, weigh
     distances = [row["weights_distance"] for row in jobs if row["weights_distance"] is not None]
     return {"a": str(first), "b": str(second), "jobs": jobs,
             "only_a": sorted(set(jobs_a) - set(jobs_b)), "only_b": sorted(set(jobs_b) - set(jobs_a)),
-            "series": series, "claims": claims,
+            "series": series, "claims": claims, "configuration": configuration,
             "summary": {"common_jobs": len(common), "only_a": len(set(jobs_a) - set(jobs_b)),
                         "only_b": len(set(jobs_b) - set(jobs_a)), "weights_compared": len(distances),
                         "weights_identical": sum(1 for d in distances if d == 0.0),

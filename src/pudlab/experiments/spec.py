@@ -247,6 +247,7 @@ def _parse_series(source: str, index: int, data: Any, models: dict[str, ModelSpe
 
 # ----------------------------------------------------------------------------------------- presets
 Precision = Literal["fp32", "tf32", "bf16", "auto"]
+EvalPart = Literal["eval", "test", "all"]
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,16 @@ class Preset:
     """Also train a shuffle-seed partner of each distance reference (the noise floor)."""
     deviations: tuple[str, ...] = field(default=(), metadata={"option": {"split": False}})
     """Where this preset departs from the paper (printed in the report)."""
+    eval_dataset: str = field(default="", metadata={"option": {"name": "--eval"}})
+    """Score every model on this dataset (a name or path) instead of T_e; the models then train on
+    all of each dataset of the run (no 90/10 split). Empty: T_e, as the paper does."""
+    eval_part: EvalPart = "eval"
+    """Part of --eval scored: eval (its T_e under split_seed and eval_fraction), test (its test set) or all."""
+    model: str = ""
+    """Train this model instead of M_cnn: module:function or file.py:function returning a torch.nn.Module
+    for (input_shape, num_classes); widths and hidden then play no part. Empty: M_cnn."""
+    as_raw: bool = False
+    """Sweep a dataset that is a release (pudlab obfuscate's output) anyway, adding noise on top of its own."""
 
     def with_overrides(self, **overrides: Any) -> Preset:
         """A copy with the non-None ``overrides`` applied (validated)."""
@@ -341,6 +352,8 @@ def validate_preset(preset: Preset, source: str) -> Preset:
         (preset.snapshot_every >= 1, "snapshot_every", "an integer >= 1"),
         (preset.max_train_size >= 0, "max_train_size", "an integer >= 0"),
         (len(preset.datasets) >= 1, "datasets", "at least one dataset"),
+        (preset.eval_part in ("eval", "test", "all"), "eval_part", "eval, test or all"),
+        (not preset.model or ":" in preset.model, "model", "module:function or file.py:function (empty: M_cnn)"),
     ]
     for ok, key, expected in checks:
         if not ok:
@@ -354,6 +367,7 @@ _PRESET_TYPES: dict[str, tuple[type, ...]] = {
     "precision": (str,), "disjoint": (bool,), "max_train_size": (int,), "split_seed": (int,),
     "eval_fraction": (float,), "sample_seed": (int,), "noise_seed": (int,), "shuffle_seed": (int,),
     "init_seed": (int,), "snapshot_every": (int,), "noise_floor": (bool,), "deviations": (list,),
+    "eval_dataset": (str,), "eval_part": (str,), "model": (str,), "as_raw": (bool,),
 }
 
 

@@ -6,13 +6,13 @@ Layout::
     STORE/weights/<job key>.safetensors      final weights of each finished job
     STORE/snapshots/<job key>/e<N>.safetensors   per-epoch snapshots (Fig. 2)
     STORE/inits/<sha256>.safetensors         the shared initial weight sets
-
     STORE/checkpoints/<name>.pt              training state of unfinished units (removed when committed)
     STORE/pudlab.lock                        the writer lock (PID and start time of its holder)
 
 Crash safety: weight files are written to a temporary name and renamed; a job becomes ``done``
 only in the transaction that also stores its epochs, after its files are complete. A job whose
-process died is still ``pending``/``running`` and is trained again (from its checkpoint).
+process died is still ``pending``/``running`` (abandoned: :func:`writer_holder` finds no writer) and is
+trained again (from its checkpoint).
 
 One writer per store: a writer holds an exclusive ``flock`` on ``pudlab.lock`` while open (the OS
 releases it when the holder dies, so a killed run never leaves a stale lock); a second writer is
@@ -42,8 +42,8 @@ import torch
 from pudlab.data.dataset import SourceDataset
 from pudlab.errors import StoreError
 from pudlab.experiments.jobs import Expansion, Job, Role
-from pudlab.io import atomic_path, load_weights, save_weights, weights_sha256
-from pudlab.model import ModelConfig, check_state, initial_state
+from pudlab.io import NOT_WRITABLE, atomic_path, load_weights, save_weights, weights_sha256
+from pudlab.model import ModelDefinition, check_state, initial_state
 
 if TYPE_CHECKING:
     from pudlab.experiments.worker import JobOutcome
@@ -98,9 +98,21 @@ def _acquire_lock(root: Path, wait: bool) -> str:
         _HELD[key][1] += 1
         return key
     path = root / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno not in NOT_WRITABLE:
+            raise
+        raise StoreError(f"{root}: cannot write the store there ({exc.strerror}); choose a writable --store") from exc
+    try:  # retried briefly: a reader probing the lock (writer_holder) holds it for microseconds
+        for attempt in range(4):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 3:
+                    raise
+                time.sleep(0.05)
     except BlockingIOError:
         holder = _lock_holder(path)
         if not wait:
@@ -114,6 +126,24 @@ def _acquire_lock(root: Path, wait: bool) -> str:
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": stamp, "host": socket.gethostname()}).encode(), 0)
     _HELD[key] = [fd, 1]
     return key
+
+
+def writer_holder(root: str | os.PathLike) -> str | None:
+    """Who holds the writer lock of ``root`` (PID, host, start time); None when no writer runs."""
+    root = Path(root)
+    if str(root.resolve()) in _HELD:
+        return f"this process, pid {os.getpid()}"
+    try:
+        fd = os.open(root / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: no writer ever held it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when fd closes
+        return None
+    except BlockingIOError:
+        return _lock_holder(root / LOCK_FILE)
+    finally:
+        os.close(fd)
 
 
 def _release_lock(key: str) -> None:
@@ -182,7 +212,12 @@ class Store:
         if read_only:
             self.db = _connect_read_only(db_path)
         else:
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                if exc.errno not in NOT_WRITABLE:
+                    raise
+                raise StoreError(f"{self.root}: cannot create the store ({exc.strerror}); choose a writable --store") from exc
             self._lock = _acquire_lock(self.root, wait)
             try:
                 self.db = sqlite3.connect(db_path, timeout=60, isolation_level=None)
@@ -202,7 +237,11 @@ class Store:
             self.set_meta("schema_version", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
             self.close()
-            raise StoreError(f"{db_path}: store schema {version}, this pudlab reads schema {SCHEMA_VERSION}")
+            newer = version is not None and version.isdigit() and int(version) > int(SCHEMA_VERSION)
+            raise StoreError(f"{db_path}: store schema {version}, this pudlab reads schema {SCHEMA_VERSION}: " + (
+                "written by a newer pudlab; upgrade pudlab (pip install -U pudlab) to read it" if newer else
+                "written by an older pudlab; run the experiments again into a new --store (the old store stays "
+                "readable by the pudlab that wrote it)"))
 
     # ------------------------------------------------------------------ basics
     def close(self) -> None:
@@ -268,7 +307,7 @@ class Store:
         keys = ("fingerprint", "name", "description", "origin", "train_size", "test_size", "sample_shape")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def ensure_init(self, model: ModelConfig, seed: int) -> str:
+    def ensure_init(self, model: ModelDefinition, seed: int) -> str:
         """Save the seeded initial weights for ``model`` once; return their SHA-256."""
         weights = initial_state(model, init_seed=seed)
         sha = weights_sha256(weights)
@@ -279,7 +318,7 @@ class Store:
                         (sha, json.dumps(model.to_dict(), sort_keys=True), seed, str(path.relative_to(self.root))))
         return sha
 
-    def load_init(self, sha: str, model: ModelConfig) -> dict[str, torch.Tensor]:
+    def load_init(self, sha: str, model: ModelDefinition) -> dict[str, torch.Tensor]:
         """The stored initial weights with SHA-256 ``sha`` (verified)."""
         return load_verified(self.root / "inits" / f"{sha}.safetensors", sha, model)
 
@@ -471,7 +510,7 @@ class Store:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def load_verified(path: Path, sha: str, model: ModelConfig) -> dict[str, torch.Tensor]:
+def load_verified(path: Path, sha: str, model: ModelDefinition) -> dict[str, torch.Tensor]:
     """Load weights and check their SHA-256 and their fit to ``model``."""
     weights = load_weights(path)
     actual = weights_sha256(weights)

@@ -18,13 +18,13 @@ import numpy as np
 from pudlab.data.dataset import SourceDataset, Split
 from pudlab.data.sources import load_source
 from pudlab.errors import PudlabError
-from pudlab.experiments.jobs import Expansion, SplitSpec, expand, make_split, model_config_for
+from pudlab.experiments.jobs import Expansion, expand, make_split, model_config_for, split_spec_for
 from pudlab.experiments.options import RunOptions
 from pudlab.experiments.runner import RunSummary, run_jobs
 from pudlab.experiments.series import refresh_series
 from pudlab.experiments.spec import ExperimentPlan, ExperimentSpec, Preset, load_experiment
 from pudlab.experiments.store import Store
-from pudlab.model import ModelConfig
+from pudlab.model import ModelDefinition
 
 PREVIEW_SAMPLES = 10
 """Raw T_t samples kept in the store for Fig. 1: the first of each class, in class order."""
@@ -37,7 +37,7 @@ class PreparedDataset:
     name: str
     source: SourceDataset
     split: Split
-    model: ModelConfig
+    model: ModelDefinition
 
 
 @dataclass
@@ -85,16 +85,17 @@ def prepare_sweep(experiments: Sequence[str | Path | ExperimentSpec], datasets: 
     combined = Expansion()
     plans: list[tuple[ExperimentPlan, str]] = []
     loaded = []
+    eval_source = load_source(preset.eval_dataset, options.data_dir) if preset.eval_dataset else None
     for dataset in datasets:
         source = load_source(dataset, options.data_dir)
-        split = make_split(source, SplitSpec(preset.split_seed, preset.eval_fraction, preset.max_train_size))
+        split = make_split(source, split_spec_for(preset))
         model = model_config_for(preset, source)
         init_sha = weights_sha256(initial_state(model, init_seed=preset.init_seed))
         loaded.append(PreparedDataset(dataset, source, split, model))
         source_label = f"{source.description} [{source.fingerprint[:12]}]"
         for spec in specs:
             plan = ExperimentPlan(spec, dataset, preset)
-            combined.merge(expand(plan, source, split, init_sha))
+            combined.merge(expand(plan, source, split, init_sha, eval_source))
             plans.append((plan, source_label))
     return PreparedSweep(preset, loaded, plans, combined, options.device)
 

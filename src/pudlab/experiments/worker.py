@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as st_load
 
-from pudlab.data.dataset import SourceDataset, Split
+from pudlab.data.dataset import LabeledImages, SourceDataset, Split
 from pudlab.errors import PudlabError
 from pudlab.experiments.jobs import Job, job_training_set, make_split
 from pudlab.experiments.options import CHECKPOINT_SECONDS
 from pudlab.io import weights_sha256, weights_to_bytes
-from pudlab.model import parameter_names
+from pudlab.model import fused_ensemble_support, parameter_names
 from pudlab.processes import die_with_parent, stop_requested
 from pudlab.train.trainer import Checkpointing, TrainingInterrupted, TrainResult, train_model
 
@@ -66,20 +66,37 @@ class WorkerContext:
     device: str
     sources: dict[str, SourceDataset] = field(default_factory=dict)
     splits: dict[tuple, Split] = field(default_factory=dict)
+    eval_sets: dict[tuple, LabeledImages] = field(default_factory=dict)
 
     def source(self, job: Job) -> SourceDataset:
+        return self._loaded(job.source_name, job.source_fingerprint)
+
+    def _loaded(self, name: str, fingerprint: str) -> SourceDataset:
         from pudlab.data.sources import load_source
 
-        source = self.sources.get(job.source_name)
+        source = self.sources.get(name)
         if source is None:
-            source = load_source(job.source_name, self.data_dir)
-            self.sources[job.source_name] = source
-        if source.fingerprint != job.source_fingerprint:
+            source = load_source(name, self.data_dir)
+            self.sources[name] = source
+        if source.fingerprint != fingerprint:
             raise PudlabError(
-                f"dataset {job.source_name}: content fingerprint {source.fingerprint[:16]}... differs from the job's "
-                f"{job.source_fingerprint[:16]}... (the files changed since the sweep was planned)"
+                f"dataset {name}: content fingerprint {source.fingerprint[:16]}... differs from the job's "
+                f"{fingerprint[:16]}... (the files changed since the sweep was planned)"
             )
         return source
+
+    def eval_set(self, job: Job) -> LabeledImages:
+        """Where ``job`` is scored: T_e of its split, or its evaluation dataset's part."""
+        if job.eval_set is None:
+            return self.split(job).eval
+        spec = job.eval_set
+        cache_key = (spec.fingerprint, spec.part, spec.split_seed, spec.eval_fraction)
+        if cache_key not in self.eval_sets:
+            from pudlab.train.run import held_out_set
+
+            self.eval_sets[cache_key] = held_out_set(self._loaded(spec.source_name, spec.fingerprint), spec.part,
+                                                     split_seed=spec.split_seed, eval_fraction=spec.eval_fraction)
+        return self.eval_sets[cache_key]
 
     def split(self, job: Job) -> Split:
         cache_key = (job.source_fingerprint, job.split.seed, job.split.eval_fraction, job.split.max_train_size)
@@ -157,7 +174,7 @@ def train_single(context: WorkerContext, job: Job, initial: dict[str, torch.Tens
         if epoch in wanted:
             holder.setdefault("snapshots", {})[epoch] = trainer.weights()
 
-    result = train_model(obfuscated, split.eval, job.model, initial, job.train, device=context.device,
+    result = train_model(obfuscated, context.eval_set(job), job.model, initial, job.train, device=context.device,
                          on_epoch=keep_snapshot, checkpoint=checkpoint)
     return _outcome(job, result, holder.get("snapshots", {}))
 
@@ -167,16 +184,22 @@ def train_ensemble_unit(context: WorkerContext, jobs: Sequence[Job], initial: di
     """Train jobs of one group signature in one lockstep ensemble; return their outcomes."""
     from pudlab.train.ensemble import train_ensemble
 
-    split = context.split(jobs[0])
     train_sets = [job_training_set(context.split(job), job)[1] for job in jobs]
     holder = checkpoint.extra if checkpoint is not None else {}
+    note = fused_ensemble_support(jobs[0].model) if mode == "fused" else None
+    if note is not None:  # the model allows lockstep training, not the grouped-convolution fusion
+        mode = "exact"
 
     def keep_snapshot(member: int, epoch: int, trainer, record) -> None:
         if epoch in jobs[member].snapshot_epochs:
             holder.setdefault("snapshots", {}).setdefault(member, {})[epoch] = trainer.member_weights(member)
 
-    results = train_ensemble(train_sets, split.eval, jobs[0].model, initial, [job.train for job in jobs],
-                             device=context.device, mode=mode, on_epoch=keep_snapshot, checkpoint=checkpoint)
+    results = train_ensemble(train_sets, context.eval_set(jobs[0]), jobs[0].model, initial,
+                             [job.train for job in jobs], device=context.device, mode=mode, on_epoch=keep_snapshot,
+                             checkpoint=checkpoint)
+    for result in results:
+        if note is not None:
+            result.environment["ensemble_note"] = note
     snapshots = holder.get("snapshots", {})
     return [_outcome(job, result, snapshots.get(member, {}))
             for member, (job, result) in enumerate(zip(jobs, results, strict=True))]

@@ -13,7 +13,7 @@ Layout of a bundle directory (format ``pudlab.pol_bundle/2``; the manifest is
                                        step, the short last batch of an epoch padded with -1
     shared/x.npy, shared/y.npy         the shared data O(T): float32 (N, C, H, W) and int64 (N,)
     release.json                       the data owner's release manifest of O(T) (optional;
-                                       :mod:`pudlab.releases`), authenticated by the owner
+                                       :mod:`pudlab.release_auth`), authenticated by the owner
 
 A checkpoint is written every K steps and after the last step; the state before step 0 is
 ``initial.safetensors`` with a fresh Adam. The manifest's ``files`` table holds the SHA-256 and size

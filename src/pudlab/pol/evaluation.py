@@ -58,7 +58,7 @@ from pudlab.pol.verifier import (
     verify_bundle,
 )
 from pudlab.records import Record
-from pudlab.releases import VerificationKey
+from pudlab.release_auth import VerificationKey
 from pudlab.sampling import SamplingSetting, draw_recipe
 from pudlab.seeding import derive_seed
 from pudlab.train.run import make_recipe

@@ -35,7 +35,7 @@ from pudlab.pol.forgers import (
 from pudlab.pol.manifest import NoiseClaim
 from pudlab.pol.prover import prove, reshare
 from pudlab.pol.verifier import EXIT_MALFORMED, EXIT_REJECT, VerifyOptions, verify_status
-from pudlab.releases import VerificationKey
+from pudlab.release_auth import VerificationKey
 from pudlab.train.trainer import TrainConfig
 
 TAMPER_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)

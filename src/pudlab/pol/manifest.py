@@ -50,7 +50,7 @@ SHARED_X_FILE = "shared/x.npy"
 SHARED_Y_FILE = "shared/y.npy"
 CHECKPOINT_DIR = "checkpoints"
 RELEASE_FILE = "release.json"
-"""The data owner's release manifest of O(T) (:mod:`pudlab.releases`), when the bundle carries one."""
+"""The data owner's release manifest of O(T) (:mod:`pudlab.release_auth`), when the bundle carries one."""
 PADDING = -1  # pads the short last batch of an epoch in batches.npy
 WITHHELD = "withheld"  # the manifest's obfuscation.noise_seed: a bundle never reveals the noise seed
 OPTIMIZER_RECORD = {"name": "adam", "implementation": "torch.optim.Adam", "weight_decay": 0.0, "amsgrad": False,

@@ -5,7 +5,7 @@ The replay tolerance grows with the noise of O(T), so the noise parameters the v
 be the prover's to choose. They come from one of:
 
 * the owner's **release manifest** in the bundle (``release.json``), authenticated under the owner's
-  verification key the verifier holds (:mod:`pudlab.releases`): its MAC must be valid, the shared
+  verification key the verifier holds (:mod:`pudlab.release_auth`): its MAC must be valid, the shared
   arrays must be the release's (SHA-256), and the bundle's claimed sigma, R, clip and key id must be the
   release's;
 * the **noise the verifier knows** out of band (an FL server assigned the client's sigma): the claim
@@ -23,7 +23,7 @@ from pudlab.errors import ObfuscationError
 from pudlab.pol.bundle import ProofBundle
 from pudlab.pol.manifest import NoiseClaim
 from pudlab.pol.policy import Check
-from pudlab.releases import ReleaseInfo, VerificationKey, read_release_manifest
+from pudlab.release_auth import ReleaseInfo, VerificationKey, read_release_manifest
 
 
 @dataclass(frozen=True)

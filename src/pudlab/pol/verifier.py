@@ -75,7 +75,7 @@ from pudlab.pol.verdict import (
     SegmentResult,
     Verdict,
 )
-from pudlab.releases import VerificationKey
+from pudlab.release_auth import VerificationKey
 from pudlab.seeding import derive_rng, derive_seed
 from pudlab.train.trainer import epoch_batches, torch_threads
 

@@ -76,6 +76,21 @@ def membership_inference(model: Any, members: LabeledImages, nonmembers: Labeled
                                  per_sample_losses(model, nonmembers, device=device), fpr=fpr)
 
 
+NEAR_CHANCE_MARGIN = 0.1
+"""An attacked model whose accuracy is within this share of the way from chance (1/C) to 1 is
+"near chance": it learned almost nothing, so a membership attack on it says little."""
+
+
+def near_chance_warning(accuracy: float, num_classes: int) -> str | None:
+    """A one-line warning when a model at ``accuracy`` is near chance (:data:`NEAR_CHANCE_MARGIN`), else None."""
+    chance = 1.0 / num_classes
+    if accuracy >= chance + NEAR_CHANCE_MARGIN * (1.0 - chance):
+        return None
+    return (f"the attacked model's accuracy {accuracy:.3f} is near chance ({chance:.3f}, {num_classes} classes): it "
+            "learned almost nothing, so the membership attack on it is no measure of what a trained model leaks; "
+            "train it longer or on more samples (--mia-epochs, --mia-members) before reading its AUC")
+
+
 @dataclass(frozen=True)
 class MembershipAudit(Record):
     """The membership attack on a model trained on a release, with that model's own numbers."""
@@ -87,9 +102,12 @@ class MembershipAudit(Record):
     train_seconds: float
     members_seen_as: str
     """How the members reached the model and how they were attacked."""
+    warning: str | None = None
+    """Set when the model is near chance (:func:`near_chance_warning`): the attack then means little."""
 
     FLATTEN = ("attack",)
+    OMIT_NONE = ("warning",)
 
 
-__all__ = ["MembershipAudit", "MembershipResult", "loss_threshold_attack", "membership_inference",
-           "per_sample_losses"]
+__all__ = ["NEAR_CHANCE_MARGIN", "MembershipAudit", "MembershipResult", "loss_threshold_attack", "membership_inference",
+           "near_chance_warning", "per_sample_losses"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import numpy as np
@@ -20,12 +20,13 @@ import numpy as np
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
 from pudlab.errors import PudlabError, SpecError
 from pudlab.privacy.accounting import DpAccounting, dp_accounting
+from pudlab.privacy.config import PrivacyConfig
 from pudlab.privacy.decline import DECLINE_SCHEMES, DeclineRow, averaging_attack
-from pudlab.privacy.denoising import DenoiseGrid, DenoisingResult, denoising_attack
-from pudlab.privacy.learned import LearnedDenoiserConfig, LearnedDenoising, learned_attacks
+from pudlab.privacy.denoising import DenoisingResult, denoising_attack
+from pudlab.privacy.learned import LearnedDenoising, learned_attacks
 from pudlab.privacy.linkage import LinkageSummary, linkage_rate
 from pudlab.privacy.lira import LiraResult, lira_at
-from pudlab.privacy.membership import MembershipAudit, membership_inference
+from pudlab.privacy.membership import MembershipAudit, membership_inference, near_chance_warning
 from pudlab.privacy.similarity import SimilaritySummary
 from pudlab.privacy.threats import ATTACK_NEEDS, THREAT_MODELS
 from pudlab.records import Record, record_from_dict, require_mapping
@@ -33,76 +34,6 @@ from pudlab.seeding import derive_rng, derive_seed
 
 REPORT_KIND = "pudlab.privacy_report"
 """The ``kind`` of a privacy report's JSON."""
-
-
-@dataclass(frozen=True)
-class PrivacyConfig(Record):
-    """What ``pudlab privacy`` measures and how much of it (defaults fit ~1 min on 2 CPU cores)."""
-
-    queries: int = 500
-    """Released samples attacked: a seeded subsample of T_t (stream (seed, "privacy-queries"))."""
-    pool_size: int = 5000
-    """Candidate pool of the linkage attacker: the queries' sources plus seeded other raw samples of
-    the source's training set, this many in all (capped by its size)."""
-    denoise_samples: int = 200
-    """Queries the denoising attack runs on (the first of the seeded query order)."""
-    disclosures: int = 10
-    """N of the privacy-decline attack: n = 1..N disclosures."""
-    denoise: DenoiseGrid = field(default_factory=DenoiseGrid)
-    """Parameter grid of the denoising attack."""
-    membership: bool = True
-    """Run the membership-inference attack (trains one small model per sigma)."""
-    mia_members: int = 1000
-    """Training samples of the attacked model (seeded subsample of T_t, stream (seed, "mia-members"))."""
-    mia_nonmembers: int = 500
-    """Non-members: a seeded subsample of T_e (capped by its size)."""
-    mia_epochs: int = 20
-    """Epochs of the attacked model (more epochs: more overfitting, a stronger attack)."""
-    mia_lr: float = 1e-3
-    """Adam learning rate of the attacked model, per step."""
-    mia_batch_size: int = 128
-    """Batch size of the attacked model."""
-    mia_widths: tuple[int, int, int] = (8, 16, 32)
-    """Conv widths of the attacked M_cnn."""
-    mia_hidden: int = 32
-    """Hidden dense units of the attacked M_cnn."""
-    mia_fpr: float = 0.01
-    """False-positive budget of the reported TPR."""
-    delta: float = 1e-5
-    """delta of the (epsilon, delta) accounting."""
-    seed: int = 0
-    """Root seed of every subsample, partition and model init of the attacks."""
-    noise_seed: int = 0
-    """Obfuscation noise key of the release (pudlab's keyed noise)."""
-    split_seed: int = 0
-    """Seed of the paper's 90/10 T_t / T_e split."""
-    eval_fraction: float = 0.1
-    """T_e share of the official training set."""
-    clip: bool = False
-    """Release clipped to [0, 1] (pudlab's default: not clipped)."""
-    data_range: float = 1.0
-    """Raw pixel range, used by PSNR, SSIM and the sensitivities."""
-    learned: bool = True
-    """Run the public-data attacks: the learned denoiser (and label inference, ``label_epochs`` > 0)."""
-    learned_denoiser: LearnedDenoiserConfig = field(default_factory=LearnedDenoiserConfig)
-    """Size and training of the attacker's learned denoiser."""
-    label_epochs: int = 15
-    """Epochs of the label-inference classifiers (0: no label inference)."""
-    lira_shadows: int = 8
-    """Shadow models of LiRA (even; 0: no LiRA). Needs ``membership``."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mia_widths", tuple(int(v) for v in self.mia_widths))
-        for name in ("queries", "pool_size", "denoise_samples", "disclosures", "mia_members", "mia_nonmembers",
-                     "mia_epochs", "mia_batch_size", "mia_hidden"):
-            if getattr(self, name) < 1:
-                raise PudlabError(f"privacy config: {name} must be >= 1, got {getattr(self, name)}")
-        if self.lira_shadows < 0 or self.lira_shadows % 2:
-            raise PudlabError(f"privacy config: lira_shadows must be an even number >= 0, got {self.lira_shadows}")
-        if self.label_epochs < 0:
-            raise PudlabError(f"privacy config: label_epochs must be >= 0, got {self.label_epochs}")
-        if not 0 < self.delta < 1:
-            raise PudlabError(f"privacy config: delta must be in (0, 1), got {self.delta}")
 
 
 @dataclass(frozen=True)
@@ -191,6 +122,38 @@ class DatasetSummary(Record):
 
 
 @dataclass(frozen=True)
+class ReleaseAudit(Record):
+    """What ``pudlab audit`` checked about one release file before attacking it (one per entry)."""
+
+    file: str
+    manifest: str
+    sigma: float
+    """The noise std the manifest declares."""
+    key_id: str | None
+    samples: int
+    obfuscated_samples: int
+    """Samples the manifest says were noised (R N)."""
+    hashes_verified: bool
+    """The manifest's SHA-256 of x, y and ids match the file."""
+    raw_dataset: str
+    raw_fingerprint: str
+    matched: int
+    """Released samples mapped to a raw sample by id (with the same label): all of them."""
+    measured_noise_std: float
+    """Std of release - raw over the changed samples: about sigma for unclipped noise."""
+    held_out: int
+    """Raw samples in no release: the membership attack's non-members (and public data without a test set)."""
+    combined_with: list[str]
+    """The other releases of the privacy decline, in order (n = 2, 3, ...)."""
+    effective_sigma: float
+    """(sum sigma_i^-2)^-1/2 over the independent draws among the releases combined."""
+    combined_epsilon_image: float | None
+    """epsilon(delta) of those releases together, image-level sensitivity (None: infinite)."""
+    model: str | None = None
+    """The model the membership attack ran on (a run directory, or trained by the audit); None: not run."""
+
+
+@dataclass(frozen=True)
 class PrivacyReport(Record):
     """What :func:`privacy_report` returns: the configuration, the environment, one entry per sigma."""
 
@@ -206,9 +169,15 @@ class PrivacyReport(Record):
     """Set by ``pudlab privacy``: the whole command, dataset loading included."""
     torch_threads: int | None = None
     """Set by ``pudlab privacy``."""
+    audit: list[ReleaseAudit] | None = None
+    """Set by ``pudlab audit``: what was checked about each release file (one per entry)."""
+    created: str | None = None
+    """When it was measured: UTC, ISO 8601 (what a PUD reader cites as the privacy source's date)."""
+    command: str | None = None
+    """The command line that measured it (set by the CLI)."""
 
     RENAMED = {"entries": "sigmas"}
-    OMIT_NONE = ("command_wall_seconds", "torch_threads")
+    OMIT_NONE = ("command_wall_seconds", "torch_threads", "audit", "created", "command")
     DERIVED = ("kind",)
 
     @property
@@ -216,12 +185,25 @@ class PrivacyReport(Record):
         """The JSON's ``kind``: :data:`REPORT_KIND`."""
         return REPORT_KIND
 
+    @property
+    def warnings(self) -> list[str]:
+        """What makes a result of the report hard to read (an attacked model near chance), one line each."""
+        return [f"sigma {entry.sigma:g}: {entry.membership.warning}" for entry in self.entries
+                if entry.membership is not None and entry.membership.warning]
+
     @classmethod
     def from_dict(cls, data: object, *, where: str | None = None) -> Self:
         """Read :meth:`to_dict`'s output (e.g. a ``privacy.json``) back; errors name ``where`` (the file)
         and the key (``privacy.json: sigmas[0].dp.delta``)."""
         source = "privacy report" if where is None else where
         return record_from_dict(cls, check_report_kind(data, source), source, prefix=f"{source}: ")
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2024-05-01T12:00:00Z``)."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_report_kind(data: Any, source: str) -> Mapping[str, Any]:
@@ -254,12 +236,13 @@ def pud_privacy_by_sigma(report: PrivacyReport | Mapping[str, Any], *,
 
 # ---------------------------------------------------------------------------------------- orchestration
 @dataclass(frozen=True)
-class _AttackSets:
+class AttackSets:
     """The seeded samples every sigma's attacks use."""
 
     split: Split
+    """T_t (the released samples' raw sources) and T_e (raw samples left out: the non-members)."""
     queries: LabeledImages
-    """Released samples attacked (seeded subsample of T_t)."""
+    """Released samples attacked (seeded subsample of T_t), raw."""
     pool: np.ndarray
     """Raw candidates of the linkage attacker (the queries' sources included)."""
     pool_ids: np.ndarray
@@ -269,26 +252,41 @@ class _AttackSets:
     public: LabeledImages
     """The attacker's public data: the source's test set, else T_e (both disjoint from T_t)."""
 
+    @property
+    def query_positions(self) -> np.ndarray:
+        """Positions of the queries in T_t (the seeded order)."""
+        return np.searchsorted(self.split.train.ids, self.queries.ids)
 
-def _subsample(count: int, size: int, seed: int, key: str) -> np.ndarray:
+    @property
+    def member_positions(self) -> np.ndarray:
+        """Positions of the membership members in T_t."""
+        return np.searchsorted(self.split.train.ids, self.members.ids)
+
+
+def subsample(count: int, size: int, seed: int, key: str) -> np.ndarray:
+    """Sorted positions of a seeded subsample of ``size`` of ``count`` (stream ``(seed, key)``)."""
     return np.sort(derive_rng(seed, key).permutation(count)[: min(size, count)])
 
 
-def _attack_sets(source: SourceDataset, config: PrivacyConfig) -> _AttackSets:
-    split = split_train_eval(source, eval_fraction=config.eval_fraction, seed=config.split_seed)
+def attack_sets(split: Split, raw: LabeledImages, public: LabeledImages, config: PrivacyConfig) -> AttackSets:
+    """The seeded samples of the attacks on a release of ``split.train`` (T_t, sorted by id), with
+    ``raw`` the data a linkage pool is drawn from and ``public`` the attacker's public data."""
     queries = split.train.take(derive_rng(config.seed, "privacy-queries").permutation(len(split.train))[: config.queries])
-    # Pool: every query's source plus seeded others from the source's training set.
-    all_raw = source.train
-    others = np.flatnonzero(~np.isin(all_raw.ids, queries.ids))
-    extra = max(0, min(config.pool_size, len(all_raw)) - len(queries))
-    chosen = np.sort(np.concatenate([np.flatnonzero(np.isin(all_raw.ids, queries.ids)),
-                                     others[_subsample(len(others), extra, config.seed, "privacy-pool")]]))
+    # Pool: every query's source plus seeded others from the raw data.
+    others = np.flatnonzero(~np.isin(raw.ids, queries.ids))
+    extra = max(0, min(config.pool_size, len(raw)) - len(queries))
+    chosen = np.sort(np.concatenate([np.flatnonzero(np.isin(raw.ids, queries.ids)),
+                                     others[subsample(len(others), extra, config.seed, "privacy-pool")]]))
     denoise_set = queries.take(np.arange(min(config.denoise_samples, len(queries))))
-    members = split.train.take(_subsample(len(split.train), config.mia_members, config.seed, "mia-members"))
-    nonmembers = split.eval.take(_subsample(len(split.eval), config.mia_nonmembers, config.seed, "mia-nonmembers"))
+    members = split.train.take(subsample(len(split.train), config.mia_members, config.seed, "mia-members"))
+    nonmembers = split.eval.take(subsample(len(split.eval), config.mia_nonmembers, config.seed, "mia-nonmembers"))
+    return AttackSets(split, queries, raw.images[chosen], raw.ids[chosen], denoise_set, members, nonmembers, public)
+
+
+def _attack_sets(source: SourceDataset, config: PrivacyConfig) -> AttackSets:
+    split = split_train_eval(source, eval_fraction=config.eval_fraction, seed=config.split_seed)
     public = source.test if source.test is not None and len(source.test) > 0 else split.eval
-    return _AttackSets(split, queries, all_raw.images[chosen], all_raw.ids[chosen], denoise_set, members, nonmembers,
-                       public)
+    return attack_sets(split, source.train, public, config)
 
 
 def privacy_report(
@@ -300,7 +298,9 @@ def privacy_report(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> PrivacyReport:
-    """Run every attack on ``source`` at each sigma (see docs/privacy.md)."""
+    """Run every attack on ``source`` at each sigma (see docs/privacy.md).
+
+    ``log`` gets one line per finished sigma."""
     import torch
     from tqdm.auto import tqdm
 
@@ -324,32 +324,72 @@ def privacy_report(
     dataset = DatasetSummary(source.name, source.description, source.fingerprint, list(shape), len(sets.split.train),
                              len(sets.split.eval))
     return PrivacyReport(__version__, dataset, config, environment(torch.device(device)), entries,
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, created=utc_now())
 
 
-def _attacks_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, device: str, num_classes: int,
-                bar: Any) -> SigmaPrivacy:
-    """Every attack at one sigma, stage by stage (``bar``: a tqdm bar, one step per stage)."""
-    from pudlab.obfuscation import obfuscate
+@dataclass(frozen=True)
+class ReleaseAttacks:
+    """The attacks that need only the release, public data and a raw pool (no model, no re-release)."""
 
+    similarity: SimilaritySummary
+    linkage: LinkageSummary
+    denoising: DenoisingResult
+    learned: LearnedDenoising | None
+    seconds: dict[str, float]
+
+
+def release_attacks(sigma: float, sets: AttackSets, released: np.ndarray, config: PrivacyConfig, device: str,
+                    num_classes: int, bar: Any = None) -> ReleaseAttacks:
+    """Similarity, linkage, the classical and learned denoisers and label inference on ``released``
+    (the released images of ``sets.queries``, in their order), stage by stage (``bar``: tqdm or None)."""
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    released = obfuscate(sets.queries, sigma=sigma, seed=config.noise_seed, clip=config.clip)
-    similarity = SimilaritySummary.of(sets.queries.images, released.images, data_range=config.data_range)
-    linkage = LinkageSummary(linkage_rate(released.images, sets.queries.ids, sets.pool, sets.pool_ids),
+    similarity = SimilaritySummary.of(sets.queries.images, released, data_range=config.data_range)
+    linkage = LinkageSummary(linkage_rate(released, sets.queries.ids, sets.pool, sets.pool_ids),
                              1.0 / len(sets.pool), len(sets.pool), len(sets.queries))
     timings["similarity_linkage"] = time.perf_counter() - tick
-    bar.set_postfix(sigma=f"{sigma:g}", stage="denoise")
-    bar.update()
-
+    _advance(bar, sigma, "denoise")
     tick = time.perf_counter()
-    denoising = denoising_attack(sets.denoise_set.images, released.images[: len(sets.denoise_set)], sigma=sigma,
+    denoising = denoising_attack(sets.denoise_set.images, released[: len(sets.denoise_set)], sigma=sigma,
                                  data_range=config.data_range, query_ids=sets.denoise_set.ids, pool=sets.pool,
                                  pool_ids=sets.pool_ids, grid=config.denoise)
     timings["denoising"] = time.perf_counter() - tick
-    bar.set_postfix(sigma=f"{sigma:g}", stage="decline")
-    bar.update()
+    _advance(bar, sigma, "learned")
+    tick = time.perf_counter()
+    learned = None
+    if config.learned:
+        learned = learned_attacks(sets.denoise_set, released[: len(sets.denoise_set)], sets.public, sigma=sigma,
+                                  config=config.learned_denoiser, num_classes=num_classes, seed=config.seed,
+                                  noise_seed=config.noise_seed, pool=sets.pool, pool_ids=sets.pool_ids,
+                                  label_epochs=config.label_epochs, data_range=config.data_range, device=device)
+    timings["learned"] = time.perf_counter() - tick
+    _advance(bar, sigma, "decline")
+    return ReleaseAttacks(similarity, linkage, denoising, learned, timings)
 
+
+def _advance(bar: Any, sigma: float, stage: str) -> None:
+    if bar is not None:
+        bar.set_postfix(sigma=f"{sigma:g}", stage=stage)
+        bar.update()
+
+
+def sigma_entry(sigma: float, attacks: ReleaseAttacks, decline: dict[str, list[DeclineRow]], dp: DpAccounting,
+                membership: MembershipAudit | None, lira: LiraResult | None, seconds: dict[str, float]) -> SigmaPrivacy:
+    """One report entry from its parts (the P-axis inputs derived from them)."""
+    return SigmaPrivacy(sigma, attacks.similarity, attacks.linkage, attacks.denoising, decline, dp,
+                        PudPrivacyInputs.from_attacks(attacks.similarity, attacks.linkage, attacks.denoising,
+                                                      membership, attacks.learned, lira),
+                        {**attacks.seconds, **seconds}, membership, attacks.learned, lira)
+
+
+def _attacks_at(sigma: float, sets: AttackSets, config: PrivacyConfig, device: str, num_classes: int,
+                bar: Any) -> SigmaPrivacy:
+    """Every attack at one sigma on seeded noise of the release's distribution."""
+    from pudlab.obfuscation import obfuscate
+
+    released = obfuscate(sets.queries, sigma=sigma, seed=config.noise_seed, clip=config.clip)
+    attacks = release_attacks(sigma, sets, released.images, config, device, num_classes, bar)
+    timings: dict[str, float] = {}
     tick = time.perf_counter()
     decline = {scheme: averaging_attack(sets.queries, sigma=sigma, disclosures=config.disclosures, scheme=scheme,
                                         noise_seed=config.noise_seed, partition_seed=config.seed, clip=config.clip,
@@ -358,56 +398,63 @@ def _attacks_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, device: 
     dp = dp_accounting(sigma, sets.split.train.sample_shape, delta=config.delta, releases=config.disclosures,
                        data_range=config.data_range)
     timings["decline_dp"] = time.perf_counter() - tick
-    bar.set_postfix(sigma=f"{sigma:g}", stage="membership")
-    bar.update()
-
+    _advance(bar, sigma, "membership")
     tick = time.perf_counter()
-    learned = None
-    if config.learned:
-        learned = learned_attacks(sets.denoise_set, released.images[: len(sets.denoise_set)], sets.public, sigma=sigma,
-                                  config=config.learned_denoiser, num_classes=num_classes, seed=config.seed,
-                                  noise_seed=config.noise_seed, pool=sets.pool, pool_ids=sets.pool_ids,
-                                  label_epochs=config.label_epochs, data_range=config.data_range, device=device)
-    timings["learned"] = time.perf_counter() - tick
-    bar.update()
-
-    tick = time.perf_counter()
-    membership, lira = _membership_at(sigma, sets, config, device, num_classes) if config.membership else (None, None)
+    membership, lira = None, None
+    if config.membership:
+        members = obfuscate(sets.members, sigma=sigma, seed=config.noise_seed, clip=config.clip)
+        membership, lira = membership_attacks(sigma, sets, members, config, device, num_classes,
+                                              seen_as="obfuscated (trained on O(members)); attacked with their raw "
+                                                      "images")
     timings["membership"] = time.perf_counter() - tick - (lira.seconds if lira is not None else 0.0)
     if lira is not None:
         timings["lira"] = lira.seconds
-    bar.update()
-    return SigmaPrivacy(sigma, similarity, linkage, denoising, decline, dp,
-                        PudPrivacyInputs.from_attacks(similarity, linkage, denoising, membership, learned, lira),
-                        timings, membership, learned, lira)
+    _advance(bar, sigma, "done")
+    return sigma_entry(sigma, attacks, decline, dp, membership, lira, timings)
 
 
-def _membership_at(sigma: float, sets: _AttackSets, config: PrivacyConfig, device: str,
-                   num_classes: int) -> tuple[MembershipAudit, LiraResult | None]:
-    """Train M_cnn on O(members; sigma) and attack it with the members' raw images vs T_e: the
-    loss threshold, and LiRA when ``lira_shadows`` > 0."""
-    from pudlab.model import ModelConfig, build_model, initial_state
-    from pudlab.obfuscation import obfuscate
-    from pudlab.train.trainer import TrainConfig, evaluate, train_model
+def membership_model_configs(config: PrivacyConfig, sample_shape: tuple[int, int, int], num_classes: int) -> Any:
+    """(model config, train config, initial weights) of the membership attack's model (M_cnn, seeded)."""
+    from pudlab.model import ModelConfig, initial_state
+    from pudlab.train.trainer import TrainConfig
 
-    members = sets.members
-    model_config = ModelConfig(members.sample_shape, config.mia_widths, config.mia_hidden, num_classes)
+    model_config = ModelConfig(sample_shape, config.mia_widths, config.mia_hidden, num_classes)
     train_config = TrainConfig(epochs=config.mia_epochs, batch_size=config.mia_batch_size, lr=config.mia_lr,
                                shuffle_seed=derive_seed(config.seed, "mia-shuffle"))
-    initial = initial_state(model_config, init_seed=derive_seed(config.seed, "mia-init"))
-    released = obfuscate(members, sigma=sigma, seed=config.noise_seed, clip=config.clip)
-    result = train_model(released, None, model_config, initial, train_config, device=device)
+    return model_config, train_config, initial_state(model_config, init_seed=derive_seed(config.seed, "mia-init"))
+
+
+def membership_attacks(sigma: float, sets: AttackSets, released_members: LabeledImages, config: PrivacyConfig,
+                       device: str, num_classes: int, *, seen_as: str) -> tuple[MembershipAudit, LiraResult | None]:
+    """Train M_cnn on ``released_members`` (the members as released) and attack it with the members'
+    raw images vs the non-members: the loss threshold, and LiRA when ``lira_shadows`` > 0."""
+    from pudlab.model import build_model
+    from pudlab.train.trainer import train_model
+
+    model_config, train_config, initial = membership_model_configs(config, sets.members.sample_shape, num_classes)
+    result = train_model(released_members, None, model_config, initial, train_config, device=device)
     model = build_model(model_config, result.weights).to(device)
-    attack = membership_inference(model, members, sets.nonmembers, fpr=config.mia_fpr, device=device)
+    return attack_model(model, sigma, sets, config, device, num_classes, model_config=model_config,
+                        train_config=train_config, train_seconds=result.wall_seconds, seen_as=seen_as)
+
+
+def attack_model(model: Any, sigma: float, sets: AttackSets, config: PrivacyConfig, device: str, num_classes: int,
+                 *, model_config: Any, train_config: Any, train_seconds: float,
+                 seen_as: str) -> tuple[MembershipAudit, LiraResult | None]:
+    """The loss-threshold attack and LiRA (shadows trained by ``train_config`` on ``model_config``)
+    on a model trained on the release; its accuracy on T_e, with a warning when near chance."""
+    from pudlab.train.trainer import evaluate
+
+    attack = membership_inference(model, sets.members, sets.nonmembers, fpr=config.mia_fpr, device=device)
     _, accuracy = evaluate(model, sets.split.eval, device=device)
     lira = None
     if config.lira_shadows > 0:
-        lira = lira_at(model, members, sets.nonmembers, sigma=sigma, model_config=model_config,
+        lira = lira_at(model, sets.members, sets.nonmembers, sigma=sigma, model_config=model_config,
                        train_config=train_config, shadows=config.lira_shadows, seed=config.seed, clip=config.clip,
                        device=device)
-    return MembershipAudit(attack, accuracy, result.wall_seconds,
-                           "obfuscated (trained on O(members)); attacked with their raw images"), lira
+    return MembershipAudit(attack, accuracy, train_seconds, seen_as, near_chance_warning(accuracy, num_classes)), lira
 
 
-__all__ = ["REPORT_KIND", "DatasetSummary", "PrivacyConfig", "PrivacyReport", "PudPrivacyInputs", "SigmaPrivacy",
-           "check_report_kind", "privacy_report", "pud_privacy_by_sigma"]
+__all__ = ["REPORT_KIND", "AttackSets", "DatasetSummary", "ReleaseAudit", "PrivacyConfig", "PrivacyReport", "PudPrivacyInputs",
+           "ReleaseAttacks", "SigmaPrivacy", "attack_model", "attack_sets", "check_report_kind", "membership_attacks",
+           "privacy_report", "pud_privacy_by_sigma", "release_attacks", "sigma_entry", "subsample", "utc_now"]

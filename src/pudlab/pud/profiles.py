@@ -190,7 +190,8 @@ class Recommendation:
 
 
 def recommend(points: Sequence[PudPoint], profile: Profile) -> Recommendation:
-    """The sigma that meets every constraint of ``profile`` and optimizes its objective.
+    """The sigma that meets every constraint of ``profile`` and optimizes its objective (``points``: P
+    computed under the profile's threat model; the message names it).
 
     Ties (objective values within 1e-9) go to the larger or smaller sigma as the profile's
     ``tie_break`` says. With no feasible sigma, ``recommended`` is None and the message says so.
@@ -205,7 +206,8 @@ def recommend(points: Sequence[PudPoint], profile: Profile) -> Recommendation:
         misses = "; ".join(f"{c.describe()} holds at {sum(c.holds(p) for p in ordered)} of {len(ordered)} sigmas"
                            for c in profile.constraints)
         message = (f"no sigma in the grid ({ordered[0].sigma:g} .. {ordered[-1].sigma:g}, {len(ordered)} points) "
-                   f"satisfies profile '{profile.name}' ({profile.describe()}): {misses}. "
+                   f"satisfies profile '{profile.name}' ({profile.describe()}; P under threat model "
+                   f"'{profile.threat_model}'): {misses}. "
                    f"Closest: sigma {closest.sigma:g} (misses {', '.join(failures[closest.sigma])}).")
         return Recommendation(profile, None, None, None, (), failures, closest, message)
     sign = 1.0 if profile.objective_sense == "maximize" else -1.0
@@ -217,7 +219,8 @@ def recommend(points: Sequence[PudPoint], profile: Profile) -> Recommendation:
     above = ordered[position + 1] if position + 1 < len(ordered) else None
     tie_note = f" ({len(tied)} sigmas tie; {profile.tie_break.replace('_', ' ')} chosen)" if len(tied) > 1 else ""
     message = (f"profile '{profile.name}' ({profile.describe()}): recommended sigma {chosen.sigma:g} "
-               f"(P {chosen.privacy:.3f}, U {chosen.utility:.3f}, D {chosen.distinguishability:.3f}){tie_note}; "
+               f"(P {chosen.privacy:.3f} under threat model '{profile.threat_model}', U {chosen.utility:.3f}, "
+               f"D {chosen.distinguishability:.3f}){tie_note}; "
                f"{len(feasible)} of {len(ordered)} sigmas feasible.")
     return Recommendation(profile, chosen, below, above, tuple(p.sigma for p in feasible), failures, None, message)
 

@@ -9,20 +9,22 @@ For every sigma of the stored Exp-3 sweep on a dataset:
   go in too, and Distinguishability becomes their separability;
 * the Delta floor: the shuffle-seed noise floor of W_r,3,1 (a Delta below it carries no signal);
 * privacy: ``pudlab privacy`` on the same dataset at the same sigmas, computed once and kept in the
-  store as ``privacy/<dataset>.json``.
+  store as ``privacy/<dataset>.json``, one sigma at a time (an interrupted computation resumes).
 
 The result is the ``pudlab pud --from-json`` format (see docs/privacy.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from pudlab.errors import PudlabError, StoreError
 from pudlab.experiments.series import series_table
 from pudlab.experiments.store import Store
 from pudlab.io import read_json, replace_non_finite, write_json
-from pudlab.privacy.report import PrivacyReport, privacy_report
+from pudlab.privacy.report import PrivacyConfig, PrivacyReport, privacy_report
 
 EXPERIMENT = "exp3"
 SAME, OTHER, FLOOR = "D_3,1", "D_3,2", "floor[Wr31]"
@@ -70,22 +72,36 @@ def privacy_path(store: Store, dataset: str) -> Path:
     return store.root / "privacy" / f"{Path(dataset).stem}.json"
 
 
-def stored_privacy(store: Store, dataset: str, sigmas: list[float], *, data_dir: str | None = None,
-                   compute: bool = True, progress: bool = False) -> PrivacyReport | None:
-    """The privacy report of ``dataset`` at ``sigmas``: from the store, else computed and saved
-    (None when it is not stored and ``compute`` is False).
+def _stored_report(path: Path, config: PrivacyConfig | None) -> PrivacyReport | None:
+    """The report kept at ``path`` when it reads as one and was measured with ``config`` (any when None)."""
+    if not path.exists():
+        return None
+    try:
+        report = PrivacyReport.from_dict(read_json(path), where=str(path))
+    except PudlabError:
+        return None
+    if config is not None and report.config != config:
+        return None
+    return report
 
-    A stored report at other sigmas, or one that does not read as a report, is computed again.
-    Non-finite numbers are stored as null, so an infinite epsilon reads back as None.
+
+def stored_privacy(store: Store, dataset: str, sigmas: list[float], *, data_dir: str | None = None,
+                   config: PrivacyConfig | None = None, compute: bool = True, progress: bool = False,
+                   log: Callable[[str], None] | None = None) -> PrivacyReport | None:
+    """The privacy report of ``dataset`` at ``sigmas``: from the store, else computed and saved
+    (None when it is not complete and ``compute`` is False).
+
+    Each sigma is saved as soon as it is done, so an interrupted computation resumes at the first
+    missing sigma (a kept sigma is reused only when ``config``, default :class:`PrivacyConfig`,
+    matches; per-sigma results do not depend on the other sigmas). ``log`` gets one line per
+    sigma with the measured time and an estimate of what is left. Non-finite numbers are stored
+    as null, so an infinite epsilon reads back as None.
     """
     path = privacy_path(store, dataset)
-    if path.exists():
-        try:
-            report = PrivacyReport.from_dict(read_json(path), where=str(path))
-        except PudlabError:
-            report = None
-        if report is not None and sorted(entry.sigma for entry in report.entries) == sorted(sigmas):
-            return report
+    kept = _stored_report(path, config)
+    done = {entry.sigma: entry for entry in kept.entries} if kept is not None else {}
+    if kept is not None and all(sigma in done for sigma in sigmas):
+        return replace(kept, entries=[done[sigma] for sigma in sigmas])
     if not compute:
         return None
     from pudlab.data.sources import load_source
@@ -94,9 +110,32 @@ def stored_privacy(store: Store, dataset: str, sigmas: list[float], *, data_dir:
     sources = {row["name"]: row for row in store.sources()}
     if dataset in sources and sources[dataset]["fingerprint"] != source.fingerprint:
         raise StoreError(f"{dataset}: its files changed since the sweep (fingerprint differs)")
-    data = replace_non_finite(privacy_report(source, sigmas, progress=progress).to_dict())
-    write_json(path, data)
-    return PrivacyReport.from_dict(data, where=str(path))
+    config = config or PrivacyConfig()
+    missing = [sigma for sigma in sigmas if sigma not in done]
+    seconds = [sum(entry.seconds.values()) for entry in done.values()]
+    for position, sigma in enumerate(missing):
+        measured = privacy_report(source, [sigma], config, progress=progress)
+        done[sigma] = measured.entries[0]
+        seconds.append(sum(measured.entries[0].seconds.values()))
+        every = [done[s] for s in sorted(done)]
+        data = replace_non_finite(replace(measured, entries=every).to_dict())
+        write_json(path, data)  # atomic: what is on disk is always a whole report
+        if log is not None:
+            left = len(missing) - position - 1
+            estimate = f"; about {left * sum(seconds) / len(seconds) / 60:.1f} min left for {left} sigma(s)" if left else ""
+            log(f"privacy at sigma {sigma:g}: {seconds[-1]:.0f} s (kept in {path}){estimate}")
+    report = PrivacyReport.from_dict(read_json(path), where=str(path))
+    by_sigma = {entry.sigma: entry for entry in report.entries}
+    return replace(report, entries=[by_sigma[sigma] for sigma in sigmas])
 
 
-__all__ = ["EXPERIMENT", "privacy_path", "pud_inputs", "store_datasets", "stored_privacy"]
+def measured_seconds_per_sigma(store: Store, dataset: str, config: PrivacyConfig | None = None) -> float | None:
+    """Mean measured wall time of one sigma's attacks kept for ``dataset`` with ``config`` (None: none kept)."""
+    kept = _stored_report(privacy_path(store, dataset), config)
+    if kept is None or not kept.entries:
+        return None
+    return sum(sum(entry.seconds.values()) for entry in kept.entries) / len(kept.entries)
+
+
+__all__ = ["EXPERIMENT", "measured_seconds_per_sigma", "privacy_path", "pud_inputs", "store_datasets",
+           "stored_privacy"]

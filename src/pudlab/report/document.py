@@ -19,7 +19,7 @@ from pudlab.experiments.store import Store
 from pudlab.io import write_bytes_atomic
 from pudlab.report.applications import privacy_blocks, pud_blocks
 from pudlab.report.experiment_figures import FIGURES, FigureFile, draw_figure_files, draw_figures
-from pudlab.report.glossary import GLOSSARY
+from pudlab.report.glossary import CLAIMS_NOTE, GLOSSARY
 from pudlab.report.render import Block, render_html, render_markdown
 from pudlab.report.sections import (
     configuration_blocks,
@@ -38,13 +38,16 @@ def build_blocks(store: Store, figures: list[FigureFile], base: Path | None = No
     claims = claims_by_dataset(store)
     blocks = [Block("heading", TITLE, 1),
               *summary_blocks(store, claims),
+              Block("text", CLAIMS_NOTE, css="note"),
               Block("details", [Block("glossary", GLOSSARY),
                                 Block("text", "The full notation, the six setups and the paper reference are in "
                                               "docs/notation.md of the pudlab repository.")],
-                    title="Notation (T_t, T_e, S-X-Y-Z, sigma, W_r, W_o, D, D_k,j, Delta, P/U/D)")]
+                    title="Notation (T_t, T_e, S-X-Y-Z, sigma, W_r, W_o, D, D_k,j, Delta, [a, b], margin, sigma*, "
+                          "rho, P/U/D)")]
     if figures:
         blocks.append(Block("heading", "Figures"))
-        blocks.append(Block("figures", [(os.path.relpath(item.png, base), item.title, item.caption)
+        blocks.append(Block("figures", [(os.path.relpath(item.png, base), item.title, item.caption,
+                                         os.path.relpath(item.narrow, base) if item.narrow else None)
                                         for item in figures]))
     blocks += evidence_blocks(claims)
     blocks += series_blocks(store)
@@ -66,7 +69,7 @@ def write_report(store: Store, out: str | os.PathLike | None = None) -> dict:
     markdown_path, html_path = base / "report.md", base / "report.html"
     write_bytes_atomic(markdown_path, render_markdown(blocks).encode())
     write_bytes_atomic(html_path, render_html(blocks, base, TITLE).encode())
-    files: list[Path] = [path for item in figures for path in (item.png, item.svg)]
+    files: list[Path] = [path for item in figures for path in (item.png, item.svg, item.narrow) if path is not None]
     return {"markdown": markdown_path, "html": html_path, "figures": files, "claims": len(CLAIMS)}
 
 

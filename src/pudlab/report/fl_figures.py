@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from pudlab.fl.records import ChallengerUtility, RoundRecord
 from pudlab.fl.summary import (
@@ -27,7 +28,7 @@ from pudlab.fl.summary import (
     latest_utility,
     pol_challenge_scores,
 )
-from pudlab.report.figures import plt, save_figure
+from pudlab.report.figures import LEGEND_PT, plt, save_figure
 
 DEFENCE_LABELS = {"none": "no defence (FedAvg)", "multikrum": "Multi-Krum", "pol": "PoL challenges",
                   "both": "PoL + Multi-Krum"}
@@ -60,10 +61,11 @@ def accuracy_figure(results: Mapping[str, Sequence[RoundRecord]], path: Path, *,
             axis.plot([r.round for r in records], [r.accuracy for r in records], marker="o", markersize=3,
                       label=defence_label(defence), color=DEFENCE_COLOURS.get(defence))
         axis.set_xlabel("round")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
         axis.set_ylabel("global accuracy on T_e")
         axis.set_ylim(0, 1)
         axis.grid(alpha=0.3)
-        axis.legend(loc="lower right", fontsize=8)
+        axis.legend(loc="lower right", fontsize=LEGEND_PT)
         axis.set_title(title, fontsize=10)
         return figure
 
@@ -86,7 +88,7 @@ def detection_figure(summaries: Mapping[str, DetectionSummary], path: Path) -> l
         axis.set_ylabel("fraction of submissions\nkept out of the aggregate")
         axis.set_ylim(0, 1.05)
         axis.grid(axis="y", alpha=0.3)
-        axis.legend(fontsize=8, loc="upper left")
+        axis.legend(fontsize=LEGEND_PT, loc="upper left")
         axis.set_title("Detection: honest clients should stay in, cheaters out", fontsize=10)
         return figure
 
@@ -129,7 +131,7 @@ def pud_figure(utility: ChallengerUtility | None, scores: Mapping[str, Sequence[
         right.set_xticks(np.arange(len(roles)), roles)
         right.set_ylabel("largest replay distance / threshold")
         right.set_title("Distinguishability: every PoL challenge", fontsize=9)
-        right.legend(fontsize=8)
+        right.legend(fontsize=LEGEND_PT)
         return figure
 
     return _save_both(draw, path)

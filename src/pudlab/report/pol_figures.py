@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pudlab.pol.evaluation_results import AttackOutcome, SigmaRow, attack_matrix
-from pudlab.report.figures import plt, save_figure
+from pudlab.report.figures import LEGEND_PT, plt, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -38,7 +38,7 @@ def plot_evaluation(rows: Sequence[SigmaRow], path: str | os.PathLike, *more_pat
     rates.set_xlabel("sigma (noise std, [0, 1] pixel units)")
     rates.set_ylabel("rate")
     rates.set_ylim(-0.05, 1.05)
-    rates.legend(fontsize=8)
+    rates.legend(fontsize=LEGEND_PT)
     rates.grid(alpha=0.3)
     for prefix, label in (("honest_distance", "honest replay D"), ("spoof_distance", "spoof replay D"),
                           ("delta", "Delta (Eq. 4)")):
@@ -48,7 +48,7 @@ def plot_evaluation(rows: Sequence[SigmaRow], path: str | os.PathLike, *more_pat
     distances.plot(sigmas, [r.threshold_mean for r in rows], "k--", label="auto threshold (mean)")
     distances.set_xlabel("sigma (noise std, [0, 1] pixel units)")
     distances.set_ylabel("F-norm distance per replayed segment")
-    distances.legend(fontsize=8)
+    distances.legend(fontsize=LEGEND_PT)
     distances.grid(alpha=0.3)
     if title:
         figure.suptitle(title)

@@ -9,42 +9,69 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from pudlab.errors import SpecError
 from pudlab.pud.scores import AXES, AXIS_LETTERS, SIGMA_TOLERANCE, PudPoint, select_points
-from pudlab.report.figures import plt, save_figure
+from pudlab.report.figures import LEGEND_PT, NARROW_PANEL, add_legend, plt, save_figure, wrapped
 
 if TYPE_CHECKING:
     from pudlab.privacy.report import PrivacyReport
 
 
 # ---------------------------------------------------------------------------------------- privacy
-def decline_figure(report: PrivacyReport) -> Any:
-    """PSNR and re-identified fraction vs number of disclosures, per scheme and sigma."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+SCHEME_TITLES = {"fresh": "(a) fresh noise each time", "keyed": "(b) keyed: the same noise again",
+                 "disjoint": "(c) disjoint subsets", "releases": "(d) the named releases together"}
+SIGMA_MARKERS = "osD^vP*X"
+DODGE = 0.24
+"""Total sideways spread (in disclosures) of the sigmas' points at one n, so that equal values stay visible."""
+
+
+def decline_figure(report: PrivacyReport, narrow: bool = False) -> Any:
+    """PSNR and re-identified fraction vs number of disclosures: one panel per scheme and quantity (a row
+    per quantity; ``narrow``: every panel in one column), one line per sigma, each sigma with its own colour
+    and marker and shifted a little sideways so that lines with equal values do not hide each other."""
+    schemes = [scheme for scheme in SCHEME_TITLES if any(scheme in e.decline for e in report.entries)]
+    quantities = (("psnr", "attacker PSNR, dB\n(mean of n releases)"), ("reidentified_fraction",
+                                                                      "re-identified\nfraction of T"))
+    if narrow:
+        figure, grid = plt.subplots(len(quantities) * len(schemes), 1, figsize=(NARROW_PANEL[0], 3.0 * 2 * len(schemes)),
+                                    squeeze=False, layout="constrained")
+        axes = grid.reshape(len(schemes), len(quantities)).T  # scheme by scheme: PSNR, then re-identified
+    else:
+        figure, axes = plt.subplots(len(quantities), len(schemes), figsize=(4.2 * len(schemes), 6.4), squeeze=False,
+                                    layout="constrained")
     colours = plt.cm.viridis(np.linspace(0, 0.85, len(report.entries)))
-    styles = {"fresh": "-", "keyed": "--", "disjoint": ":"}
-    labels = {"fresh": "(a) fresh", "keyed": "(b) keyed", "disjoint": "(c) disjoint"}
-    for colour, entry in zip(colours, report.entries, strict=True):
-        for scheme, rows in entry.decline.items():
-            n = [row.n for row in rows]
-            left.plot(n, [row.psnr for row in rows], styles[scheme], color=colour, marker=".",
-                      label=f"σ={entry.sigma:g} {labels[scheme]}")
-            right.plot(n, [row.reidentified_fraction for row in rows], styles[scheme], color=colour, marker=".")
-        first = entry.decline["fresh"][0].psnr
-        counts = np.arange(1, len(entry.decline["fresh"]) + 1)
-        left.plot(counts, first + 10 * np.log10(counts), color="0.6", linewidth=0.8, zorder=0)
-    left.plot([], [], color="0.6", linewidth=0.8, label="σ/√n law")
-    left.set_xlabel("disclosures n")
-    left.set_ylabel("attacker PSNR, dB (mean of n releases)")
-    right.set_xlabel("disclosures n")
-    right.set_ylabel("re-identified fraction of T")
-    right.set_ylim(-0.02, 1.02)
-    for axis in (left, right):
-        axis.grid(alpha=0.3)
-    handles, labels_ = left.get_legend_handles_labels()
-    figure.legend(handles, labels_, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7, frameon=False)
-    figure.suptitle(f"Privacy decline (Sec. 5.1): {report.dataset.description}", fontsize=10)
+    count = len(report.entries)
+    for index, (colour, entry) in enumerate(zip(colours, report.entries, strict=True)):
+        shift = (index - (count - 1) / 2) * (DODGE / max(count - 1, 1))
+        marker = SIGMA_MARKERS[index % len(SIGMA_MARKERS)]
+        for column, scheme in enumerate(schemes):
+            rows = entry.decline.get(scheme, [])
+            n = np.array([row.n for row in rows], float) + shift
+            for row_index, (key, _) in enumerate(quantities):
+                axes[row_index][column].plot(n, [getattr(row, key) for row in rows], "-", color=colour, marker=marker,
+                                             markersize=5, markerfacecolor="none" if index % 2 else colour,
+                                             label=f"σ={entry.sigma:g}")
+        if "fresh" in schemes and entry.decline.get("fresh"):
+            first = entry.decline["fresh"][0].psnr
+            counts = np.arange(1, len(entry.decline["fresh"]) + 1)
+            axes[0][schemes.index("fresh")].plot(counts, first + 10 * np.log10(counts), color="0.6", linewidth=0.8,
+                                                 zorder=0, label="σ/√n law" if index == 0 else None)
+    for column, scheme in enumerate(schemes):
+        for row_index, (key, label) in enumerate(quantities):
+            axis = axes[row_index][column]
+            axis.set_title(SCHEME_TITLES[scheme], fontsize=10)
+            axis.set_ylabel(label)
+            axis.set_xlabel("disclosures n")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.grid(alpha=0.3)
+            if key == "reidentified_fraction":
+                axis.set_ylim(-0.04, 1.04)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", frameon=False,
+                  ncol=min(len(labels), 3 if narrow else 8), fontsize=LEGEND_PT)
+    figure.suptitle(wrapped(f"Privacy decline (Sec. 5.1): {report.dataset.description}", narrow), fontsize=11)
     return figure
 
 
@@ -105,7 +132,7 @@ def curves_figure(points: Sequence[PudPoint], *, title: str | None = None, highl
     """Privacy, Utility and Distinguishability vs sigma, three curves on one axis."""
     ordered = sorted(points, key=lambda p: p.sigma)
     sigmas = [p.sigma for p in ordered]
-    figure, axis = plt.subplots(figsize=(5.5, 3.6))
+    figure, axis = plt.subplots(figsize=(4.2, 3.4), layout="constrained")
     for axis_name, marker in zip(AXES, "os^", strict=True):
         axis.plot(sigmas, [p.value(axis_name) for p in ordered], marker=marker,
                   label=f"{AXIS_LETTERS[axis_name]}: {axis_name}")
@@ -115,9 +142,9 @@ def curves_figure(points: Sequence[PudPoint], *, title: str | None = None, highl
     axis.set_ylabel("normalized value (1 = more)")
     axis.set_ylim(-0.03, 1.03)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    add_legend(axis, below=True, width_chars=40)
     if title:
-        axis.set_title(title, fontsize=10)
+        axis.set_title(wrapped(title, True, 48), fontsize=10)
     return figure
 
 

@@ -10,6 +10,7 @@ from pudlab.experiments.claims import claim_summary, claim_verdict
 from pudlab.experiments.series import series_table
 from pudlab.experiments.spec import parse_experiment
 from pudlab.experiments.store import Store
+from pudlab.report.glossary import SETTING_NOTES
 from pudlab.report.render import Block, fmt, mean_std
 
 LAYER_KIND = "layer_distance"
@@ -93,7 +94,7 @@ def wide_series(table: dict[str, dict]) -> tuple[list[str], list[list]]:
             entry = table[name]
             if x in entry["x"]:
                 index = entry["x"].index(x)
-                cells.append(mean_std(entry["mean"][index], entry["std"][index]))
+                cells.append(mean_std(entry["mean"][index], entry["std"][index], entry["n"][index]))
                 ns.add(entry["n"][index])
             else:
                 cells.append("–")
@@ -119,7 +120,7 @@ def layer_table(table: dict[str, dict]) -> tuple[list[str], list[list]]:
                     cells.append("–")
                     continue
                 index = found["x"].index(x)
-                cells.append(mean_std(found["mean"][index], found["std"][index]))
+                cells.append(mean_std(found["mean"][index], found["std"][index], found["n"][index]))
             rows.append([base, f"{x:g}", *cells])
     return ["series", "sigma", *layers], rows
 
@@ -127,9 +128,9 @@ def layer_table(table: dict[str, dict]) -> tuple[list[str], list[list]]:
 def series_blocks(store: Store) -> list[Block]:
     """Every plan's series as a wide table (x down, series across); per-layer distances folded."""
     blocks = [Block("heading", "Series"),
-              Block("text", "Each cell is mean ± std over the n repeats of that point (std omitted when n = 1). "
-                            "floor[...] is the noise floor of the named reference model; Delta(a,b) = |b - a| "
-                            "per repeat (Eq. 4).")]
+              Block("text", "Each cell is mean ± std over the n repeats of that point (std omitted when n = 1; "
+                            "± 0: the repeats agree exactly). floor[...] is the noise floor of the named reference "
+                            "model; Delta(a,b) = |b - a| per repeat (Eq. 4).")]
     for plan in store.plans():
         spec = parse_experiment(plan["spec"], plan["id"])
         table = series_table(store, plan["id"])
@@ -147,6 +148,13 @@ def series_blocks(store: Store) -> list[Block]:
     return blocks
 
 
+def _setting(key: str, value: object) -> object:
+    """A preset setting as the configuration table shows it (a value that stands for a default says so)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return SETTING_NOTES.get((key, value), value) if not isinstance(value, bool) else value
+
+
 def configuration_blocks(store: Store) -> list[Block]:
     """The presets (folded), the datasets' fingerprints, the environment and the timings."""
     blocks = [Block("heading", "Configuration, environment and timings")]
@@ -157,7 +165,7 @@ def configuration_blocks(store: Store) -> list[Block]:
         deviations = preset.get("deviations") or []
         if deviations:
             inner.append(Block("table", (["deviation from the paper"], [[d] for d in deviations])))
-        scalars = [[key, value if not isinstance(value, (list, dict)) else json.dumps(value)]
+        scalars = [[key, _setting(key, value)]
                    for key, value in sorted(preset.items()) if key not in ("deviations", "description")]
         inner.append(Block("table", (["setting", "value"], scalars)))
         blocks.append(Block("details", inner, title=f"Preset {preset['name']} ({len(deviations)} deviations from the paper)"))

@@ -38,7 +38,15 @@ from torch import nn
 
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
-from pudlab.model import CONV_NAMES, ModelConfig, build_model, check_state
+from pudlab.model import (
+    CONV_NAMES,
+    FactoryModelConfig,
+    ModelConfig,
+    ModelDefinition,
+    build_model,
+    check_state,
+    fused_ensemble_support,
+)
 from pudlab.train.trainer import (
     Checkpointing,
     EpochRecord,
@@ -133,6 +141,16 @@ def _check_configs(configs: Sequence[TrainConfig]) -> None:
 ENSEMBLE_MODES = ("exact", "fused")
 
 
+def _checked_mode(model_config: ModelDefinition, mode: str) -> str:
+    """``mode`` when it is an ensemble mode the model allows, else a PudlabError saying why."""
+    if mode not in ENSEMBLE_MODES:
+        raise PudlabError(f"ensemble mode must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
+    unsupported = fused_ensemble_support(model_config) if mode == "fused" else None
+    if unsupported is not None:
+        raise PudlabError(f"{unsupported}: use ensemble mode exact")
+    return mode
+
+
 def default_mode(device: torch.device) -> str:
     """``fused`` on CUDA (throughput), ``exact`` elsewhere (bit-identical to separate trainings)."""
     return "fused" if device.type == "cuda" else "exact"
@@ -148,7 +166,7 @@ class EnsembleTrainer:
 
     def __init__(
         self,
-        model_config: ModelConfig,
+        model_config: ModelDefinition,
         initial_weights: Sequence[dict[str, torch.Tensor]],
         train_sets: Sequence[LabeledImages],
         configs: Sequence[TrainConfig],
@@ -166,9 +184,7 @@ class EnsembleTrainer:
                                   f"{model_config.input_shape}")
         _check_configs(configs)
         self.device = resolve_device(device)
-        self.mode = mode or default_mode(self.device)
-        if self.mode not in ENSEMBLE_MODES:
-            raise PudlabError(f"ensemble mode must be one of {', '.join(ENSEMBLE_MODES)}, got {self.mode!r}")
+        self.mode = _checked_mode(model_config, mode or default_mode(self.device))
         self.configs = list(configs)
         self.config = configs[0]
         self.members = members
@@ -181,6 +197,7 @@ class EnsembleTrainer:
         options: dict = {"lr": self.config.lr, "betas": self.config.adam_betas, "eps": self.config.adam_eps}
         self.model: EnsembleMCnn | nn.ModuleList
         if self.mode == "fused":
+            assert isinstance(model_config, ModelConfig)  # fused_ensemble_support said so
             fused = EnsembleMCnn(model_config, members)
             for member, state in enumerate(initial_weights):
                 fused.load_member(member, state)
@@ -311,8 +328,11 @@ class EnsembleTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def activation_elements(config: ModelConfig) -> int:
-    """Activations per image kept for the backward pass (conv outputs and pool outputs)."""
+def activation_elements(config: ModelDefinition) -> int:
+    """Activations per image kept for the backward pass (conv outputs and pool outputs; for a factory
+    model: the outputs of its leaf modules, measured on one image)."""
+    if isinstance(config, FactoryModelConfig):
+        return _measured_activations(config)
     _, height, width = config.input_shape
     total = 0
     for channels in config.widths:
@@ -321,11 +341,24 @@ def activation_elements(config: ModelConfig) -> int:
     return total + config.hidden + config.num_classes
 
 
+def _measured_activations(config: FactoryModelConfig) -> int:
+    """Elements of every leaf module's output for one image of a factory model."""
+    module = build_model(config)
+    sizes: list[int] = []
+    hooks = [leaf.register_forward_hook(lambda _m, _i, output: sizes.append(int(output.numel())))
+             for leaf in module.modules() if not list(leaf.children())]
+    with torch.no_grad():
+        module.eval()(torch.zeros((1, *config.input_shape)))
+    for hook in hooks:
+        hook.remove()
+    return max(1, sum(sizes))
+
+
 MEMORY_SHARE = 0.5
 """Share of the free device memory (or of the available RAM) an ensemble may plan to use."""
 
 
-def max_members(config: ModelConfig, train_size: int, batch_size: int, device: str | torch.device = "cpu", *,
+def max_members(config: ModelDefinition, train_size: int, batch_size: int, device: str | torch.device = "cpu", *,
                 free_bytes: int | None = None) -> int:
     """The most ensemble members whose data, activations and optimizer state fit in memory
     (``free_bytes``: the memory to plan with, else what ``device`` has free now)."""
@@ -353,7 +386,7 @@ MemberCallback = Callable[[int, int, EnsembleTrainer, EpochRecord], None]
 def train_ensemble(
     train_sets: Sequence[LabeledImages],
     eval_set: LabeledImages | None,
-    model_config: ModelConfig,
+    model_config: ModelDefinition,
     initial_weights: dict[str, torch.Tensor] | Sequence[dict[str, torch.Tensor]],
     configs: Sequence[TrainConfig],
     *,

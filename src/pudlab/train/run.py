@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
+from pudlab.errors import DatasetError
 from pudlab.io import (
     RUN_FILE,
     WEIGHTS_FILE,
@@ -26,7 +27,7 @@ from pudlab.io import (
     weights_sha256,
     write_json,
 )
-from pudlab.model import ModelConfig, check_state, initial_state
+from pudlab.model import ModelDefinition, check_state, initial_state
 from pudlab.obfuscation import ObfuscationParams, obfuscate
 from pudlab.sampling import SampleRecipe, SamplingSetting, draw_recipe, label_window
 from pudlab.train.trainer import TrainConfig, TrainResult, train_model
@@ -52,7 +53,25 @@ def training_set(split: Split, recipe: SampleRecipe, params: ObfuscationParams) 
     return sample, obfuscate(sample, sigma=params.sigma, fraction=params.fraction, seed=params.seed, clip=params.clip)
 
 
-def resolve_initial_weights(model_config: ModelConfig, *, init_seed: int = 0,
+EVAL_PARTS = ("eval", "test", "all")
+"""Which part of an evaluation dataset (``--eval``) a model is scored on: its T_e (the seeded 90/10
+split's held-out 10 %), its official test set, or all of its training set."""
+
+
+def held_out_set(source: SourceDataset, part: str, *, split_seed: int = 0, eval_fraction: float = 0.1) -> LabeledImages:
+    """The evaluation samples ``part`` (:data:`EVAL_PARTS`) of ``source``."""
+    if part == "eval":
+        return split_train_eval(source, eval_fraction=eval_fraction, seed=split_seed).eval
+    if part == "test":
+        if source.test is None or len(source.test) == 0:
+            raise DatasetError(f"{source.name}: has no test set; evaluate on its T_e (part 'eval') or all of it ('all')")
+        return source.test
+    if part == "all":
+        return source.train
+    raise DatasetError(f"evaluation part {part!r}: expected one of {', '.join(EVAL_PARTS)}")
+
+
+def resolve_initial_weights(model_config: ModelDefinition, *, init_seed: int = 0,
                             init_path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The initial weights: from ``init_path`` when given (checked against the model), else seeded."""
     if init_path is None:
@@ -71,10 +90,27 @@ class RunPlan:
     eval_fraction: float
     recipe: SampleRecipe
     obfuscation: ObfuscationParams
-    model: ModelConfig
+    model: ModelDefinition
     train: TrainConfig
     init_seed: int = 0
     init_path: str | None = None
+    eval_source: SourceDataset | None = None
+    """Score the model on this dataset's ``eval_part`` instead of T_e; the training sample is then
+    drawn from all of ``source`` (no 90/10 split is needed)."""
+    eval_part: str = "eval"
+    notes: tuple[str, ...] = ()
+    """What the reader of run.json must know (e.g. that the accuracy is on obfuscated data)."""
+
+    def data_split(self) -> Split:
+        """T_t and T_e: the seeded split of ``source``, or all of it and the evaluation dataset's part."""
+        if self.eval_source is None:
+            return split_train_eval(self.source, eval_fraction=self.eval_fraction, seed=self.split_seed)
+        held_out = held_out_set(self.eval_source, self.eval_part, split_seed=self.split_seed,
+                                eval_fraction=self.eval_fraction)
+        if held_out.sample_shape != self.source.sample_shape:
+            raise DatasetError(f"--eval {self.eval_source.name}: samples are {held_out.sample_shape}, the training "
+                               f"data's {self.source.sample_shape}")
+        return Split(self.source.train, held_out, self.split_seed, self.eval_fraction)
 
     def describe(self) -> dict:
         return {
@@ -91,6 +127,7 @@ class RunPlan:
             "model": self.model.to_dict(),
             "training": self.train.to_dict(),
             "init": {"seed": self.init_seed, "path": self.init_path},
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -98,7 +135,7 @@ def execute_plan(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, dev
                  progress: bool = False) -> tuple[TrainResult, dict]:
     """Train the run ``plan`` describes; write ``weights.safetensors`` + ``run.json`` to ``out_dir``."""
     started = time.time()
-    split = split_train_eval(plan.source, eval_fraction=plan.eval_fraction, seed=plan.split_seed)
+    split = plan.data_split()
     sample, obfuscated = training_set(split, plan.recipe, plan.obfuscation)
     initial = resolve_initial_weights(plan.model, init_seed=plan.init_seed, init_path=plan.init_path)
     result = train_model(obfuscated, split.eval, plan.model, initial, plan.train, device=device, progress=progress)
@@ -111,7 +148,10 @@ def execute_plan(plan: RunPlan, out_dir: str | os.PathLike | None = None, *, dev
             "fingerprint": sample.fingerprint(),
             "obfuscated_fingerprint": obfuscated.fingerprint(),
         },
-        eval_set={"size": len(split.eval), "fingerprint": split.eval.fingerprint()},
+        eval_set={"size": len(split.eval), "fingerprint": split.eval.fingerprint(),
+                  **({"dataset": plan.eval_source.name, "dataset_fingerprint": plan.eval_source.fingerprint,
+                      "part": plan.eval_part} if plan.eval_source is not None else {"dataset": plan.source.name,
+                                                                                    "part": "eval"})},
         init_sha256=weights_sha256(initial),
         weights_sha256=weights_sha256(result.weights),
         final_accuracy=result.final_accuracy,

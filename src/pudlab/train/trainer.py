@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from pudlab import __version__
 from pudlab.data.dataset import LabeledImages
 from pudlab.errors import PudlabError
-from pudlab.model import ModelConfig, build_model
+from pudlab.model import ModelDefinition, build_model
 from pudlab.seeding import derive_rng
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -222,7 +222,7 @@ class Trainer:
 
     def __init__(
         self,
-        model_config: ModelConfig,
+        model_config: ModelDefinition,
         initial_weights: dict[str, torch.Tensor],
         train_set: LabeledImages,
         config: TrainConfig,
@@ -454,7 +454,7 @@ def resume(trainer: Resumable, checkpoint: Checkpointing | None) -> LoopStart:
 def train_model(
     train_set: LabeledImages,
     eval_set: LabeledImages | None,
-    model_config: ModelConfig,
+    model_config: ModelDefinition,
     initial_weights: dict[str, torch.Tensor],
     config: TrainConfig,
     *,
