@@ -88,19 +88,30 @@ def test_honest_proof_at_sigma_zero_replays_bit_exactly(honest):
     assert len(verdict.segments) == verdict.num_segments == 4
     assert all(segment.distance == 0.0 and segment.threshold == 0.0 for segment in verdict.segments)
     assert [(s.start_step, s.end_step) for s in verdict.segments] == [(0, 4), (4, 8), (8, 12), (12, 14)]
-    assert "bit-exactly" in verdict.reason
-    assert {c.name: c.passed for c in verdict.checks} == {"init": True, "hyperparameters": True, "schedule": True,
-                                                         "adam-bound": True, "moments": True}
+    assert "bit-exactly" in verdict.reason and "NOT bound to an owner" in verdict.reason
+    assert {c.name: c.passed for c in verdict.checks} == {"release": True, "init": True, "hyperparameters": True,
+                                                         "schedule": True, "adam-bound": True, "moments": True}
     assert all(s.moment_distances == [0.0, 0.0] and s.update_ratio == 1.0 for s in verdict.segments)
 
 
-def test_default_verification_replays_top_one_per_epoch(honest):
-    verdict = verify_bundle(honest.path)
+def test_top_q_replays_the_largest_segment_per_epoch_and_the_one_before(honest):
+    verdict = verify_bundle(honest.path, VerifyOptions(random_segments=0))
     assert verdict.accepted
     assert sorted({s.epoch for s in verdict.selected}) == [0, 1] and len(verdict.selected) == 2
     # each selected segment's start state is confirmed by replaying the segment before it
     selected = {s.index for s in verdict.selected}
     assert {s.index for s in verdict.segments if s.role == "start-state"} == {i - 1 for i in selected if i > 0} - selected
+
+
+def test_default_verification_draws_segments_from_a_fresh_secret_seed(honest):
+    first, second = verify_bundle(honest.path), verify_bundle(honest.path)
+    assert first.accepted and first.challenge is not None and second.challenge is not None
+    assert first.challenge.seed != second.challenge.seed  # fresh from the OS CSPRNG, recorded in the verdict
+    # 4 segments, 8 draws: every segment is replayed, and a faked share is caught for sure
+    assert first.challenge.drawn == (0, 1, 2, 3) and len(first.segments) == 4
+    assert set(first.challenge.catch_probability.values()) == {1.0}
+    assert first.challenge.trajectory_root == open_bundle(honest.path).manifest.trajectory.root
+    assert first.to_dict()["challenge"]["seed"] == first.challenge.seed
 
 
 def test_bundle_round_trip(honest, private_set):
@@ -278,8 +289,11 @@ def test_model_thieves_are_rejected(honest, tmp_path, private_set):
 
 def test_sigma_policy(honest, tmp_path, private_set):
     path = reshare(honest.path, tmp_path / "s", obfuscate(private_set, sigma=0.5, seed=1), NoiseClaim(0.5, 1.0, False))
-    status, reason = _status(path, VerifyOptions(max_sigma=0.2))
+    status, reason = _status(path, VerifyOptions(max_sigma=0.2, release_noise=NoiseClaim(0.5, 1.0, False)))
     assert status == EXIT_REJECT and reason.startswith("sigma-policy")
+    # the sigma the verifier knows must be the one claimed
+    status, reason = _status(path, VerifyOptions(release_noise=NoiseClaim(0.3, 1.0, False)))
+    assert status == EXIT_REJECT and reason.startswith("release check failed") and "knows sigma 0.3" in reason
 
 
 # ------------------------------------------------------------------------------------ spoofing
@@ -298,8 +312,9 @@ def test_spoofed_dataset_rejected_at_small_sigma_honest_accepted(tmp_path):
                     train=train, every=3)
     spoofed = forgers.align_labels(private_i.labels, obfuscate(private_j, sigma=sigma, seed=22))
     spoof = reshare(honest.path, tmp_path / "spoof", spoofed, NoiseClaim(sigma, 1.0, False))
-    honest_verdict = verify_bundle(honest.path, ALL)
-    spoof_verdict = verify_bundle(spoof, ALL)
+    known = replace(ALL, release_noise=NoiseClaim(sigma, 1.0, False))
+    honest_verdict = verify_bundle(honest.path, known)
+    spoof_verdict = verify_bundle(spoof, known)
     assert honest_verdict.accepted, honest_verdict.reason
     assert all(0 < s.distance <= s.threshold for s in honest_verdict.segments)
     assert not spoof_verdict.accepted and spoof_verdict.exit_code == EXIT_REJECT

@@ -11,7 +11,7 @@ import pytest
 
 from pudlab.metrics import model_distance
 from pudlab.model import ModelConfig, initial_state
-from pudlab.obfuscation import ReleaseKey, release
+from pudlab.obfuscation import ReleaseKey, release, release_manifest
 from pudlab.pol import forgers
 from pudlab.pol.bundle import open_bundle
 from pudlab.pol.history import segment_move_bound, step_bound
@@ -21,11 +21,13 @@ from pudlab.pol.prover import prove, reshare
 from pudlab.pol.verifier import (
     EXIT_ACCEPT,
     EXIT_REJECT,
+    EXIT_UNDECIDABLE,
     VerifyOptions,
     replay_plan,
     verify_bundle,
     verify_status,
 )
+from pudlab.release_auth import VerificationKey
 from pudlab.train.trainer import TrainConfig
 
 from .conftest import make_images
@@ -90,8 +92,8 @@ def test_moment_forgery_within_adam_bounds_is_rejected_by_moment_replay(bundles,
 
     path = forgers.forge_state(victim.path, tmp_path / "forged", 2, inflate)
     verdict = verify_bundle(path, ALL)
-    assert {c.name: c.passed for c in verdict.checks} == {"init": True, "hyperparameters": True, "schedule": True,
-                                                         "adam-bound": True, "moments": True}
+    assert {c.name: c.passed for c in verdict.checks} == {"release": True, "init": True, "hyperparameters": True,
+                                                         "schedule": True, "adam-bound": True, "moments": True}
     assert not verdict.accepted and verdict.exit_code == EXIT_REJECT
     bad = [s for s in verdict.segments if not s.passed]
     assert [s.index for s in bad] == [2] and "Adam exp_avg_sq" in bad[0].failure, verdict.reason
@@ -151,27 +153,37 @@ def test_fresh_unseeded_initial_weights_are_accepted_under_the_ks_policy(tmp_pat
 
 
 # ------------------------------------------------------------------------------------ hyper-parameters
+KEY = ReleaseKey.from_insecure_seed(5)
+OWNER = VerifyOptions(owner_key=VerificationKey.of(KEY))
+
+
 @pytest.fixture(scope="module")
 def noisy(bundles, tmp_path_factory):
-    """The victim's training shared at sigma 0.1 (a keyed release)."""
+    """The victim's training shared at sigma 0.1 (a keyed release, with the owner's release manifest)."""
     victim, _ = bundles
-    shared = release(make_images(100, seed=1), sigma=0.1, key=ReleaseKey.from_insecure_seed(5))
-    return reshare(victim.path, tmp_path_factory.mktemp("noisy") / "b", shared, NoiseClaim(0.1, 1.0, False))
+    shared = release(make_images(100, seed=1), sigma=0.1, key=KEY)
+    manifest = release_manifest(shared, sigma=0.1, fraction=1.0, clip=False, key=KEY)
+    return reshare(victim.path, tmp_path_factory.mktemp("noisy") / "b", shared, NoiseClaim(0.1, 1.0, False, KEY.key_id),
+                   release_manifest=manifest)
 
 
-def test_honest_bundle_at_sigma_is_accepted(noisy):
-    verdict = verify_bundle(noisy, ALL)
-    assert verdict.accepted, verdict.reason
+def test_honest_bundle_at_sigma_reproduces_and_is_undecidable_on_tiny_data(noisy):
+    """Every segment reproduces; on this tiny training the tolerance at sigma 0.1, summed over the segments,
+    exceeds the distance between models trained on different data: undecidable (exit 4), not accepted."""
+    verdict = verify_bundle(noisy, replace(OWNER, top_q=0))
+    assert verdict.exit_code == EXIT_UNDECIDABLE and all(s.passed for s in verdict.segments), verdict.reason
+    assert verdict.drift is not None and verdict.drift.share > verdict.drift.limit
     assert all(s.update_ratio <= 1.05 for s in verdict.segments)
+    assert verify_bundle(noisy, replace(OWNER, max_drift_share=None)).accepted
 
 
 @pytest.mark.parametrize("factor", [2.0, 10.0, 1000.0])
 def test_falsified_learning_rate_is_rejected_at_sigma(noisy, tmp_path, factor):
     path = forgers.tamper_hyperparameter(noisy, tmp_path / "lr", factor=factor)
-    status, reason, _ = verify_status(path, VerifyOptions())
+    status, reason, _ = verify_status(path, OWNER)
     assert status == EXIT_REJECT, reason
     # replay alone catches it too, under a policy that allows any lr
-    status, reason, _ = verify_status(path, VerifyOptions(policy=VerifyPolicy(max_lr=100.0)))
+    status, reason, _ = verify_status(path, replace(OWNER, policy=VerifyPolicy(max_lr=100.0)))
     assert status == EXIT_REJECT and ("falsified lr" in reason or "do not reproduce" in reason), reason
 
 
@@ -182,7 +194,7 @@ def test_falsified_adam_parameters_are_rejected_at_sigma(noisy, tmp_path, name, 
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["training"][name] = value
     (path / "manifest.json").write_text(json.dumps(manifest))
-    status, reason, _ = verify_status(path, VerifyOptions())
+    status, reason, _ = verify_status(path, OWNER)
     assert status == EXIT_REJECT and reason.startswith("hyperparameters check failed"), reason
 
 
@@ -240,7 +252,7 @@ def test_cli_exit_codes_and_keyed_release(tmp_path, monkeypatch):
               "--no-progress", "--sigma", "0.1"]
     # --checkpoint-every 10 with 4 steps: adapted, and the bundle verifies
     proved = runner.invoke(cli, ["pol", "prove", "tiny.npz", *common, "--checkpoint-every", "10", "--out", "b",
-                                 "--key-out", "k.key", "--json"])
+                                 "--key-out", "k.key", "--verify-key-out", "k.verify", "--json"])
     assert proved.exit_code == 0, proved.output
     summary = json.loads(proved.stdout)
     assert summary["steps"] == 4 and summary["checkpoint_every"] == 4
@@ -248,7 +260,22 @@ def test_cli_exit_codes_and_keyed_release(tmp_path, monkeypatch):
     secret = ReleaseKey.read("k.key").secret.hex().encode()
     assert all(secret not in p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file())
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["obfuscation"]["key_id"] == summary["key_id"]
-    assert runner.invoke(cli, ["pol", "verify", "b"]).exit_code == 0
+    assert stat.S_IMODE(os.stat("k.verify").st_mode) == 0o600
+    # the owner's key binds O(T); the tiny training is undecidable at sigma 0.1 (exit 4), accepted without the limit
+    undecided = runner.invoke(cli, ["pol", "verify", "b", "--owner-key", "k.verify", "--verifier-seed", "3"])
+    assert undecided.exit_code == 4 and undecided.stdout.splitlines()[-1].startswith("UNDECIDABLE: undecidable at sigma 0.1")
+    assert runner.invoke(cli, ["pol", "verify", "b", "--owner-key", "k.verify", "--no-drift-limit"]).exit_code == 0
+    unbound = runner.invoke(cli, ["pol", "verify", "b"])  # no key: sigma would be the prover's own claim
+    assert unbound.exit_code == 1 and "prover's own claim" in unbound.stdout
+    # the secret release key is refused as an owner key; a verification key derived from it works
+    refused = runner.invoke(cli, ["pol", "verify", "b", "--owner-key", "k.key"])
+    assert refused.exit_code == 3 and "secret release key" in refused.output
+    assert runner.invoke(cli, ["pol", "owner-key", "k.key", "--out", "k2.verify"]).exit_code == 0
+    assert (tmp_path / "k2.verify").read_text() == (tmp_path / "k.verify").read_text()
+    os.chmod("k.key", 0o644)  # a key file others can read: used, with a warning
+    again = runner.invoke(cli, ["pol", "owner-key", "k.key", "--out", "k3.verify"])
+    assert again.exit_code == 0 and "warning: k.key: secret key file has mode 0644" in again.output
+    os.chmod("k.key", 0o600)
     # same key, another sigma: an independent draw, not a rescaling of the same noise
     again = runner.invoke(cli, ["pol", "prove", "tiny.npz", *common[:-1], "0.2", "--out", "b2", "--key-file",
                                 "k.key", "--json"])
@@ -265,5 +292,5 @@ def test_cli_exit_codes_and_keyed_release(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     assert runner.invoke(cli, ["pol", "verify", "empty"]).exit_code == 2
     forgers.tamper_hyperparameter(tmp_path / "b", tmp_path / "lr", factor=1000.0)
-    assert runner.invoke(cli, ["pol", "verify", "lr"]).exit_code == 1
+    assert runner.invoke(cli, ["pol", "verify", "lr", "--owner-key", "k.verify"]).exit_code == 1
     assert "3 any other\n  error" in runner.invoke(cli, ["pol", "verify", "--help"]).output

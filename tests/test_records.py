@@ -218,6 +218,7 @@ def _manifest() -> Any:
         NoiseClaim,
         ScheduleRecord,
         SharedRecord,
+        TrajectoryRecord,
     )
     from pudlab.train.trainer import TrainConfig
 
@@ -232,8 +233,9 @@ def _manifest() -> Any:
                                                                                  4)),
         sha, {name: FileRecord(sha, 256 + index) for index, name in enumerate(
             ("initial.safetensors", "shared/x.npy", "shared/y.npy", "batches.npy", "checkpoints/step2.safetensors",
-             "checkpoints/step4.safetensors"))},
-        {"torch_threads": 1}, {"dataset": "synthetic"})
+             "checkpoints/step4.safetensors", "release.json"))},
+        {"torch_threads": 1}, {"dataset": "synthetic"}, TrajectoryRecord("merkle-sha256/pudlab-segments-v1", sha, 2),
+        "release.json")
 
 
 def _pol_cases() -> dict[str, Any]:
@@ -243,6 +245,7 @@ def _pol_cases() -> dict[str, Any]:
     from pudlab.pol.evaluation_results import AttackOutcome, SigmaRow, TrialOutcome, VerdictSummary
     from pudlab.pol.manifest import NoiseClaim
     from pudlab.pol.policy import Check, VerifyPolicy
+    from pudlab.pol.verdict import Challenge, DriftLimit
     from pudlab.pol.verifier import SegmentResult, Verdict
 
     passing = SegmentResult(3, 1, 6, 8, 0.5, 0.0, 0.0, [], "selected", [0.0, 0.0], [0.0, 0.0], 0.5, 1.3, True)
@@ -251,6 +254,10 @@ def _pol_cases() -> dict[str, Any]:
     verdict = Verdict(False, "segment 1: weights distance", "bundle", "ab" * 32, 0.5, "auto",
                       [Check("hyperparameters", True, "within bounds"), Check("init", False, "no seed")],
                       [passing, failing], 4, 1, 2.5)
+    undecidable = Verdict(False, "undecidable at sigma 0.5", "bundle", "cd" * 32, 0.5, "auto",
+                          [Check("release", True, "authenticated")], [passing], 4, 1, 2.5, "undecidable",
+                          Challenge(12345, "ef" * 32, 8, (0, 1, 2, 3), 4), DriftLimit(1.25, 2.0, 0.5),
+                          {"key_id": "fedcba9876543210", "authenticated": True, "insecure": False})
     summary = VerdictSummary(True, "accepted", 0.125, 0.25, 0.5, (passing,), 1.5)
     spoof = VerdictSummary(False, "rejected", 2.0, 3.0, None, (failing,), 1.25)
     row = SigmaRow(0.5, 3, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.75, 0.25, 0.125, 0.0625, 2.0, 0.5, 0.75, 0.5, None,
@@ -263,7 +270,8 @@ def _pol_cases() -> dict[str, Any]:
                              {"torch": "2.x"}, 30.5)
     return {"pol.Manifest": _manifest(), "pol.NoiseClaim.no_key": NoiseClaim(0.0, 0.5, True),
             "pol.VerifyPolicy": VerifyPolicy(), "pol.SegmentResult": passing,
-            "pol.SegmentResult.failing": failing, "pol.Verdict": verdict, "pol.VerdictSummary": spoof,
+            "pol.SegmentResult.failing": failing, "pol.Verdict": verdict, "pol.Verdict.undecidable": undecidable,
+            "pol.VerdictSummary": spoof,
             "pol.SigmaRow": row, "pol.AttackOutcome": attack, "pol.EvaluationConfig": config,
             "pol.DetectionReport": report}
 
@@ -305,7 +313,8 @@ def test_record_writes_the_frozen_json(name: str) -> None:
 
 
 WRITE_ONLY = ("privacy.ThreatModel", "privacy.Band", "fl.DetectionAuc", "pol.NoiseClaim.no_key", "pol.VerifyPolicy",
-              "pol.SegmentResult", "pol.SegmentResult.failing", "pol.Verdict", "pol.VerdictSummary", "pol.SigmaRow",
+              "pol.SegmentResult", "pol.SegmentResult.failing", "pol.Verdict", "pol.Verdict.undecidable",
+              "pol.VerdictSummary", "pol.SigmaRow",
               "pol.AttackOutcome", "pol.EvaluationConfig", "pol.DetectionReport", "pud.Profile", "pud.Recommendation")
 """Records pudlab writes but never reads back."""
 

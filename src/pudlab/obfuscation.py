@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import os
 import re
 import secrets
+import stat
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,6 +47,12 @@ KEY_USE_PREFIX = "released-at-sigma"
 """Later key-file lines ``released-at-sigma <float>``: sigmas the key has released at (not secret)."""
 KEY_BYTES = 32
 _KEY_ID_LABEL = b"pudlab release key id v1"
+_VERIFICATION_LABEL = b"pudlab release verification key v1"
+MAC_SCHEME = "hmac-sha256/pudlab-release-v1"
+"""The ``authentication.scheme`` of a release manifest (see :func:`release_mac`)."""
+AUTHENTICATED_FIELDS = ("kind", "format", "obfuscation", "noise_model", "selection", "in_the_clear",
+                        "sampling_recipe", "num_samples", "num_obfuscated", "arrays_sha256")
+"""The release manifest's fields its MAC covers (fields added later, such as ``file``, are informational)."""
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -210,10 +219,21 @@ class ReleaseKey:
         """HMAC-SHA256 of ``message`` under the key."""
         return hmac.new(self.secret, message.encode(), hashlib.sha256).digest()
 
+    def verification_secret(self) -> bytes:
+        """The owner's verification key: HMAC-SHA256(key, a fixed label). It authenticates release
+        manifests (:func:`release_mac`) and, HMAC being a pseudo-random function, reveals nothing of
+        the key, so a verifier who holds it cannot regenerate the noise."""
+        return hmac.new(self.secret, _VERIFICATION_LABEL, hashlib.sha256).digest()
+
     @classmethod
     def read(cls, path: str | os.PathLike) -> ReleaseKey:
-        """Read a key file (see the class docstring); a clear error naming the file otherwise."""
-        return cls(_parse_key_file(path)[0])
+        """Read a key file (see the class docstring); a clear error naming the file otherwise. Warns
+        (:class:`KeyFileWarning`) when the file is readable by other users."""
+        key = cls(_parse_key_file(path)[0])
+        exposure = key_file_exposure(path)
+        if exposure:
+            warnings.warn(exposure, KeyFileWarning, stacklevel=2)
+        return key
 
     def write(self, path: str | os.PathLike) -> None:
         """Write a new key file, mode 0600, atomically; refuses to overwrite an existing file."""
@@ -225,6 +245,20 @@ class ReleaseKey:
     def _file_text(self, sigmas: tuple[float, ...]) -> str:
         lines = [f"{KEY_FILE_HEADER} {self.secret.hex()}"] + [f"{KEY_USE_PREFIX} {s!r}" for s in sigmas]
         return "\n".join(lines) + "\n"
+
+
+class KeyFileWarning(UserWarning):
+    """A secret key file other users can read."""
+
+
+def key_file_exposure(path: str | os.PathLike) -> str | None:
+    """A one-line warning when the key file at ``path`` is readable or writable by its group or others
+    (mode & 0o077), else None."""
+    mode = stat.S_IMODE(Path(path).stat().st_mode)
+    if mode & 0o077:
+        return (f"{path}: secret key file has mode {mode:04o}: other users can read it (or replace it); "
+                f"chmod 600 {path}")
+    return None
 
 
 _KEY_LINE = re.compile(rf"{KEY_FILE_HEADER} ([0-9a-f]{{{2 * KEY_BYTES}}})")
@@ -357,20 +391,34 @@ RELEASE_SELECTION = ("round(R * N) samples with the lowest keyed score HMAC-SHA2
                      "the same samples at every sigma")
 
 
+def canonical_json(data: object) -> bytes:
+    """The bytes a MAC covers: key-sorted, compact, ASCII JSON (no NaN)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def release_mac(verification_secret: bytes, manifest: dict) -> str:
+    """HMAC-SHA256 (hex) under the owner's verification key of the manifest's
+    :data:`AUTHENTICATED_FIELDS` (a missing one counts as null)."""
+    covered = {name: manifest.get(name) for name in AUTHENTICATED_FIELDS}
+    return hmac.new(verification_secret, canonical_json(covered), hashlib.sha256).hexdigest()
+
+
 def release_manifest(result: LabeledImages, *, sigma: float, fraction: float, clip: bool, key: ReleaseKey,
                      recipe: dict | None = None, insecure_seed: int | None = None) -> dict:
     """What travels with a release: only what a recipient may know (never the key or a noise seed).
 
     No hash of the raw data either (it would confirm a guess of T). ``insecure_seed``: the key came
     from :meth:`ReleaseKey.from_insecure_seed` and the manifest says so (and gives the seed: it is
-    guessable anyway).
+    guessable anyway). ``authentication`` is the owner's MAC (:func:`release_mac`) of the fields that
+    say what the release is: sigma, R, clip, key id and the arrays' hashes; whoever holds the owner's
+    verification key checks it (:func:`pudlab.release_auth.read_release_manifest`).
     """
     mask = release_selected_mask(result.ids, fraction, key=key) if sigma > 0 else np.zeros(len(result), bool)
     key_info: dict[str, str | int] = {"key_id": key.key_id, "key": "secret, 256-bit, not in the release"}
     if insecure_seed is not None:
         key_info = {"key_id": key.key_id, "key": "INSECURE: derived from a public integer seed; anyone can "
                     "regenerate the noise and remove it", "insecure_seed": int(insecure_seed)}
-    return {
+    manifest = {
         "kind": "pudlab.release",
         "format": 1,
         "obfuscation": {"sigma": float(sigma), "fraction": float(fraction), "clip": bool(clip), **key_info},
@@ -386,19 +434,28 @@ def release_manifest(result: LabeledImages, *, sigma: float, fraction: float, cl
             "ids": fingerprint_arrays(result.ids),
         },
     }
+    manifest["authentication"] = {"scheme": MAC_SCHEME, "key_id": key.key_id,
+                                  "mac": release_mac(key.verification_secret(), manifest)}
+    return manifest
 
 
 __all__ = [
+    "AUTHENTICATED_FIELDS",
     "KEY_FILE_HEADER",
+    "MAC_SCHEME",
+    "KeyFileWarning",
     "ObfuscationParams",
     "ReleaseKey",
+    "canonical_json",
     "check_sigma_fraction",
+    "key_file_exposure",
     "key_file_sigmas",
     "noise_for",
     "obfuscate",
     "obfuscation_manifest",
     "record_key_use",
     "release",
+    "release_mac",
     "release_manifest",
     "release_selected_mask",
     "release_unit_noise",

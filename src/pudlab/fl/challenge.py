@@ -11,7 +11,14 @@ only the FL server can make:
 * its final checkpoint is the model the client submitted (``expected_model_sha256``);
 * it claims the round's local hyper-parameters (epochs, batch size, lr) and the sample count the
   client claimed for FedAvg weighting;
-* its sigma is the one the server assigned to the client (``max_sigma`` policy).
+* its sigma is the one the server assigned to the client (``release_noise``: the client's O(T_k) is the
+  engine's seeded noise, not an owner's keyed release, so the server's own assignment is the authority).
+
+The server draws the segments it replays from a seed derived from the simulation's seed, the round and
+the client (recorded, so that a simulation is reproducible; a real server would keep it secret). An
+"undecidable" verdict (at the client's sigma the replay tolerance cannot rule out a model steered from
+other data) is not a rejection: the server cannot refuse an update it cannot judge, so the challenge
+passes, and its reason starts with "undecidable at sigma S" (the simulation's records keep it).
 
 Cheaters answer with forged bundles built from a bundle of their own (what :mod:`pudlab.pol.attacks`
 does for its thief): Byzantine clients swap the submitted model in as the last checkpoint
@@ -109,9 +116,9 @@ def verify_options(request: ChallengeRequest) -> VerifyOptions:
         threshold=None if pol.threshold == "auto" else float(pol.threshold),
         multiplier=pol.multiplier,
         calibration_replays=pol.calibration_replays,
-        calibration_seed=derive_seed(request.spec.simulation.seed, "pol-calibration", request.round,
-                                     request.client.client) % (2**62),
-        max_sigma=request.sigma,
+        verifier_seed=derive_seed(request.spec.simulation.seed, "pol-calibration", request.round,
+                                  request.client.client) % (2**62),
+        release_noise=NoiseClaim(request.sigma, 1.0, False),
         expected_model_sha256=weights_sha256(request.submission.weights),
         expected_initial_sha256=weights_sha256(request.global_weights),
     )
@@ -148,7 +155,7 @@ def pol_challenge(request: ChallengeRequest) -> ChallengeOutcome:
         verdict = verify_bundle(bundle, verify_options(request))
     except BundleError as exc:
         return ChallengeOutcome(client, False, f"malformed bundle: {exc}", seconds=time.perf_counter() - started)
-    return ChallengeOutcome(client, verdict.accepted, verdict.reason,
+    return ChallengeOutcome(client, verdict.decision != "reject", verdict.reason,
                             tuple(s.distance for s in verdict.segments),
                             tuple(s.threshold for s in verdict.segments),
                             time.perf_counter() - started)

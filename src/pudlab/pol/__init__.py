@@ -2,14 +2,15 @@
 Definitions and Practice", IEEE S&P 2021).
 
 The prover trains on its private data T, records checkpoints, batch positions and every
-hyper-parameter, and shares the obfuscated O(T) instead of T (:mod:`.prover`; the files
-:mod:`.bundle`, their manifest :mod:`.manifest`). The verifier replays the segments with the
-largest updates (and the segment before each) on O(T) and compares weights and Adam moments by F-norm
-(:mod:`.verifier`, :mod:`.replay`), after the claims policy (:mod:`.policy`: hyper-parameter bounds,
-initialization) and the whole-history checks of what Adam can do (:mod:`.history`). :mod:`.forgers`
-are cheating provers; :mod:`.evaluation` measures honest acceptance against spoofers, model thieves
-and tampered bundles over sigma (per-verdict and per-sigma records in :mod:`.evaluation_results`; the
-figure in :mod:`pudlab.report.pol_figures`).
+hyper-parameter, commits to the whole trajectory (a Merkle root, :mod:`.commitment`), and shares the
+owner's authenticated release O(T) instead of T (:mod:`.prover`; the files :mod:`.bundle`, their
+manifest :mod:`.manifest`). The verifier takes sigma from the owner's release (:mod:`.owner`), checks the
+claims (:mod:`.policy`) and the whole history (:mod:`.history`), replays segments drawn from its own
+secret seed plus the largest ones on O(T), compares weights and Adam moments by F-norm
+(:mod:`.verifier`, :mod:`.replay`), and answers accept, reject or undecidable (:mod:`.verdict`).
+:mod:`.forgers` and :mod:`.thieves` are cheating provers; :mod:`.evaluation` (attacks in
+:mod:`.evaluation_attacks`) measures honest acceptance against spoofers, thieves and tampered bundles
+over sigma (records in :mod:`.evaluation_results`; the figure in :mod:`pudlab.report.pol_figures`).
 
 Names are loaded lazily, so ``import pudlab.pol`` (and the CLI) does not import torch.
 """
@@ -37,6 +38,12 @@ _EXPORTS = {
     "replay_state": "replay",
     "Verdict": "verifier",
     "VerifyOptions": "verifier",
+    "Challenge": "verdict",
+    "DriftLimit": "verdict",
+    "catch_probability": "verdict",
+    "release_check": "owner",
+    "merkle_root": "commitment",
+    "draw_segments": "verifier",
     "select_segments": "verifier",
     "verify_bundle": "verifier",
     "verify_status": "verifier",

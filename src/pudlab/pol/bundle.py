@@ -1,6 +1,6 @@
 """A proof-of-learning bundle on disk: plain files, and a loader that treats every byte as hostile.
 
-Layout of a bundle directory (format ``pudlab.pol_bundle/1``; the manifest is
+Layout of a bundle directory (format ``pudlab.pol_bundle/2``; the manifest is
 :class:`pudlab.pol.manifest.Manifest`)::
 
     manifest.json                      everything below, by SHA-256, plus every hyper-parameter
@@ -12,10 +12,13 @@ Layout of a bundle directory (format ``pudlab.pol_bundle/1``; the manifest is
     batches.npy                        int64 (num_steps, batch_size): the sample positions of each
                                        step, the short last batch of an epoch padded with -1
     shared/x.npy, shared/y.npy         the shared data O(T): float32 (N, C, H, W) and int64 (N,)
+    release.json                       the data owner's release manifest of O(T) (optional;
+                                       :mod:`pudlab.release_auth`), authenticated by the owner
 
 A checkpoint is written every K steps and after the last step; the state before step 0 is
 ``initial.safetensors`` with a fresh Adam. The manifest's ``files`` table holds the SHA-256 and size
-of every file, and the SHA-256 of the manifest itself identifies the whole bundle.
+of every file, ``trajectory.root`` is the Merkle root over the segments (:mod:`pudlab.pol.commitment`),
+and the SHA-256 of the manifest itself identifies the whole bundle.
 
 What the bundle never holds: the private data T, the noise seed of O(T), or the sampling seed that
 drew T from its source -- with them, a verifier could subtract the keyed noise and recover T.
@@ -24,7 +27,8 @@ Loading (:func:`open_bundle`) checks, before any array is built: the manifest
 (:meth:`Manifest.from_dict`), paths are plain relative names that stay inside the bundle (no ``..``,
 no absolute paths, no symlinks), every file is present with the declared size (under
 :class:`BundleLimits`) and SHA-256, every array header has the exact dtype and shape the manifest
-implies, and the schedule is structurally consistent. Any failure raises
+implies, the schedule is structurally consistent and the trajectory root is the one the files give. Any
+failure raises
 :class:`~pudlab.errors.BundleError` naming the file or field.
 """
 
@@ -52,6 +56,7 @@ from pudlab.errors import BundleError, PudlabError
 from pudlab.io import load_weights, weights_sha256, weights_to_bytes, write_bytes_atomic, write_json
 from pudlab.metrics import model_distance
 from pudlab.model import ModelConfig, parameter_shapes
+from pudlab.pol.commitment import SCHEME, merkle_root, trajectory_leaves
 from pudlab.pol.manifest import (
     BATCHES_FILE,
     CHECKPOINT_DIR,
@@ -59,6 +64,7 @@ from pudlab.pol.manifest import (
     INITIAL_FILE,
     MANIFEST_FILE,
     PADDING,
+    RELEASE_FILE,
     SHARED_X_FILE,
     SHARED_Y_FILE,
     ArrayRecord,
@@ -67,6 +73,7 @@ from pudlab.pol.manifest import (
     FileRecord,
     InitRecord,
     Manifest,
+    TrajectoryRecord,
     batch_length,
     check_relative_path,
 )
@@ -217,6 +224,8 @@ class ProofBundle:
     update_norms: list[float]
     """||W_{i+1} - W_i|| of each segment i (W_0 = initial), float64."""
     limits: BundleLimits = DEFAULT_LIMITS
+    release: dict | None = None
+    """The owner's release manifest (``release.json``) as JSON, unverified (the verifier checks it)."""
 
     @property
     def segment_bounds(self) -> list[tuple[int, int]]:
@@ -301,8 +310,37 @@ def open_bundle(path: str | os.PathLike, limits: BundleLimits = DEFAULT_LIMITS) 
         previous = state.weights
     if weights_sha256(previous) != manifest.final_weights_sha256:
         raise BundleError("final checkpoint: weights SHA-256 does not match manifest final_weights_sha256")
+    state_files = [manifest.files[name].sha256 for name in (init_file, *(r.file for r in manifest.checkpoints))]
+    if manifest.trajectory is None or manifest.trajectory.root != trajectory_root(
+            [r.step for r in manifest.checkpoints], state_files, batches):
+        raise BundleError("trajectory.root: not the Merkle root of the bundle's segments (checkpoints, Adam state, "
+                          "batches)")
+    release = None
+    if manifest.release:
+        release_bytes = read_checked(root, manifest.release, manifest.files[manifest.release], limits)
+        try:
+            release = json.loads(release_bytes)
+        except (ValueError, RecursionError) as exc:
+            raise BundleError(f"{RELEASE_FILE}: not valid JSON ({exc})") from exc
+        if not isinstance(release, dict):
+            raise BundleError(f"{RELEASE_FILE}: expected a JSON object")
     return ProofBundle(root, manifest, manifest_sha256, shared, batches, TrainingState(0, initial_weights), norms,
-                       limits)
+                       limits, release)
+
+
+def trajectory_root(steps: list[int], state_sha256: list[str], batches: np.ndarray) -> str:
+    """The Merkle root of a trajectory: checkpoint ``steps``, the file SHA-256 of the initial state and of
+    every checkpoint, and the batch positions (:mod:`pudlab.pol.commitment`)."""
+    bounds = list(zip([0, *steps[:-1]], steps, strict=True))
+    return merkle_root(trajectory_leaves(bounds, steps, state_sha256, batches))
+
+
+def _trajectory_of_files(root: Path, manifest: dict) -> TrajectoryRecord:
+    """The trajectory record of the files under ``root`` as they are now (writer and re-sealer)."""
+    steps = [int(r["step"]) for r in manifest["checkpoints"]]
+    files = [manifest["init"]["file"], *(r["file"] for r in manifest["checkpoints"])]
+    batches = np.load(root / BATCHES_FILE, allow_pickle=False)
+    return TrajectoryRecord(SCHEME, trajectory_root(steps, [sha256_file(root / f) for f in files], batches), len(steps))
 
 
 def _read_shared(root: Path, manifest: Manifest, limits: BundleLimits) -> LabeledImages:
@@ -389,9 +427,17 @@ class BundleWriter:
         """Write the sample positions of every step as int64 (num_steps, batch_size)."""
         return self.write_array(BATCHES_FILE, batches, _INT_DTYPE)
 
+    def write_release(self, release_manifest: dict) -> str:
+        """Write the owner's release manifest of the shared data (``release.json``)."""
+        write_json(self.work / RELEASE_FILE, release_manifest)
+        return RELEASE_FILE
+
     def finish(self, manifest: Manifest) -> Path:
-        """Write ``manifest`` with its ``files`` table filled in, and move the bundle into place."""
-        write_json(self.work / MANIFEST_FILE, replace(manifest, files=file_records(self.work)).to_dict())
+        """Write ``manifest`` with its trajectory root and ``files`` table filled in, and move the bundle
+        into place."""
+        sealed = replace(manifest, trajectory=_trajectory_of_files(self.work, manifest.to_dict()),
+                         files=file_records(self.work))
+        write_json(self.work / MANIFEST_FILE, sealed.to_dict())
         if self.path.exists():
             shutil.rmtree(self.path)
         os.replace(self.work, self.path)
@@ -414,7 +460,7 @@ def file_records(root: Path) -> dict[str, FileRecord]:
 
 
 def reseal_bundle(path: str | os.PathLike) -> dict:
-    """Recompute every commitment in ``manifest.json`` from the files as they are now.
+    """Recompute every commitment in ``manifest.json`` (hashes, trajectory root) from the files as they are now.
 
     What a forger does after editing files (the manifest carries no signature: integrity checks
     catch accidents and careless edits, replay catches forgeries), and what :func:`~pudlab.pol.prover.reshare`
@@ -433,6 +479,7 @@ def reseal_bundle(path: str | os.PathLike) -> dict:
     manifest["schedule"]["batches"] = ArrayRecord.of(BATCHES_FILE, batches).to_dict()
     manifest["init"]["weights_sha256"] = weights_sha256(load_weights(root / manifest["init"]["file"]))
     if manifest.get("checkpoints"):
+        manifest["trajectory"] = _trajectory_of_files(root, manifest).to_dict()
         last = load_weights(root / manifest["checkpoints"][-1]["file"])
         manifest["final_weights_sha256"] = weights_sha256(
             {name[len("weights."):]: t for name, t in last.items() if name.startswith("weights.")})

@@ -27,11 +27,19 @@ from tqdm.auto import tqdm
 
 from pudlab.data.dataset import LabeledImages, SourceDataset, Split, split_train_eval
 from pudlab.errors import PudlabError
-from pudlab.io import read_json, write_bytes_atomic, write_json
+from pudlab.io import write_bytes_atomic, write_json
 from pudlab.metrics import distinguishability
 from pudlab.model import ModelConfig, initial_state
-from pudlab.obfuscation import ReleaseKey, release
+from pudlab.obfuscation import ReleaseKey
 from pudlab.pol.bundle import open_bundle
+from pudlab.pol.evaluation_attacks import (
+    ATTACK_NAMES,
+    LR_FACTORS,
+    TAMPER_SCALES,
+    AttackInputs,
+    owner_release,
+    run_attacks,
+)
 from pudlab.pol.evaluation_results import (
     AttackOutcome,
     SigmaRow,
@@ -40,30 +48,17 @@ from pudlab.pol.evaluation_results import (
     rows_csv,
     summarise_sigma,
 )
-from pudlab.pol.forgers import (
-    align_labels,
-    forge_interpolated,
-    forge_jump,
-    forge_moments,
-    forge_stolen_init,
-    tamper_batch_reorder,
-    tamper_batch_swap,
-    tamper_checkpoint,
-    tamper_hyperparameter,
-    tamper_shared,
-)
+from pudlab.pol.forgers import align_labels
 from pudlab.pol.manifest import NoiseClaim
 from pudlab.pol.prover import prove, reshare
 from pudlab.pol.verifier import (
     DEFAULT_CALIBRATION_REPLAYS,
     DEFAULT_MULTIPLIER,
-    EXIT_MALFORMED,
-    EXIT_REJECT,
     VerifyOptions,
     verify_bundle,
-    verify_status,
 )
 from pudlab.records import Record
+from pudlab.release_auth import VerificationKey
 from pudlab.sampling import SamplingSetting, draw_recipe
 from pudlab.seeding import derive_seed
 from pudlab.train.run import make_recipe
@@ -115,7 +110,11 @@ class EvaluationConfig(Record):
     threads: int = 1
     """Intra-op threads of training and replay."""
     attacks: bool = True
-    """Also run the thieves and tampers (on the first trial of each sigma)."""
+    """Also run the thieves and tampers."""
+    attack_trials: int | None = None
+    """Trials that run the attacks (the first ones); None: every trial."""
+
+    OMIT_NONE = ("attack_trials",)
 
     def __post_init__(self) -> None:
         if not self.sigmas or any(not (math.isfinite(s) and s >= 0) for s in self.sigmas):
@@ -150,21 +149,9 @@ class DetectionReport(Record):
 
     @property
     def unexpected_attacks(self) -> list[AttackOutcome]:
-        """Attacks whose exit status was not the expected one."""
-        return [attack for attack in self.attacks if attack.status != attack.expected_status]
-
-TAMPER_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
-"""Sizes of the checkpoint edits, in units of the edited segment's update norm."""
-LR_FACTORS = (2.0, 10.0, 1000.0)
-"""Falsifications of the claimed learning rate."""
-ATTACK_NAMES = ("thief-jump", "thief-interpolate", "moment-forgery", "stolen-init", "stolen-init-careful",
-                "stolen-init-ks", "stolen-init-careful-ks",
-                *(f"checkpoint-edit-x{scale:g}" for scale in TAMPER_SCALES), "checkpoint-edit-unsealed",
-                "batch-swap", "batch-swap-replay-only", "batch-reorder",
-                *(f"lr-x{factor:g}" for factor in LR_FACTORS), "adam-eps-x10", "adam-beta1-0.8",
-                "shared-swap", "shared-swap-unsealed")
-"""The thieves and tampers run on trial 0 of each sigma, in order."""
-
+        """Attacks whose exit status was not the expected one (undecidable counts as expected where a
+        rejection was: neither accepts)."""
+        return [attack for attack in self.attacks if not attack.as_expected]
 
 @dataclass
 class _Context:
@@ -190,14 +177,21 @@ class _Context:
     def seed(self, trial: int, role: str) -> int:
         return derive_seed(self.config.seed, "pol-eval", trial, role)
 
-    def noise(self, sigma: float) -> NoiseClaim:
-        return NoiseClaim(sigma, self.config.fraction, self.config.clip)
+    def noise(self, sigma: float, key: ReleaseKey) -> NoiseClaim:
+        return NoiseClaim(sigma, self.config.fraction, self.config.clip, key.key_id)
 
-    def obfuscated(self, data: LabeledImages, sigma: float, seed: int) -> LabeledImages:
-        """A keyed release of ``data`` at ``sigma``: independent noise at every sigma (the key is derived
-        from the evaluation's recorded seed, so the run is reproducible; its bundles never leave it)."""
-        return release(data, sigma=sigma, key=ReleaseKey.from_insecure_seed(seed), fraction=self.config.fraction,
-                       clip=self.config.clip)
+    def key_seed(self, trial: int, owner: str) -> int:
+        """The insecure demo key of owner ``i`` or ``j``: derived from the evaluation's recorded seed, so the run
+        is reproducible (its release manifests say INSECURE; its bundles never leave it)."""
+        return self.seed(trial, f"noise-{owner}")
+
+    def released(self, data: LabeledImages, sigma: float, trial: int, owner: str) -> tuple[LabeledImages, dict]:
+        """Owner ``owner``'s keyed release of ``data`` at ``sigma`` (independent noise at every sigma) and its
+        authenticated manifest."""
+        return owner_release(data, sigma, self.key_seed(trial, owner), self.config.fraction, self.config.clip)
+
+    def owner_key(self, trial: int, owner: str) -> VerificationKey:
+        return VerificationKey.of(ReleaseKey.from_insecure_seed(self.key_seed(trial, owner)))
 
     def private_sets(self, trial: int) -> tuple[LabeledImages, LabeledImages]:
         """T_i and T_j: two disjoint draws of the same S-X-Y-Z setting."""
@@ -216,7 +210,7 @@ class _Context:
         return self.work / f"trial{trial}" / f"{role}-base"
 
     def with_attacks(self, trial: int) -> bool:
-        return self.config.attacks and trial == 0
+        return self.config.attacks and (self.config.attack_trials is None or trial < self.config.attack_trials)
 
 
 _CONTEXT: _Context | None = None
@@ -246,105 +240,54 @@ def _prepare_trial(trial: int) -> int:
     initial = initial_state(context.model_config, init_seed=context.config.init_seed)
     first = context.config.sigmas[0]
     roles = [("honest", private_i, "i")] + ([("thief", private_j, "j")] if context.with_attacks(trial) else [])
-    for role, private, key in roles:
-        prove(private, context.obfuscated(private, first, context.seed(trial, f"noise-{key}")), context.model_config,
-              context.train_config(trial, key), initial_weights=initial, init_seed=context.config.init_seed,
-              noise=context.noise(first), checkpoint_every=context.config.checkpoint_every,
+    for role, private, owner in roles:
+        shared, release_manifest = context.released(private, first, trial, owner)
+        key = ReleaseKey.from_insecure_seed(context.key_seed(trial, owner))
+        prove(private, shared, context.model_config,
+              context.train_config(trial, owner), initial_weights=initial, init_seed=context.config.init_seed,
+              noise=context.noise(first, key), checkpoint_every=context.config.checkpoint_every,
+              release_manifest=release_manifest,
               out=context.base(trial, role), threads=context.config.threads, overwrite=True,
               provenance={"dataset": context.source.name, "setting": context.config.setting, "role": role,
-                          "trial": trial})
+                          "trial": trial, "release_key": f"INSECURE demo key derived from public seed "
+                                                         f"{context.key_seed(trial, owner)}: O(T) hides nothing"})
     return trial
 
 
 def _run_job(job: tuple[int, float]) -> tuple[TrialOutcome, list[AttackOutcome]]:
-    """Honest and spoofed bundles of one (trial, sigma), verified; with attacks, thieves and tampers."""
+    """Honest and spoofed bundles of one (trial, sigma), verified by the verifier of each one's claimed owner
+    (the spoofer is the owner of T_j); with attacks, every thief and tamper."""
     trial, sigma = job
     context = _CONTEXT
     assert context is not None
     private_i, private_j = context.private_sets(trial)
     sigma_dir = context.work / f"trial{trial}" / f"sigma{sigma:g}"
-    options = replace(context.options, calibration_seed=context.seed(trial, "verifier"))
-    shared_i = context.obfuscated(private_i, sigma, context.seed(trial, "noise-i"))
-    shared_j = context.obfuscated(private_j, sigma, context.seed(trial, "noise-j"))
+    options = replace(context.options, verifier_seed=context.seed(trial, "verifier"))
+    key_i, key_j = (ReleaseKey.from_insecure_seed(context.key_seed(trial, owner)) for owner in ("i", "j"))
+    shared_i, manifest_i = context.released(private_i, sigma, trial, "i")
+    aligned_j, aligned_manifest = context.released(align_labels(private_i.labels, private_j), sigma, trial, "j")
     honest_base = context.base(trial, "honest")
-    honest_path = reshare(honest_base, sigma_dir / "honest", shared_i, context.noise(sigma), overwrite=True)
-    spoof_path = reshare(honest_base, sigma_dir / "spoof", align_labels(private_i.labels, shared_j),
-                         context.noise(sigma), overwrite=True)
-    honest_verdict = verify_bundle(honest_path, options)
-    spoof_verdict = verify_bundle(spoof_path, options)
+    honest_path = reshare(honest_base, sigma_dir / "honest", shared_i, context.noise(sigma, key_i),
+                          release_manifest=manifest_i, overwrite=True)
+    spoof_path = reshare(honest_base, sigma_dir / "spoof", aligned_j, context.noise(sigma, key_j),
+                         release_manifest=aligned_manifest, overwrite=True)
+    honest_verdict = verify_bundle(honest_path, replace(options, owner_key=context.owner_key(trial, "i")))
+    spoof_verdict = verify_bundle(spoof_path, replace(options, owner_key=context.owner_key(trial, "j")))
     outcome = TrialOutcome(trial, sigma, VerdictSummary.of(honest_verdict), VerdictSummary.of(spoof_verdict),
                            distinguishability(honest_verdict.mean_distance, spoof_verdict.mean_distance))
     attacks: list[AttackOutcome] = []
     if context.with_attacks(trial):
-        stolen = open_bundle(honest_base).checkpoint(-1).weights
-        thief_shared = reshare(context.base(trial, "thief"), sigma_dir / "thief-shared", shared_j, context.noise(sigma),
-                               overwrite=True)
-        attacks = _run_attacks(sigma, sigma_dir, honest_path, thief_shared, stolen, shared_j, private_i, options,
-                               context.config.seed)
-        attacks += _run_thieves(context, trial, sigma, sigma_dir, thief_shared, stolen, private_j, shared_j, options)
+        shared_j, manifest_j = context.released(private_j, sigma, trial, "j")
+        thief_shared = reshare(context.base(trial, "thief"), sigma_dir / "thief-shared", shared_j,
+                               context.noise(sigma, key_j), release_manifest=manifest_j, overwrite=True)
+        attacks = run_attacks(AttackInputs(
+            sigma, sigma_dir, honest_path, thief_shared, open_bundle(honest_base).checkpoint(-1).weights, private_i,
+            private_j, context.key_seed(trial, "i"), context.key_seed(trial, "j"), context.noise, context.model_config,
+            context.train_config(trial, "j"), context.config.checkpoint_every, context.config.threads,
+            context.config.init_seed, replace(options, stop_at_first_failure=True), context.seed(trial, "attacks")))
     if not context.keep_bundles:
         shutil.rmtree(sigma_dir, ignore_errors=True)
     return outcome, attacks
-
-
-def _run_attacks(sigma: float, sigma_dir: Path, honest_path: Path, thief_shared: Path, stolen: dict[str, torch.Tensor],
-                 shared_j: LabeledImages, private_i: LabeledImages, options: VerifyOptions,
-                 seed: int) -> list[AttackOutcome]:
-    """Every attack of :data:`ATTACK_NAMES` at one sigma, verified."""
-    outcomes = []
-
-    def record(name: str, path: Path, expected: int, opts: VerifyOptions = options) -> None:
-        status, reason, verdict = verify_status(path, opts)
-        outcomes.append(AttackOutcome(sigma, name, expected, status, reason, verdict.max_distance if verdict else None))
-
-    record("thief-jump", forge_jump(thief_shared, sigma_dir / "thief-jump", stolen), EXIT_REJECT)
-    record("thief-interpolate", forge_interpolated(thief_shared, sigma_dir / "thief-interp", stolen), EXIT_REJECT)
-    forge_moments(thief_shared, sigma_dir / "moment-forgery", stolen)
-    record("moment-forgery", sigma_dir / "moment-forgery", EXIT_REJECT)
-    for scale in TAMPER_SCALES:
-        record(f"checkpoint-edit-x{scale:g}",
-               tamper_checkpoint(honest_path, sigma_dir / f"ckpt-edit-{scale:g}", scale=scale, seed=seed), EXIT_REJECT)
-    record("checkpoint-edit-unsealed", tamper_checkpoint(honest_path, sigma_dir / "ckpt-edit-u", seed=seed, reseal=False),
-           EXIT_MALFORMED)
-    swapped = tamper_batch_swap(honest_path, sigma_dir / "batch-swap")
-    record("batch-swap", swapped, EXIT_REJECT)
-    record("batch-swap-replay-only", swapped, EXIT_REJECT, replace(options, check_schedule=False))
-    record("batch-reorder", tamper_batch_reorder(honest_path, sigma_dir / "batch-reorder"), EXIT_REJECT,
-           replace(options, check_schedule=False))
-    for factor in LR_FACTORS:
-        record(f"lr-x{factor:g}", tamper_hyperparameter(honest_path, sigma_dir / f"lr-{factor:g}", factor=factor),
-               EXIT_REJECT)
-    record("adam-eps-x10", tamper_hyperparameter(honest_path, sigma_dir / "eps", name="adam_eps", factor=10.0),
-           EXIT_REJECT)
-    beta = tamper_hyperparameter(honest_path, sigma_dir / "beta1", name="adam_eps", factor=1.0)
-    manifest = read_json(beta / "manifest.json")
-    manifest["training"]["adam_betas"] = [0.8, manifest["training"]["adam_betas"][1]]
-    write_json(beta / "manifest.json", manifest)
-    record("adam-beta1-0.8", beta, EXIT_REJECT)
-    record("shared-swap", tamper_shared(honest_path, sigma_dir / "shared-swap", shared_j), EXIT_REJECT)
-    record("shared-swap-unsealed", tamper_shared(honest_path, sigma_dir / "shared-swap-u",
-                                                 align_labels(private_i.labels, shared_j), reseal=False), EXIT_MALFORMED)
-    return outcomes
-
-
-def _run_thieves(context: _Context, trial: int, sigma: float, sigma_dir: Path, thief_shared: Path,
-                 stolen: dict[str, torch.Tensor], private_j: LabeledImages, shared_j: LabeledImages,
-                 options: VerifyOptions) -> list[AttackOutcome]:
-    """The stolen-initialization thieves: one epoch on T_j from the stolen model (plain, and careful: biases
-    zeroed, kernels clipped into the initializer's support), verified under the default policy (a seed is
-    required) and under ``seeded-or-ks`` (the fresh-draw test)."""
-    outcomes = []
-    train = replace(context.train_config(trial, "j"), epochs=1)
-    ks = replace(options, policy=replace(options.policy, init="seeded-or-ks"))
-    for name, careful in (("stolen-init", False), ("stolen-init-careful", True)):
-        proof = forge_stolen_init(private_j, shared_j, stolen, context.model_config, train, noise=context.noise(sigma),
-                                  checkpoint_every=context.config.checkpoint_every, out=sigma_dir / name,
-                                  careful=careful, threads=context.config.threads)
-        for suffix, opts in (("", options), ("-ks", ks)):
-            status, reason, verdict = verify_status(proof.path, opts)
-            outcomes.append(AttackOutcome(sigma, name + suffix, EXIT_REJECT, status, reason,
-                                          verdict.max_distance if verdict else None))
-    return outcomes
 
 
 def evaluate_detection(
@@ -374,7 +317,9 @@ def evaluate_detection(
         log(f"plan: {config.trials} trial(s) x {len(config.sigmas)} sigma(s) {list(config.sigmas)} = {len(jobs)} jobs "
             f"on {source.description}, {config.setting}, {config.epochs} epochs, batch {context.batch_size}, "
             f"lr {config.lr:g}, widths {config.widths}, K {config.checkpoint_every}, top-q {config.top_q}, "
-            f"multiplier {config.multiplier:g}; thieves and tampers on trial 0: {config.attacks}; {workers} worker(s)")
+            f"multiplier {config.multiplier:g}, {context.options.random_segments} random segments, drift limit "
+            f"{context.options.max_drift_share}; thieves and tampers: {config.attacks} (trials: "
+            f"{config.attack_trials or config.trials}); {workers} worker(s)")
     results: list[tuple[TrialOutcome, list[AttackOutcome]]] = []
     try:
         with _job_runner(context, workers) as run_map:

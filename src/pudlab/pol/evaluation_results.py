@@ -33,12 +33,25 @@ class VerdictSummary(Record):
     """max distance/threshold over the replayed segments; None when infinite (JSON has no infinity)."""
     segments: tuple[SegmentResult, ...]
     seconds: float
+    decision: str | None = None
+    """``accept``, ``reject`` or ``undecidable`` (None in files written before undecidable verdicts)."""
+
+    OMIT_NONE = ("decision",)
 
     @classmethod
     def of(cls, verdict: Verdict) -> VerdictSummary:
         score = verdict.max_score
         return cls(verdict.accepted, verdict.reason, verdict.mean_distance, verdict.max_distance,
-                   score if math.isfinite(score) else None, tuple(verdict.segments), verdict.seconds)
+                   score if math.isfinite(score) else None, tuple(verdict.segments), verdict.seconds, verdict.decision)
+
+    @property
+    def rejected(self) -> bool:
+        """Rejected (not accepted and not undecidable)."""
+        return not self.accepted and self.decision != "undecidable"
+
+    @property
+    def undecidable(self) -> bool:
+        return self.decision == "undecidable"
 
     @property
     def score(self) -> float:
@@ -67,21 +80,35 @@ class AttackOutcome(Record):
     """One of :data:`pudlab.pol.evaluation.ATTACK_NAMES`."""
     expected_status: int
     status: int
-    """Exit status of ``pudlab pol verify``: 0 accept, 1 reject, 2 malformed."""
+    """Exit status of ``pudlab pol verify``: 0 accept, 1 reject, 2 malformed, 4 undecidable."""
     reason: str
     max_distance: float | None
     """None when the bundle was malformed (nothing replayed)."""
+    seconds: float | None = None
+    """Verification time (None: malformed)."""
+    replayed_segments: int | None = None
 
+    OMIT_NONE = ("seconds", "replayed_segments")
     DERIVED = ("caught",)
 
     @property
     def caught(self) -> bool:
+        """Not accepted: rejected, malformed or undecidable (exit status != 0)."""
         return self.status != 0
+
+    @property
+    def undecidable(self) -> bool:
+        return self.status == 4
+
+    @property
+    def as_expected(self) -> bool:
+        """The expected status, or "undecidable" where a rejection was expected (not accepted either way)."""
+        return self.status == self.expected_status or (self.expected_status == 1 and self.undecidable)
 
     @property
     def is_thief(self) -> bool:
         """A model thief (claims a model it did not train) rather than a tamper of an honest bundle."""
-        return self.attack.startswith(("thief", "moment-forgery", "stolen-init"))
+        return self.attack.startswith(("thief", "moment-forgery", "stolen-init", "fake-trajectory", "drift"))
 
 
 @dataclass(frozen=True)
@@ -111,6 +138,16 @@ class SigmaRow(Record):
     thief_rejection: float | None
     tamper_rejection: float | None
     attacks_as_expected: bool | None
+    honest_undecidable: float | None = None
+    """Share of honest bundles answered "undecidable" (exit 4; not counted as false rejects)."""
+    verify_segments_mean: float | None = None
+    """Mean replayed segments of an honest verification (the cost at these settings)."""
+    verify_seconds_mean: float | None = None
+    """Mean seconds of an honest verification."""
+    attacks_accepted: int | None = None
+    """Attack attempts accepted (exit 0)."""
+
+    OMIT_NONE = ("honest_undecidable", "verify_segments_mean", "verify_seconds_mean", "attacks_accepted")
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -143,7 +180,7 @@ def summarise_sigma(sigma: float, outcomes: Sequence[TrialOutcome], attacks: Seq
         sigma=sigma,
         trials=len(outcomes),
         honest_acceptance=float(np.mean([h.accepted for h in honest])),
-        false_reject_rate=float(np.mean([not h.accepted for h in honest])),
+        false_reject_rate=float(np.mean([h.rejected for h in honest])),
         segment_false_reject_rate=(float(np.mean([not segment.passed for segment in honest_segments]))
                                    if honest_segments else 0.0),
         spoof_rejection=float(np.mean([not s.accepted for s in spoof])),
@@ -158,12 +195,17 @@ def summarise_sigma(sigma: float, outcomes: Sequence[TrialOutcome], attacks: Seq
         spoof_min_score=_finite_or_none([s.score for s in spoof], min),
         thief_rejection=_rate([a.caught for a in attacks if a.is_thief]),
         tamper_rejection=_rate([a.caught for a in attacks if not a.is_thief]),
-        attacks_as_expected=all(a.status == a.expected_status for a in attacks) if attacks else None,
+        attacks_as_expected=all(a.as_expected for a in attacks) if attacks else None,
+        honest_undecidable=float(np.mean([h.undecidable for h in honest])),
+        verify_segments_mean=float(np.mean([len(h.segments) for h in honest])),
+        verify_seconds_mean=float(np.mean([h.seconds for h in honest])),
+        attacks_accepted=sum(not a.caught for a in attacks) if attacks else None,
     )
 
 
 # ----------------------------------------------------------------------------------- outputs
-CSV_COLUMNS = ("sigma", "trials", "honest_acceptance", "false_reject_rate", "segment_false_reject_rate",
+CSV_COLUMNS = ("sigma", "trials", "honest_acceptance", "false_reject_rate", "honest_undecidable",
+               "segment_false_reject_rate", "verify_segments_mean", "verify_seconds_mean", "attacks_accepted",
                "spoof_rejection", "auc", "tpr_at_1pct_fpr", "auc_score", "delta_mean", "delta_std",
                "honest_distance_mean", "honest_distance_std", "spoof_distance_mean", "spoof_distance_std",
                "threshold_mean", "honest_max_score", "spoof_min_score", "thief_rejection", "tamper_rejection")
@@ -194,17 +236,29 @@ def attack_matrix(attacks: Sequence[AttackOutcome]) -> tuple[list[str], list[flo
     return names, sigmas, rates
 
 
+def attack_cell(found: Sequence[AttackOutcome]) -> str:
+    """``rejected/attempts``, then ``U<n>`` for undecidable answers and ``A<n>`` for accepted ones.
+
+    >>> attack_cell([AttackOutcome(0.1, "x", 1, status, "", None) for status in (1, 4, 0)])
+    '1/3 U1 A1'
+    """
+    if not found:
+        return "-"
+    rejected = sum(a.caught and not a.undecidable for a in found)
+    undecidable = sum(a.undecidable for a in found)
+    accepted = sum(not a.caught for a in found)
+    return f"{rejected}/{len(found)}" + (f" U{undecidable}" if undecidable else "") + (f" A{accepted}" if accepted else "")
+
+
 def format_attack_table(attacks: Sequence[AttackOutcome]) -> str:
-    """Attack x sigma: detected/total per cell (exit status != 0), as fixed-width text."""
+    """Attack x sigma as fixed-width text: per cell, rejected/attempts (exit 1 or 2), ``U<n>`` undecidable
+    (exit 4), ``A<n>`` accepted (exit 0)."""
     names, sigmas, _ = attack_matrix(attacks)
     width = max((len(n) for n in names), default=6) + 1
-    lines = [f"{'attack':<{width}}" + "".join(f"{f'sigma {s:g}':>11}" for s in sigmas)]
+    lines = [f"{'attack':<{width}}" + "".join(f"{f'sigma {s:g}':>14}" for s in sigmas)]
     for name in names:
-        cells = []
-        for sigma in sigmas:
-            found = [a for a in attacks if a.attack == name and a.sigma == sigma]
-            cells.append(f"{sum(a.caught for a in found)}/{len(found)}" if found else "-")
-        lines.append(f"{name:<{width}}" + "".join(f"{c:>11}" for c in cells))
+        cells = [attack_cell([a for a in attacks if a.attack == name and a.sigma == sigma]) for sigma in sigmas]
+        lines.append(f"{name:<{width}}" + "".join(f"{c:>14}" for c in cells))
     return "\n".join(lines)
 
 
@@ -214,10 +268,13 @@ def format_table(rows: Sequence[SigmaRow]) -> str:
     def fmt(value: float | None, spec: str = ".2f") -> str:
         return "-" if value is None else format(value, spec)
 
-    lines = [f"{'sigma':>6} {'honest acc':>10} {'spoof rej':>9} {'AUC':>5} {'TPR@1%':>6} {'Delta':>17} "
+    lines = [f"{'sigma':>6} {'honest acc':>10} {'FRR':>5} {'undec':>5} {'segs':>5} {'sec':>6} {'spoof rej':>9} "
+             f"{'AUC':>5} {'TPR@1%':>6} {'Delta':>17} "
              f"{'D honest':>9} {'D spoof':>9} {'thresh':>8} {'thief rej':>9} {'tamper rej':>10}"]
     for r in rows:
-        lines.append(f"{r.sigma:>6g} {fmt(r.honest_acceptance):>10} {fmt(r.spoof_rejection):>9} "
+        lines.append(f"{r.sigma:>6g} {fmt(r.honest_acceptance):>10} {fmt(r.false_reject_rate):>5} "
+                     f"{fmt(r.honest_undecidable):>5} {fmt(r.verify_segments_mean, '.1f'):>5} "
+                     f"{fmt(r.verify_seconds_mean, '.1f'):>6} {fmt(r.spoof_rejection):>9} "
                      f"{fmt(r.auc):>5} {fmt(r.tpr_at_1pct_fpr):>6} "
                      f"{r.delta_mean:>8.4f} ± {r.delta_std:<6.4f} {r.honest_distance_mean:>9.4f} "
                      f"{r.spoof_distance_mean:>9.4f} {r.threshold_mean:>8.4f} {fmt(r.thief_rejection):>9} "
@@ -231,6 +288,7 @@ __all__ = [
     "SigmaRow",
     "TrialOutcome",
     "VerdictSummary",
+    "attack_cell",
     "attack_matrix",
     "format_attack_table",
     "format_table",

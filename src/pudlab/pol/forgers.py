@@ -267,12 +267,13 @@ def careful_init(stolen: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def forge_stolen_init(private: LabeledImages, shared: LabeledImages, stolen: dict[str, torch.Tensor],
                       model_config: ModelConfig, train_config: TrainConfig, *, noise: NoiseClaim,
-                      checkpoint_every: int, out: Path, careful: bool = False, threads: int = 1) -> ProofResult:
+                      checkpoint_every: int, out: Path, careful: bool = False, threads: int = 1,
+                      release_manifest: dict | None = None) -> ProofResult:
     """A thief's honest-looking proof that starts from the stolen model as unseeded "initial weights"."""
     initial = careful_init(stolen) if careful else {n: t.clone() for n, t in stolen.items()}
     return prove(private, shared, model_config, train_config, initial_weights=initial, init_seed=None, noise=noise,
                  checkpoint_every=checkpoint_every, out=out, threads=threads, overwrite=True,
-                 provenance={"role": "stolen-init thief"})
+                 release_manifest=release_manifest, provenance={"role": "stolen-init thief"})
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""``manifest.json`` of a proof bundle (format ``pudlab.pol_bundle/1``) as frozen dataclasses.
+"""``manifest.json`` of a proof bundle (format ``pudlab.pol_bundle/2``) as frozen dataclasses.
 
 :meth:`Manifest.to_dict` is the JSON the prover writes; :meth:`Manifest.from_dict` reads it back
 and validates every field before anything else of the bundle is touched (types, ranges, limits,
@@ -15,12 +15,13 @@ The JSON (key-sorted)::
     schedule      {num_steps, steps_per_epoch, checkpoint_every, padding: -1, batches: array}
     checkpoints   [{step, file, adam_step}, ...]
     final_weights_sha256
+    trajectory    {scheme, root, segments}           Merkle root over the segments (pudlab.pol.commitment)
+    release       "release.json" or null            the data owner's (authenticated) release manifest of O(T)
     files         {path: {sha256, bytes}, ...}      every file but the manifest
     environment, provenance                         informational
 
-where an ``array`` is ``{file, dtype, shape, sha256}`` (the SHA-256 of
-:func:`pudlab.data.dataset.fingerprint_arrays`; dtype and shape are informational, the loader
-checks the file against the dtype and shape the model and schedule imply).
+where an ``array`` is ``{file, dtype, shape, sha256}`` (SHA-256 of :func:`pudlab.data.dataset.fingerprint_arrays`;
+dtype and shape are informational: the loader checks the file against what the model and schedule imply).
 """
 
 from __future__ import annotations
@@ -37,21 +38,21 @@ from pudlab.config import Section
 from pudlab.data.dataset import fingerprint_arrays
 from pudlab.errors import BundleError, PudlabError
 from pudlab.model import ModelConfig, parameter_shapes
+from pudlab.pol.commitment import SCHEME
 from pudlab.records import Record
 from pudlab.train.trainer import TrainConfig
 
-FORMAT = "pudlab.pol_bundle/1"
-"""Format tag written to, and required in, ``manifest.json``."""
+FORMAT = "pudlab.pol_bundle/2"  # written to, and required in, manifest.json
 MANIFEST_FILE = "manifest.json"
 INITIAL_FILE = "initial.safetensors"
 BATCHES_FILE = "batches.npy"
 SHARED_X_FILE = "shared/x.npy"
 SHARED_Y_FILE = "shared/y.npy"
 CHECKPOINT_DIR = "checkpoints"
-PADDING = -1
-"""Value that pads the short last batch of an epoch in ``batches.npy``."""
-WITHHELD = "withheld"
-"""The manifest's ``obfuscation.noise_seed``: a bundle never reveals the noise seed."""
+RELEASE_FILE = "release.json"
+"""The data owner's release manifest of O(T) (:mod:`pudlab.release_auth`), when the bundle carries one."""
+PADDING = -1  # pads the short last batch of an epoch in batches.npy
+WITHHELD = "withheld"  # the manifest's obfuscation.noise_seed: a bundle never reveals the noise seed
 OPTIMIZER_RECORD = {"name": "adam", "implementation": "torch.optim.Adam", "weight_decay": 0.0, "amsgrad": False,
                     "maximize": False}
 """The only optimizer a bundle may declare: what :class:`pudlab.train.trainer.Trainer` builds."""
@@ -210,6 +211,24 @@ class CheckpointRecord(Record):
 
 
 @dataclass(frozen=True)
+class TrajectoryRecord(Record):
+    """The prover's commitment to its trajectory (:mod:`pudlab.pol.commitment`)."""
+
+    scheme: str
+    root: str
+    """Merkle root (hex) over the segments' leaves."""
+    segments: int
+
+    @classmethod
+    def _parse(cls, fields: _Fields, segments: int) -> TrajectoryRecord:
+        if fields.get("scheme", object, expected=repr(SCHEME)) != SCHEME:
+            raise fields.fail("scheme", repr(SCHEME))
+        if fields.integer("segments", low=1) != segments:
+            raise fields.fail("segments", f"{segments}, one leaf per segment")
+        return cls(SCHEME, fields.sha256("root"), segments)
+
+
+@dataclass(frozen=True)
 class NoiseClaim(Record):
     """What the prover says about O(T): sigma, R and clipping (the noise seed is withheld)."""
 
@@ -334,6 +353,10 @@ class Manifest(Record):
     """What trained (versions, device, ``torch_threads``); informational."""
     provenance: dict = field(default_factory=dict)
     """Where the data came from; informational."""
+    trajectory: TrajectoryRecord | None = None
+    """The commitment to every segment (filled in by the writer when it seals the bundle)."""
+    release: str | None = None
+    """:data:`RELEASE_FILE` when the bundle carries the owner's release manifest of O(T), else None."""
 
     @property
     def torch_threads(self) -> int | None:
@@ -377,8 +400,13 @@ class Manifest(Record):
                                          limits=limits)
         checkpoints = _parse_checkpoints(top, schedule, limits)
         final_sha = top.sha256("final_weights_sha256")
+        trajectory = TrajectoryRecord._parse(top.child("trajectory"), len(checkpoints))
+        release = top.get("release", (str, type(None)), expected=f"null or {RELEASE_FILE!r}")
+        if release not in (None, RELEASE_FILE):
+            raise top.fail("release", f"null or {RELEASE_FILE!r}")
         files = _parse_files(top, limits)
-        referenced = [init.file, SHARED_X_FILE, SHARED_Y_FILE, BATCHES_FILE, *(r.file for r in checkpoints)]
+        referenced = [init.file, SHARED_X_FILE, SHARED_Y_FILE, BATCHES_FILE, *(r.file for r in checkpoints),
+                      *([release] if release else [])]
         if len(set(referenced)) != len(referenced) or MANIFEST_FILE in referenced:
             raise BundleError(f"{source}: two entries name the same file, or one names {MANIFEST_FILE}")
         if set(referenced) != set(files):
@@ -389,7 +417,7 @@ class Manifest(Record):
         environment, provenance = top.data.get("environment", {}), top.data.get("provenance", {})
         return cls(model, training, init, noise, shared, schedule, checkpoints, final_sha, files,
                    environment if isinstance(environment, dict) else {},
-                   provenance if isinstance(provenance, dict) else {})
+                   provenance if isinstance(provenance, dict) else {}, trajectory, release)
 
 
 def _parse_model(fields: _Fields, limits: BundleLimits) -> ModelConfig:
@@ -469,6 +497,7 @@ __all__ = [
     "MANIFEST_FILE",
     "OPTIMIZER_RECORD",
     "PADDING",
+    "RELEASE_FILE",
     "SHARED_X_FILE",
     "SHARED_Y_FILE",
     "WITHHELD",
@@ -481,6 +510,7 @@ __all__ = [
     "NoiseClaim",
     "ScheduleRecord",
     "SharedRecord",
+    "TrajectoryRecord",
     "batch_length",
     "check_relative_path",
     "checkpoint_steps",

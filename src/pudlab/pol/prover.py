@@ -28,6 +28,7 @@ from pudlab.pol.bundle import BundleWriter, reseal_bundle, save_npy
 from pudlab.pol.manifest import (
     MANIFEST_FILE,
     PADDING,
+    RELEASE_FILE,
     SHARED_X_FILE,
     SHARED_Y_FILE,
     Manifest,
@@ -63,6 +64,7 @@ def _check_shared(private_set: LabeledImages, shared_set: LabeledImages) -> None
         raise PudlabError("shared data labels differ from the training labels (obfuscation keeps labels)")
 
 
+# long: the keyword-only options of a proof, their docstring, and one training written as a bundle
 def prove(
     private_set: LabeledImages,
     shared_set: LabeledImages,
@@ -74,6 +76,7 @@ def prove(
     checkpoint_every: int,
     out: str | os.PathLike,
     init_seed: int | None = None,
+    release_manifest: dict | None = None,
     provenance: dict | None = None,
     device: str = "cpu",
     threads: int | None = None,
@@ -86,8 +89,11 @@ def prove(
     larger than the number of steps is lowered to it (one checkpoint, after the last step), so that
     every bundle written is one the verifier accepts as well-formed.
     ``init_seed``: the seed ``initial_weights`` were drawn with, so a verifier can redraw them;
-    None when they came from a file. ``threads``: intra-op threads to train with (recorded; a
-    bit-exact replay needs the same count); None keeps torch's current setting.
+    None when they came from a file. ``release_manifest``: the data owner's release manifest of
+    ``shared_set`` (:func:`pudlab.obfuscation.release_manifest`, authenticated by the owner), written as
+    ``release.json``: a verifier holding the owner's verification key takes sigma, R and clip from it
+    and checks that the shared data is that release. ``threads``: intra-op threads to train with
+    (recorded; a bit-exact replay needs the same count); None keeps torch's current setting.
     """
     if checkpoint_every < 1:
         raise PudlabError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
@@ -107,12 +113,13 @@ def prove(
             batches = _train_logged(trainer, writer, num_samples, train_config, checkpoint_every, progress)
         final = trainer.weights()
         shared_x, shared_y = writer.write_shared(shared_set)
+        release = writer.write_release(release_manifest) if release_manifest is not None else None
         manifest = Manifest(
             model=model_config, training=train_config, init=init, noise=noise,
             shared=SharedRecord(num_samples, model_config.num_classes, shared_x, shared_y),
             schedule=ScheduleRecord(num_steps, steps_per_epoch, checkpoint_every, writer.write_batches(batches)),
             checkpoints=tuple(writer.checkpoints), final_weights_sha256=weights_sha256(final),
-            environment=env, provenance=provenance or {})
+            environment=env, provenance=provenance or {}, release=release)
         path = writer.finish(manifest)
     except BaseException:
         writer.abort()
@@ -146,9 +153,9 @@ def _manifest_sha(path: Path) -> str:
 
 
 def reshare(bundle: str | os.PathLike, out: str | os.PathLike, shared_set: LabeledImages, noise: NoiseClaim,
-            *, overwrite: bool = False) -> Path:
-    """Copy ``bundle`` to ``out`` with other shared data and re-seal it. Trusts ``bundle`` (it is the
-    caller's own).
+            *, release_manifest: dict | None = None, overwrite: bool = False) -> Path:
+    """Copy ``bundle`` to ``out`` with other shared data (and its owner's ``release_manifest``, or none)
+    and re-seal it. Trusts ``bundle`` (it is the caller's own).
 
     To disclose the same training at another sigma, pass ``release(T, sigma=..., key=...)``
     (:func:`pudlab.obfuscation.release`): its noise is drawn from (key, sigma, sample id), so the two
@@ -167,6 +174,11 @@ def reshare(bundle: str | os.PathLike, out: str | os.PathLike, shared_set: Label
     save_npy(target / SHARED_X_FILE, shared_set.images.astype(np.float32, copy=False))
     save_npy(target / SHARED_Y_FILE, shared_set.labels.astype(np.int64, copy=False))
     manifest["obfuscation"] = noise.to_dict()
+    (target / RELEASE_FILE).unlink(missing_ok=True)
+    manifest["release"] = None
+    if release_manifest is not None:
+        write_json(target / RELEASE_FILE, release_manifest)
+        manifest["release"] = RELEASE_FILE
     write_json(target / MANIFEST_FILE, manifest)
     reseal_bundle(target)
     return target
