@@ -215,3 +215,34 @@ def test_a_fused_unit_of_factory_jobs_trains_in_exact_lockstep(tmp_path):
     assert all(outcome.ok for outcome in outcomes)
     assert all("exact lockstep" in outcome.environment["ensemble_note"] for outcome in outcomes)
     assert all(outcome.environment["trainer"] == "ensemble-exact" for outcome in outcomes)
+
+
+def test_pol_prove_scores_on_the_eval_dataset(tmp_path, monkeypatch):
+    """Issue 24: `pol prove --eval DATASET` scores the final model on that dataset's part, draws T from all
+    of DATASET, and refuses an evaluation set of another sample shape."""
+    write_npz_dataset(tmp_path / "train.npz", num=120, shape=(1, 16, 16), seed=1)
+    write_npz_dataset(tmp_path / "held.npz", num=200, shape=(1, 16, 16), seed=2)
+    write_npz_dataset(tmp_path / "other.npz", num=50, shape=(1, 12, 12), seed=3)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    common = ["--epochs", "1", "--batch-size", "16", "--widths", "4,8,8", "--hidden", "16", "--checkpoint-every", "3",
+              "--no-progress", "--setting", "S-1-1-1", "--json"]
+    plain = runner.invoke(cli, ["pol", "prove", "train.npz", *common, "--out", "b0"])
+    held = runner.invoke(cli, ["pol", "prove", "train.npz", *common, "--out", "b1", "--eval", "held.npz",
+                               "--eval-part", "all"])
+    assert plain.exit_code == 0 and held.exit_code == 0, plain.output + held.output
+    plain_summary, held_summary = json.loads(plain.stdout), json.loads(held.stdout)
+    assert plain_summary["eval_on"] == "T_e" and held_summary["eval_on"] == "held.npz (all)"
+    assert plain_summary["samples"] == 108 and held_summary["samples"] == 120  # the 90 % split vs all of it
+    from pudlab.data.sources import load_source
+    from pudlab.io import load_weights
+    from pudlab.model import ModelConfig, build_model
+    from pudlab.train.trainer import evaluate
+
+    runner.invoke(cli, ["pol", "prove", "train.npz", *common, "--out", "b2", "--eval", "held.npz", "--eval-part",
+                        "all", "--model-out", "final.safetensors"])
+    model = build_model(ModelConfig((1, 16, 16), (4, 8, 8), 16, 10), load_weights("final.safetensors"))
+    _, accuracy = evaluate(model, load_source("held.npz", None).train)
+    assert accuracy == held_summary["eval_accuracy"]
+    wrong = runner.invoke(cli, ["pol", "prove", "train.npz", *common, "--out", "b3", "--eval", "other.npz"])
+    assert wrong.exit_code == 3 and "other.npz" in wrong.output and "(1, 12, 12)" in wrong.output

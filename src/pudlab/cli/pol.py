@@ -80,6 +80,11 @@ def pol_group() -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Bundle directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--model-out", type=click.Path(dir_okay=False), default=None, help="Also save the final weights (.safetensors).")
+@click.option("--eval", "eval_dataset", default=None, metavar="DATASET",
+              help="Score the final model on this dataset (a name or path) instead of a 10 % split of DATASET; the "
+                   "private sample T is then drawn from all of DATASET.")
+@click.option("--eval-part", type=click.Choice(["eval", "test", "all"]), default="eval", show_default=True,
+              help="Part of the --eval dataset: its T_e (the --split-seed 90/10 split's 10 %), its test set, or all.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.pass_context
@@ -88,7 +93,7 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
                   noise_seed: int | None, shuffle_seed: int | None, split_seed: int, init_path: str | None,
                   init_seed: int, device: str, checkpoint_every: int, threads: int, key_out: str | None,
                   key_file: str | None, verify_key_out: str | None, out: str, overwrite: bool, model_out: str | None,
-                  as_json: bool, progress: bool) -> None:
+                  eval_dataset: str | None, eval_part: str, as_json: bool, progress: bool) -> None:
     """Train on a private sample T of DATASET and write a proof bundle that shares O(T) at --sigma.
 
     --sigma 0 shares T itself. O(T) is a keyed release: its noise comes from a secret 256-bit key
@@ -98,7 +103,6 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
     and the thread count. A --checkpoint-every larger than the number of steps is lowered to it.
     --device cpu gives a bit-exact replay. Exit status: 0 written, 3 error.
     """
-    from pudlab.data.dataset import split_train_eval
     from pudlab.data.sources import load_source
     from pudlab.io import save_weights
     from pudlab.model import ModelConfig, build_model
@@ -107,11 +111,12 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
     from pudlab.pol.prover import prove
     from pudlab.release_auth import VerificationKey
     from pudlab.sampling import SamplingSetting, parse_labels
-    from pudlab.train.run import make_recipe, resolve_initial_weights, training_set
+    from pudlab.train.run import data_split, make_recipe, resolve_initial_weights, training_set
     from pudlab.train.trainer import TrainConfig, default_batch_size, evaluate, resolve_device
 
     source = load_source(dataset, _data_dir(ctx))
-    split = split_train_eval(source, seed=split_seed)
+    eval_source = load_source(eval_dataset, _data_dir(ctx)) if eval_dataset is not None else None
+    split = data_split(source, split_seed=split_seed, eval_source=eval_source, eval_part=eval_part)
     parsed = SamplingSetting.parse(setting)
     explicit = parse_labels(labels, source.num_classes) if labels else None
     recipe = make_recipe(parsed, source.num_classes, seed=seed, labels=explicit)
@@ -152,13 +157,14 @@ def prove_command(ctx: click.Context, dataset: str, setting: str, labels: str | 
                "sigma": sigma, "key_id": key.key_id, "steps": result.num_steps,
                "checkpoints": result.num_checkpoints, "checkpoint_every": result.checkpoint_every,
                "final_weights_sha256": result.final_weights_sha256, "eval_accuracy": accuracy,
+               "eval_on": f"{eval_dataset} ({eval_part})" if eval_dataset else "T_e",
                "seconds": result.seconds}
     if as_json:
         print_json(summary)
     else:
         click.echo(f"{result.path}: proof of {result.num_steps} steps on {len(private)} samples, "
-                   f"{result.num_checkpoints} checkpoints, shares O(T) at sigma {sigma:g}; accuracy on T_e "
-                   f"{accuracy:.4f}; bundle sha256 {result.manifest_sha256[:16]}; {result.seconds:.1f} s")
+                   f"{result.num_checkpoints} checkpoints, shares O(T) at sigma {sigma:g}; accuracy on "
+                   f"{summary['eval_on']} {accuracy:.4f}; bundle sha256 {result.manifest_sha256[:16]}; {result.seconds:.1f} s")
 
 
 def _release_key(key_file: str | None, key_out: str | None):

@@ -71,6 +71,19 @@ def held_out_set(source: SourceDataset, part: str, *, split_seed: int = 0, eval_
     raise DatasetError(f"evaluation part {part!r}: expected one of {', '.join(EVAL_PARTS)}")
 
 
+def data_split(source: SourceDataset, *, split_seed: int = 0, eval_fraction: float = 0.1,
+               eval_source: SourceDataset | None = None, eval_part: str = "eval") -> Split:
+    """T_t and T_e: the seeded split of ``source``; with ``eval_source`` all of ``source`` and that
+    dataset's ``eval_part`` (``--eval DATASET``), checked to hold samples of the same shape."""
+    if eval_source is None:
+        return split_train_eval(source, eval_fraction=eval_fraction, seed=split_seed)
+    held_out = held_out_set(eval_source, eval_part, split_seed=split_seed, eval_fraction=eval_fraction)
+    if held_out.sample_shape != source.sample_shape:
+        raise DatasetError(f"--eval {eval_source.name}: samples are {held_out.sample_shape}, the training "
+                           f"data's {source.sample_shape}")
+    return Split(source.train, held_out, split_seed, eval_fraction)
+
+
 def resolve_initial_weights(model_config: ModelDefinition, *, init_seed: int = 0,
                             init_path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The initial weights: from ``init_path`` when given (checked against the model), else seeded."""
@@ -103,14 +116,8 @@ class RunPlan:
 
     def data_split(self) -> Split:
         """T_t and T_e: the seeded split of ``source``, or all of it and the evaluation dataset's part."""
-        if self.eval_source is None:
-            return split_train_eval(self.source, eval_fraction=self.eval_fraction, seed=self.split_seed)
-        held_out = held_out_set(self.eval_source, self.eval_part, split_seed=self.split_seed,
-                                eval_fraction=self.eval_fraction)
-        if held_out.sample_shape != self.source.sample_shape:
-            raise DatasetError(f"--eval {self.eval_source.name}: samples are {held_out.sample_shape}, the training "
-                               f"data's {self.source.sample_shape}")
-        return Split(self.source.train, held_out, self.split_seed, self.eval_fraction)
+        return data_split(self.source, split_seed=self.split_seed, eval_fraction=self.eval_fraction,
+                          eval_source=self.eval_source, eval_part=self.eval_part)
 
     def describe(self) -> dict:
         return {
