@@ -18,6 +18,17 @@ from pudlab.data import LabeledImages, SourceDataset
 CLASSES = tuple(str(i) for i in range(10))
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models train fastest on one thread (and far faster on a loaded machine); the count is restored."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def make_images(num: int, shape=(1, 12, 12), *, seed: int = 0, num_classes: int = 10) -> LabeledImages:
     """Learnable synthetic images: each class is a bright bar at its own position, plus noise."""
     rng = np.random.default_rng(seed)

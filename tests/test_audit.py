@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from pudlab.cli import cli
@@ -36,12 +35,7 @@ SMALL_OPTIONS = ["--queries", "40", "--pool-size", "200", "--denoise-samples", "
                  "--lira-shadows", "0", "--no-learned", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -36,12 +36,7 @@ SMALL = ["--epochs", "1", "--widths", "2,2,4", "--hidden", "8", "--no-progress"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------- defect 2: --eval

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from scipy.stats import norm
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -48,14 +47,7 @@ from pudlab.train.trainer import TrainConfig, train_model
 
 from .conftest import make_images, make_source
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train fastest on one thread (and far faster on a loaded machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ GLOSSARY: list[tuple[str, str]] = [
     ("[a, b]", f"after an effect in the claims table: its two-sided {CONFIDENCE * 100:g} % confidence interval, from "
                "the effect computed within each repeat (paired: one t over the repeats); a claim is reproduced when "
                "its effects clear the margin at that level, the margin's own uncertainty included"),
-    ("not testable here", "a verdict: this run cannot test the claim (models near chance, a degenerate noise "
+    ("verdict 'not testable here'", "this run cannot test the claim (models near chance, a degenerate noise "
                           "floor, too few epochs or repeats); the warning line above the claims names the cause"),
     ("margin", "the smallest effect a claim counts, printed with the claim: for distances a multiple of the noise "
                "floor's standard deviation, for accuracies a fixed accuracy difference"),
