@@ -38,10 +38,8 @@ from pudlab.pol.manifest import (
 )
 from pudlab.pol.policy import VerifyPolicy
 from pudlab.pol.prover import prove, reshare
+from pudlab.pol.verdict import EXIT_ACCEPT, EXIT_MALFORMED, EXIT_REJECT
 from pudlab.pol.verifier import (
-    EXIT_ACCEPT,
-    EXIT_MALFORMED,
-    EXIT_REJECT,
     VerifyOptions,
     select_segments,
     verify_bundle,

@@ -22,10 +22,8 @@ from pudlab.pol import forgers, thieves
 from pudlab.pol.bundle import open_bundle
 from pudlab.pol.manifest import NoiseClaim
 from pudlab.pol.prover import prove, reshare
+from pudlab.pol.verdict import EXIT_ACCEPT, EXIT_REJECT, EXIT_UNDECIDABLE
 from pudlab.pol.verifier import (
-    EXIT_ACCEPT,
-    EXIT_REJECT,
-    EXIT_UNDECIDABLE,
     VerifyOptions,
     draw_segments,
     replay_plan,

@@ -18,10 +18,8 @@ from pudlab.pol.history import segment_move_bound, step_bound
 from pudlab.pol.manifest import NoiseClaim
 from pudlab.pol.policy import VerifyPolicy, fresh_draw_test
 from pudlab.pol.prover import prove, reshare
+from pudlab.pol.verdict import EXIT_ACCEPT, EXIT_REJECT, EXIT_UNDECIDABLE
 from pudlab.pol.verifier import (
-    EXIT_ACCEPT,
-    EXIT_REJECT,
-    EXIT_UNDECIDABLE,
     VerifyOptions,
     replay_plan,
     verify_bundle,

@@ -245,8 +245,7 @@ def _pol_cases() -> dict[str, Any]:
     from pudlab.pol.evaluation_results import AttackOutcome, SigmaRow, TrialOutcome, VerdictSummary
     from pudlab.pol.manifest import NoiseClaim
     from pudlab.pol.policy import Check, VerifyPolicy
-    from pudlab.pol.verdict import Challenge, DriftLimit
-    from pudlab.pol.verifier import SegmentResult, Verdict
+    from pudlab.pol.verdict import Challenge, DriftLimit, SegmentResult, Verdict
 
     passing = SegmentResult(3, 1, 6, 8, 0.5, 0.0, 0.0, [], "selected", [0.0, 0.0], [0.0, 0.0], 0.5, 1.3, True)
     failing = SegmentResult(1, 0, 2, 4, 0.0, 0.25, 0.0, [0.01, 0.02], "start-state", [0.5, 0.25], [0.125, 0.0625],

@@ -34,7 +34,8 @@ from pudlab.pol.forgers import (
 )
 from pudlab.pol.manifest import NoiseClaim
 from pudlab.pol.prover import prove, reshare
-from pudlab.pol.verifier import EXIT_MALFORMED, EXIT_REJECT, VerifyOptions, verify_status
+from pudlab.pol.verdict import EXIT_MALFORMED, EXIT_REJECT
+from pudlab.pol.verifier import VerifyOptions, verify_status
 from pudlab.release_auth import VerificationKey
 from pudlab.train.trainer import TrainConfig
 

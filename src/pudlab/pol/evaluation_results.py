@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from pudlab.metrics import roc_auc, tpr_at_fpr
-from pudlab.pol.verifier import SegmentResult, Verdict
+from pudlab.pol.verdict import SegmentResult, Verdict
 from pudlab.records import Record
 
 
 @dataclass(frozen=True)
 class VerdictSummary(Record):
-    """What the evaluation keeps of one :class:`~pudlab.pol.verifier.Verdict`."""
+    """What the evaluation keeps of one :class:`~pudlab.pol.verdict.Verdict`."""
 
     accepted: bool
     reason: str
