@@ -48,6 +48,7 @@ from pudlab.experiments.testability import (
     MissingSeries,
     NotTestable,
     Run,
+    Tables,
     near_chance,
     power_summary,
     schedule_too_short,
@@ -68,8 +69,6 @@ MODERATE_SIGMA = 0.5
 """'Moderate sigma' for claim 8: 0 < sigma <= this."""
 MNIST_ACCURACY = 0.8
 """Claim 8's accuracy bar."""
-
-Tables = dict[str, dict[str, dict]]
 
 
 @dataclass
