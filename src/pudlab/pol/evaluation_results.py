@@ -217,9 +217,9 @@ def rows_csv(rows: Sequence[SigmaRow]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        data = row.to_dict()
-        writer.writerow({k: ("" if data[k] is None else f"{data[k]:.6g}" if isinstance(data[k], float) else data[k])
-                         for k in CSV_COLUMNS})
+        data = row.to_dict()  # fields in OMIT_NONE are absent when None: an empty cell, as for other Nones
+        cells = {k: data.get(k) for k in CSV_COLUMNS}
+        writer.writerow({k: "" if v is None else f"{v:.6g}" if isinstance(v, float) else v for k, v in cells.items()})
     return buffer.getvalue()
 
 
