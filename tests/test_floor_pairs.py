@@ -67,3 +67,28 @@ def test_a_meaningless_run_reproduces_nothing_and_warns_once(tmp_path, npz_datas
     verdicts = [line.split()[1:3] for line in lines if line.startswith("  ") and line.split()[0].isdigit()]
     assert verdicts and all(words != ["reproduced"] and words[0] != "reproduced" for words in verdicts)
     assert lines[0].startswith("reproduce: preset quick as run: epochs 1 (preset: 6), max_train_size 100 (preset: all)")
+
+
+def test_report_says_when_the_shipped_deviation_list_does_not_describe_the_run(tmp_path, npz_dataset):
+    """A preset run with overrides (--datasets, --epochs) keeps the shipped deviation list ("mnist-5k",
+    "6 epochs"), so the report's preset section names every changed setting next to it."""
+    from pudlab.experiments.series import overridden_settings
+    from pudlab.report.sections import configuration_blocks
+
+    def preset_texts(preset):
+        with Store(tmp_path / preset.name / str(len(list(tmp_path.iterdir())))) as store:
+            plan_sweep(store, prepare_sweep(["exp4"], [npz_dataset], preset))
+            details = [b for b in configuration_blocks(store) if b.kind == "details" and b.title.startswith("Preset")]
+        (block,) = details
+        return block.title, [b.content for b in block.content if b.kind == "text"]
+
+    changed = load_preset("quick").with_overrides(datasets=(npz_dataset,), epochs=1)
+    title, texts = preset_texts(changed)
+    assert "settings changed for this run" in title
+    (note,) = [t for t in texts if t.startswith("This run changed the shipped preset")]
+    assert f"datasets {npz_dataset} (preset: mnist-5k)" in note and "epochs 1 (preset: 6)" in note
+
+    title, texts = preset_texts(load_preset("quick"))
+    assert "changed" not in title and not any("changed the shipped preset" in t for t in texts)
+    assert overridden_settings({**load_preset("paper").to_dict(), "precision": "bf16"}) == []
+    assert overridden_settings({**load_preset("paper").to_dict(), "lr": 0.001}) == ["lr 0.001 (preset: 0.0001)"]

@@ -261,21 +261,38 @@ def _setting_text(key: str, value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _shipped_preset(preset: dict) -> dict:
+    """The shipped preset named ``preset["name"]`` as a dict; empty for a preset file of the user's."""
+    return load_preset(str(preset["name"])).to_dict() if preset.get("name") in SHIPPED_PRESETS else {}
+
+
+def _differs(key: str, value: object, shipped: dict) -> bool:
+    """Whether a run's ``value`` of ``key`` differs from the shipped preset's."""
+    return key in shipped and key not in ("name", "description", "deviations") and shipped[key] != value
+
+
+def overridden_settings(preset: dict) -> list[str]:
+    """Every setting a run changed from its shipped preset, as "key value (preset: value)" (precision
+    "auto" resolved for the device is not a change); empty for a preset that ran as shipped or that is
+    not a shipped one."""
+    shipped = _shipped_preset(preset)
+    return [f"{key} {_setting_text(key, value)} (preset: {_setting_text(key, shipped[key])})"
+            for key, value in preset.items()
+            if _differs(key, value, shipped) and not (key == "precision" and shipped[key] == "auto")]
+
+
 def configuration_text(preset: dict) -> str:
     """The configuration that ran, as one line: the key settings and every field that differs from the
     shipped preset of that name (``preset["name"]``), with the preset's own value in parentheses."""
-    shipped: dict = {}
-    if preset.get("name") in SHIPPED_PRESETS:
-        shipped = load_preset(str(preset["name"])).to_dict()
+    shipped = _shipped_preset(preset)
+    keys = list(CONFIGURATION_KEYS) + [key for key in preset
+                                       if key not in CONFIGURATION_KEYS and _differs(key, preset[key], shipped)]
     parts = []
-    keys = list(CONFIGURATION_KEYS) + [key for key in preset if key not in CONFIGURATION_KEYS and key not in
-                                        ("name", "description", "deviations") and key in shipped
-                                        and preset[key] != shipped[key]]
     for key in keys:
         if key not in preset:
             continue
         text = f"{key} {_setting_text(key, preset[key])}"
-        if key in shipped and shipped[key] != preset[key]:
+        if _differs(key, preset[key], shipped):
             text += f" (preset: {_setting_text(key, shipped[key])})"
         parts.append(text)
     return ", ".join(parts)

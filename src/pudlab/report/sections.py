@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 
 from pudlab.experiments.claims import claim_summary, claim_verdict, run_warning
-from pudlab.experiments.series import configuration_text, series_table
+from pudlab.experiments.series import configuration_text, overridden_settings, series_table
 from pudlab.experiments.spec import parse_experiment
 from pudlab.experiments.store import Store
 from pudlab.report.glossary import SETTING_NOTES
@@ -175,12 +175,18 @@ def configuration_blocks(store: Store) -> list[Block]:
         preset = json.loads(preset_json)
         inner = [Block("text", str(preset.get("description", "")))]
         deviations = preset.get("deviations") or []
+        overridden = overridden_settings(preset)
+        if overridden:
+            inner.append(Block("text", "This run changed the shipped preset: " + "; ".join(overridden) + ". The "
+                               "description and the deviations below are the shipped preset's: where they name "
+                               "these settings, the settings table below has the values that ran."))
         if deviations:
             inner.append(Block("table", (["deviation from the paper"], [[d] for d in deviations])))
         scalars = [[key, _setting(key, value)]
                    for key, value in sorted(preset.items()) if key not in ("deviations", "description")]
         inner.append(Block("table", (["setting", "value"], scalars)))
-        blocks.append(Block("details", inner, title=f"Preset {preset['name']} ({len(deviations)} deviations from the paper)"))
+        blocks.append(Block("details", inner, title=f"Preset {preset['name']} ({len(deviations)} deviations from the paper"
+                             f"{'; settings changed for this run' if overridden else ''})"))
     sources = [[s["name"], s["description"], s["fingerprint"], s["train_size"], s["test_size"], s["origin"]]
                for s in store.sources()]
     blocks.append(Block("details", [Block("table", (["name", "description", "SHA-256", "train", "test", "origin"],
