@@ -150,3 +150,35 @@ def test_a_bundle_commits_to_its_trajectory(tmp_path):
 def test_catch_probability():
     assert catch_probability(0.0, 8) == 0.0 and catch_probability(1.0, 1) == 1.0
     assert catch_probability(0.25, 8) == pytest.approx(1 - 0.75**8)
+
+
+BAD_MANIFESTS = {"not JSON": (b"{kind: release", "not valid JSON"), "an array": (b"[1, 2]", "expected a JSON object"),
+                 "oversized": (b" " * ((1 << 20) + 1) + b"{}", "1048579 bytes, too large for a release manifest")}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_every_release_manifest_reader_refuses_bad_bytes_naming_the_file(tmp_path, case):
+    """The manifest beside a release, a manifest file given to the owner's tools and a bundle's release.json
+    are decoded by one reader: the same one-line refusal, each in its own error type, naming its file."""
+    from pudlab.errors import DatasetError
+    from pudlab.release_auth import load_release_manifest
+    from pudlab.releases import read_manifest
+
+    raw, expected = BAD_MANIFESTS[case]
+    (tmp_path / "rel.json").write_bytes(raw)
+    with pytest.raises(ObfuscationError, match=f"rel.json: {expected}"):
+        load_release_manifest(tmp_path / "rel.json")
+    with pytest.raises(DatasetError, match=f"rel.json: {expected}"):
+        read_manifest(tmp_path / "rel.npz")
+
+    model = ModelConfig((1, 12, 12), (4, 8, 8), hidden=16)
+    data = make_images(40, seed=3)
+    proof = prove(data, data, model, TrainConfig(epochs=1, batch_size=20, lr=1e-3, shuffle_seed=1),
+                  initial_weights=initial_state(model), init_seed=0, noise=NoiseClaim(0.0, 1.0, False),
+                  checkpoint_every=2, out=tmp_path / "b", threads=1)
+    (proof.path / "release.json").write_bytes(raw)
+    table = read_json(proof.path / MANIFEST_FILE)
+    write_json(proof.path / MANIFEST_FILE, {**table, "release": "release.json"})
+    reseal_bundle(proof.path)  # the file table now commits to the bad release.json
+    with pytest.raises(BundleError, match=f"release.json: {expected}"):
+        open_bundle(proof.path)

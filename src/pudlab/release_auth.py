@@ -147,6 +147,22 @@ def _object(data: Mapping, key: str, where: str) -> Mapping:
     return value
 
 
+def decode_release_manifest(raw: bytes, where: str) -> dict:
+    """The JSON object in the bytes of a release manifest (size-limited; one-line errors naming ``where``).
+
+    The one decoder of a release manifest's bytes: the file beside a release, and ``release.json`` in a
+    proof bundle, are read through it."""
+    if len(raw) > _MAX_MANIFEST_BYTES:
+        raise ObfuscationError(f"{where}: {len(raw)} bytes, too large for a release manifest")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ObfuscationError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ObfuscationError(f"{where}: expected a JSON object")
+    return data
+
+
 def load_release_manifest(path: str | os.PathLike) -> dict:
     """The JSON object of a release manifest file (size-limited; one-line errors naming the file)."""
     path = Path(path)
@@ -154,15 +170,7 @@ def load_release_manifest(path: str | os.PathLike) -> dict:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ObfuscationError(f"{path}: release manifest not found") from None
-    if len(raw) > _MAX_MANIFEST_BYTES:
-        raise ObfuscationError(f"{path}: {len(raw)} bytes, too large for a release manifest")
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ObfuscationError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ObfuscationError(f"{path}: expected a JSON object")
-    return data
+    return decode_release_manifest(raw, str(path))
 
 
 def read_release_manifest(source: str | os.PathLike | Mapping, *, verification_key: VerificationKey | None = None,
@@ -223,6 +231,7 @@ __all__ = [
     "VERIFICATION_KEY_HEADER",
     "ReleaseInfo",
     "VerificationKey",
+    "decode_release_manifest",
     "load_release_manifest",
     "read_release_manifest",
     "verification_key_exposure",

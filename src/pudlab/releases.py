@@ -14,7 +14,6 @@ Two uses:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import zipfile
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from pudlab.data.dataset import LabeledImages, fingerprint_arrays
-from pudlab.errors import DatasetError, PudlabError
+from pudlab.errors import DatasetError, ObfuscationError, PudlabError
+from pudlab.release_auth import decode_release_manifest
 
 RELEASE_KIND = "pudlab.release"
 """The ``kind`` of a release manifest."""
@@ -105,13 +105,15 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of release ``path`` (a DatasetError names the file and what is missing)."""
     where = manifest_path(path)
     try:
-        manifest = json.loads(where.read_text())
+        manifest = decode_release_manifest(where.read_bytes(), str(where))
     except FileNotFoundError:
         raise DatasetError(f"{where}: no manifest beside the release {Path(path).name} (pudlab obfuscate writes "
                            "<name>.json next to <name>.npz)") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise DatasetError(f"{where}: not a readable JSON manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != RELEASE_KIND:
+    except ObfuscationError as exc:
+        raise DatasetError(str(exc)) from None
+    if manifest.get("kind") != RELEASE_KIND:
         raise DatasetError(f"{where}: not a release manifest (expected kind '{RELEASE_KIND}')")
     sigma = (manifest.get("obfuscation") or {}).get("sigma") if isinstance(manifest.get("obfuscation"), dict) else None
     if not isinstance(sigma, int | float) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma < 0:

@@ -52,7 +52,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
 from pudlab.data.dataset import LabeledImages, fingerprint_arrays
-from pudlab.errors import BundleError, PudlabError
+from pudlab.errors import BundleError, ObfuscationError, PudlabError
 from pudlab.io import load_weights, weights_sha256, weights_to_bytes, write_bytes_atomic, write_json
 from pudlab.metrics import model_distance
 from pudlab.model import ModelConfig, parameter_shapes
@@ -77,6 +77,7 @@ from pudlab.pol.manifest import (
     batch_length,
     check_relative_path,
 )
+from pudlab.release_auth import decode_release_manifest
 
 _X_DTYPE = np.dtype("<f4")
 _INT_DTYPE = np.dtype("<i8")
@@ -319,11 +320,9 @@ def open_bundle(path: str | os.PathLike, limits: BundleLimits = DEFAULT_LIMITS) 
     if manifest.release:
         release_bytes = read_checked(root, manifest.release, manifest.files[manifest.release], limits)
         try:
-            release = json.loads(release_bytes)
-        except (ValueError, RecursionError) as exc:
-            raise BundleError(f"{RELEASE_FILE}: not valid JSON ({exc})") from exc
-        if not isinstance(release, dict):
-            raise BundleError(f"{RELEASE_FILE}: expected a JSON object")
+            release = decode_release_manifest(release_bytes, RELEASE_FILE)
+        except ObfuscationError as exc:
+            raise BundleError(str(exc)) from None
     return ProofBundle(root, manifest, manifest_sha256, shared, batches, TrainingState(0, initial_weights), norms,
                        limits, release)
 
