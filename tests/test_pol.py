@@ -89,7 +89,8 @@ def test_honest_proof_at_sigma_zero_replays_bit_exactly(honest):
     assert [(s.start_step, s.end_step) for s in verdict.segments] == [(0, 4), (4, 8), (8, 12), (12, 14)]
     assert "bit-exactly" in verdict.reason and "NOT bound to an owner" in verdict.reason
     assert {c.name: c.passed for c in verdict.checks} == {"release": True, "init": True, "hyperparameters": True,
-                                                         "schedule": True, "adam-bound": True, "moments": True}
+                                                         "schedule": True, "adam-bound": True, "moments": True,
+                                                         "update-ratio": True}
     assert all(s.moment_distances == [0.0, 0.0] and s.update_ratio == 1.0 for s in verdict.segments)
 
 

@@ -60,7 +60,7 @@ def _defaults(owner: VerificationKey) -> VerifyOptions:
 def _old(owner: VerificationKey, **changes) -> VerifyOptions:
     """The control: the verifier as it was before (top-Q only, never undecidable, lr ratio up to 1.3)."""
     options = VerifyOptions(owner_key=owner, verifier_seed=7, random_segments=0, max_drift_share=None)
-    return replace(options, policy=replace(options.policy, max_update_ratio=1.3), **changes)
+    return replace(options, policy=replace(options.policy, max_update_ratio=1.3, reject_update_ratio=1.3), **changes)
 
 
 @pytest.fixture(scope="module")

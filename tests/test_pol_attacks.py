@@ -185,6 +185,63 @@ def test_falsified_learning_rate_is_rejected_at_sigma(noisy, tmp_path, factor):
     assert status == EXIT_REJECT and ("falsified lr" in reason or "do not reproduce" in reason), reason
 
 
+def _shrink_last_update(source, target, ratio_now: float, ratio_wanted: float):
+    """A copy of ``source`` whose last segment claims an update ``ratio_now / ratio_wanted`` times as long
+    (same direction), resealed: its replayed update is then about ``ratio_wanted`` x the claimed one."""
+    from pudlab.pol.bundle import reseal_bundle
+
+    bundle = open_bundle(source)
+    last = len(bundle.update_norms) - 1
+    start = bundle.state_before(last).weights
+    shrink = ratio_now / ratio_wanted
+    path = forgers.copy_bundle(source, target)
+    forgers.edit_checkpoint_weights(path, last, lambda w: {n: start[n] + shrink * (w[n] - start[n]) for n in w})
+    reseal_bundle(path)
+    return path
+
+
+def test_one_segment_ratio_within_the_noise_band_is_undecidable_and_beyond_it_rejects(noisy, tmp_path):
+    """Noise in the shared data moves one honest segment's update ratio both ways (up to 1.103 measured on
+    federated clients at sigma 0.1): one segment between max_update_ratio (1.1) and reject_update_ratio
+    (1.2) cannot be told from a slightly falsified lr (undecidable, not reject); beyond the band it rejects."""
+    options = replace(OWNER, top_q=0, verifier_seed=1, max_drift_share=None)  # the ratio alone decides
+    honest = verify_bundle(noisy, options)
+    assert honest.accepted and all(s.update_ratio <= 1.1 for s in honest.segments), honest.reason
+    last = honest.segments[-1]
+
+    inside = verify_bundle(_shrink_last_update(noisy, tmp_path / "in", last.update_ratio, 1.15), options)
+    assert inside.exit_code == EXIT_UNDECIDABLE, inside.reason
+    assert inside.segments[-1].ratio_undecided and 1.12 < inside.segments[-1].update_ratio < 1.18
+    assert f"segment {last.index}'s replayed update is 1.1" in inside.reason and "within the 1.2x" in inside.reason
+    # the verifier before the band rejected this bundle as a falsified lr
+    no_band = replace(options, policy=replace(options.policy, reject_update_ratio=1.1))
+    assert "falsified lr?" in verify_bundle(tmp_path / "in", no_band).reason
+
+    beyond = verify_bundle(_shrink_last_update(noisy, tmp_path / "out", last.update_ratio, 1.3), options)
+    assert beyond.exit_code == EXIT_REJECT and "(policy: at most 1.2x; falsified lr?)" in beyond.reason
+
+
+def test_a_falsified_lr_is_judged_on_the_mean_ratio_over_the_replayed_segments():
+    """An lr x k moves every segment's ratio near k: a mean above max_update_ratio rejects even when no
+    single segment leaves the band."""
+    from pudlab.pol.verdict import SegmentResult
+    from pudlab.pol.verifier import _update_ratio_check
+
+    def segment(ratio):
+        return SegmentResult(0, 0, 0, 2, 1.0, 0.0, 1.0, [], "random", [0.0, 0.0], [1.0, 1.0], ratio, 1.1, True, 1.2)
+
+    inflated = [segment(r) for r in (1.12, 1.15, 1.18, 1.16)]
+    assert all(s.passed and s.ratio_undecided for s in inflated)
+    check = _update_ratio_check(inflated, 1.1)
+    assert not check.passed and "1.15 x the claimed ones on average" in check.detail
+    noisy_honest = [segment(r) for r in (0.92, 1.103, 0.99, 1.01)]
+    assert _update_ratio_check(noisy_honest, 1.1).passed and noisy_honest[1].ratio_undecided
+    assert not segment(1.21).passed and "falsified lr?" in str(segment(1.21).failure)
+    # a record written before the band (no reject_update_ratio) keeps its verdict: above 1.1 fails
+    old = SegmentResult(0, 0, 0, 2, 1.0, 0.0, 1.0, [], "random", [0.0, 0.0], [1.0, 1.0], 1.15, 1.1, True)
+    assert not old.passed and not old.ratio_undecided
+
+
 @pytest.mark.parametrize(("name", "value"), [("adam_eps", 1e-4), ("adam_betas", [0.5, 0.999]),
                                              ("adam_betas", [0.9, 0.99])])
 def test_falsified_adam_parameters_are_rejected_at_sigma(noisy, tmp_path, name, value):

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pudlab.cli._common import parse_floats, parse_widths, print_json, training_options
 from pudlab.errors import BundleError, PudlabError
+
+if TYPE_CHECKING:
+    from pudlab.pol.policy import VerifyPolicy
 
 EXIT_REJECT, EXIT_MALFORMED, EXIT_ERROR = 1, 2, 3
 EXIT_CODES_HELP = ("Exit status: 0 accept, 1 reject, 2 malformed or tampered bundle, 3 any other error (bad option, "
@@ -218,6 +222,25 @@ def _threshold(text: str) -> float | None:
         raise click.BadParameter(f"--threshold: expected 'auto' or a number, got {text!r}") from exc
 
 
+def _verify_policy(init: str, max_lr: float | None, max_update_ratio: float | None,
+                   reject_update_ratio: float | None) -> VerifyPolicy:
+    """The verifier's policy from the command line (a --max-update-ratio above the default reject bound
+    raises that bound with it)."""
+    from dataclasses import replace
+
+    from pudlab.pol.policy import VerifyPolicy
+
+    policy = VerifyPolicy(init=init)
+    if max_lr is not None:
+        policy = replace(policy, max_lr=max_lr)
+    if max_update_ratio is not None:
+        policy = replace(policy, max_update_ratio=max_update_ratio,
+                         reject_update_ratio=max(policy.reject_update_ratio, max_update_ratio))
+    if reject_update_ratio is not None:
+        policy = replace(policy, reject_update_ratio=reject_update_ratio)
+    return policy
+
+
 @pol_group.command("verify", epilog=EXIT_CODES_HELP)
 @click.argument("bundle", type=click.Path(exists=True))
 @click.option("--owner-key", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -250,7 +273,11 @@ def _threshold(text: str) -> float | None:
                                       "any: accept unseeded W_0 unchecked (the verdict says so).")
 @click.option("--max-lr", type=float, default=None, help="Policy: largest lr a bundle may claim [default: 0.01].")
 @click.option("--max-update-ratio", type=float, default=None,
-              help="Policy: most a replayed update may exceed what an honest prover gives [default: 1.3].")
+              help="Policy: most the replayed updates may exceed the claimed ones on average (a falsified lr "
+                   "rejects); one segment above it is undecidable [default: 1.1].")
+@click.option("--reject-update-ratio", type=float, default=None,
+              help="Policy: one replayed segment whose update exceeds the claimed one by more than this "
+                   "rejects [default: 1.2].")
 @click.option("--moment-multiplier", type=float, default=None,
               help="auto at sigma > 0: multiplier of the spread for Adam's moments [default: 10].")
 @click.option("--model", "model_path", type=click.Path(exists=True), default=None,
@@ -264,25 +291,18 @@ def verify_command(ctx: click.Context, bundle: str, owner_key: str | None, known
                    top_q: int, max_drift_share: float | None, no_drift_limit: bool, threshold_text: str,
                    multiplier: float | None, calibration_replays: int | None, threads: int | None,
                    no_schedule_check: bool, max_sigma: float | None, init_policy: str, max_lr: float | None,
-                   max_update_ratio: float | None, moment_multiplier: float | None, model_path: str | None,
+                   max_update_ratio: float | None, reject_update_ratio: float | None, moment_multiplier: float | None, model_path: str | None,
                    device: str, as_json: bool, progress: bool) -> None:
     """Verify a proof BUNDLE: exit 0 accept, 1 reject, 2 malformed or tampered, 3 other error, 4 undecidable.
 
     Give the data owner's --owner-key (or the --sigma you know): without either, a bundle that shares
     noisy data is rejected, since its sigma -- and so the replay tolerance -- would be the prover's claim.
     """
-    from dataclasses import replace
-
     from pudlab.pol.manifest import NoiseClaim
-    from pudlab.pol.policy import VerifyPolicy
     from pudlab.pol.verifier import VerifyOptions, verify_bundle
     from pudlab.release_auth import VerificationKey, verification_key_exposure
 
-    policy = VerifyPolicy(init=init_policy)
-    if max_lr is not None:
-        policy = replace(policy, max_lr=max_lr)
-    if max_update_ratio is not None:
-        policy = replace(policy, max_update_ratio=max_update_ratio)
+    policy = _verify_policy(init_policy, max_lr, max_update_ratio, reject_update_ratio)
     expected = None
     if model_path:
         from pudlab.io import load_weights, weights_sha256

@@ -65,9 +65,18 @@ class SegmentResult(Record):
     replay_update_norm: float = 0.0
     """||replayed W_{i+1} - W_i||."""
     max_update_ratio: float = math.inf
+    """Above this ``update_ratio`` the segment cannot be decided (or fails, without ``reject_update_ratio``)."""
     step_ok: bool = True
     """Adam's replayed step count is the checkpoint's."""
+    reject_update_ratio: float | None = None
+    """Above this ``update_ratio`` the segment fails (a falsified lr?); between ``max_update_ratio`` and
+    this, noise in the shared data can explain the ratio and the segment is :attr:`ratio_undecided`.
+    None: no such band (``max_update_ratio`` rejects)."""
+    calibration_update_ratios: list[float] | None = None
+    """``auto``: ||replay on a re-obfuscation - W_i|| / ||replay on O(T) - W_i|| for each re-obfuscation
+    (how far noise of the release's sigma alone moves the update's size)."""
 
+    OMIT_NONE = ("reject_update_ratio", "calibration_update_ratios")
     DERIVED = ("passed", "failure", "update_ratio", "score")
 
     @property
@@ -88,10 +97,17 @@ class SegmentResult(Record):
         if not self.step_ok:
             return "Adam step count differs from the checkpoint's"
         ratio = self.update_ratio
-        if not ratio <= self.max_update_ratio:
+        limit = self.max_update_ratio if self.reject_update_ratio is None else self.reject_update_ratio
+        if not ratio <= limit:
             return (f"replayed update {self.replay_update_norm:.4g} is {ratio:.3g} x the claimed {self.update_norm:.4g} "
-                    f"(policy: at most {self.max_update_ratio:g}x; falsified lr?)")
+                    f"(policy: at most {limit:g}x; falsified lr?)")
         return None
+
+    @property
+    def ratio_undecided(self) -> bool:
+        """The segment passes, but its update ratio lies in the band noise can explain (above
+        ``max_update_ratio``, at most ``reject_update_ratio``): a small lr inflation cannot be told apart."""
+        return self.passed and self.update_ratio > self.max_update_ratio
 
     @property
     def passed(self) -> bool:

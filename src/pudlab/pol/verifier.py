@@ -19,11 +19,13 @@ Order of the checks:
    ``1 - (1 - f)^r``; plus, per epoch, the ``top_q`` segments with the largest update and the segment
    before each (it produced the state a top segment starts from). Each is replayed from its starting
    checkpoint on the shared data O(T) and must reproduce the next checkpoint's weights, both Adam
-   moments and step count within the segment's thresholds; at every replayed segment, the replayed
-   update may exceed the claimed one by at most ``policy.max_update_ratio`` (1.1: a falsified lr shows
-   as a ratio near its factor, noise in O(T) only shrinks the replayed update).
+   moments and step count within the segment's thresholds. The update ratio (replayed / claimed update
+   norm; a falsified lr x k shows near k at every segment) may not exceed ``policy.max_update_ratio``
+   (1.1) on average over the replayed segments (check ``update-ratio``) nor ``policy.reject_update_ratio``
+   (1.2) at any one; noise in O(T) moves single honest segments both ways (up to 1.103 measured).
 5. **Decidability** (undecidable, exit 4; :class:`~pudlab.pol.verdict.DriftLimit`): when nothing
-   failed, the verifier still answers "undecidable at sigma S" instead of accept when the tolerance,
+   failed, the verifier still answers "undecidable at sigma S" instead of accept when one segment's
+   update ratio lies between the two bounds (a slightly falsified lr cannot be excluded), or when the tolerance,
    summed over the segments, admits a drift of at least ``max_drift_share`` times the training's
    displacement ||W_T - W_0||: a thief who trained on other data could have steered onto this model.
 
@@ -277,7 +279,10 @@ def _replay_segment(bundle: ProofBundle, index: int, role: str, options: VerifyO
     replayed = replay(bundle.shared)
     replay_update = model_distance(replayed.weights, start.weights)
     distances = _state_distances(replayed, claimed)
-    gaps = [_state_distances(replay(data), replayed) for data in calibration_sets]
+    calibration_states = [replay(data) for data in calibration_sets]
+    gaps = [_state_distances(state, replayed) for state in calibration_states]
+    ratios = [model_distance(state.weights, start.weights) / replay_update if replay_update > 0 else 1.0
+              for state in calibration_states]
     if options.threshold is None and not exact:
         thresholds = [(options.multiplier if q == 0 else options.moment_multiplier) * max(gap[q] for gap in gaps)
                       for q in range(3)]
@@ -289,7 +294,19 @@ def _replay_segment(bundle: ProofBundle, index: int, role: str, options: VerifyO
     return SegmentResult(
         index, bundle.segment_epochs[index], start_step, end_step, bundle.update_norms[index], distances[0],
         thresholds[0], [gap[0] for gap in gaps], role, distances[1:], thresholds[1:], replay_update,
-        options.policy.max_update_ratio, replayed.step == manifest.checkpoints[index].adam_step)
+        options.policy.max_update_ratio, replayed.step == manifest.checkpoints[index].adam_step,
+        None if exact else options.policy.reject_update_ratio, None if exact else ratios)
+
+
+def _update_ratio_check(segments: list[SegmentResult], limit: float) -> Check:
+    """The claimed lr against the replays: the mean update ratio over the replayed segments (a falsified
+    lr x k moves every segment's ratio near k; noise in the shared data moves single segments both ways)."""
+    ratios = [s.update_ratio for s in segments]
+    mean = float(np.mean(ratios)) if all(math.isfinite(r) for r in ratios) else math.inf
+    ok = mean <= limit
+    return Check("update-ratio", ok, f"replayed updates are {mean:.3g} x the claimed ones on average over "
+                                     f"{len(segments)} segments ({'<=' if ok else '>'} policy {limit:g}x"
+                                     f"{'' if ok else ': a falsified lr?'})")
 
 
 def _drift_limit(bundle: ProofBundle, segments: list[SegmentResult], options: VerifyOptions) -> DriftLimit:
@@ -298,6 +315,24 @@ def _drift_limit(bundle: ProofBundle, segments: list[SegmentResult], options: Ve
     final = bundle.checkpoint(len(bundle.update_norms) - 1).weights
     return DriftLimit(len(bundle.update_norms) * mean_threshold, model_distance(final, bundle.initial.weights),
                       options.max_drift_share)
+
+
+def _replay_segments(bundle: ProofBundle, options: VerifyOptions, noise: NoiseClaim, drawn: list[int], *, seed: int,
+                     threads: int | None, progress: bool) -> list[SegmentResult]:
+    """Replay the drawn and the top-Q segments (and the one before each top-Q segment), in order."""
+    exact = noise.sigma == 0 or noise.fraction == 0
+    calibration_sets: list[LabeledImages] = []
+    if not exact:
+        calibration_sets = reobfuscations(bundle.shared, sigma=noise.sigma, fraction=noise.fraction,
+                                          clip=noise.clip, count=options.calibration_replays, seed=seed)
+    plan = replay_plan(select_segments(bundle.update_norms, bundle.segment_epochs, options.top_q), drawn)
+    segments: list[SegmentResult] = []
+    with torch_threads(threads):
+        for index, role in tqdm(plan, desc="replay", unit="segment", disable=not progress, leave=False):
+            segments.append(_replay_segment(bundle, index, role, options, calibration_sets, exact))
+            if options.stop_at_first_failure and not segments[-1].passed:
+                break
+    return segments
 
 
 def verify_bundle(
@@ -330,19 +365,17 @@ def verify_bundle(
     challenge = Challenge(seed, root, options.random_segments, tuple(drawn), num_segments)
     segments: list[SegmentResult] = []
     if not failed_claims:
-        calibration_sets: list[LabeledImages] = []
-        if not exact:
-            calibration_sets = reobfuscations(bundle.shared, sigma=noise.sigma, fraction=noise.fraction,
-                                              clip=noise.clip, count=options.calibration_replays, seed=seed)
-        plan = replay_plan(select_segments(bundle.update_norms, bundle.segment_epochs, options.top_q), drawn)
-        with torch_threads(threads):
-            for index, role in tqdm(plan, desc="replay", unit="segment", disable=not progress, leave=False):
-                segments.append(_replay_segment(bundle, index, role, options, calibration_sets, exact))
-                if options.stop_at_first_failure and not segments[-1].passed:
-                    break
+        segments = _replay_segments(bundle, options, noise, drawn, seed=seed, threads=threads, progress=progress)
+    if not failed_claims and segments and all(s.passed for s in segments):
+        lr_check = _update_ratio_check(segments, options.policy.max_update_ratio)
+        checks.append(lr_check)
+        if not lr_check.passed:
+            failed_claims = [lr_check]
     rejected = bool(failed_claims) or not all(s.passed for s in segments)
     drift = None if failed_claims else _drift_limit(bundle, segments, options)
-    decision = "reject" if rejected else ("undecidable" if drift is not None and not drift.decidable else "accept")
+    undecided = [s for s in segments if s.ratio_undecided]
+    decision = ("reject" if rejected else
+                "undecidable" if undecided or (drift is not None and not drift.decidable) else "accept")
     reason = _reason(decision, failed_claims, segments, num_segments, options, exact, drift, noise.sigma)
     notes = []
     if binding.release and binding.release.get("insecure"):
@@ -380,6 +413,15 @@ def _reason(decision: str, failed: list[Check], segments: list[SegmentResult], t
         return (f"{len(bad)} of {len(segments)} replayed segments ({scope}) do not reproduce their checkpoint; "
                 f"worst: segment {worst.index} (steps {worst.start_step}-{worst.end_step}, epoch {worst.epoch}, "
                 f"{worst.role}): {worst.failure}")
+    undecided = [s for s in segments if s.ratio_undecided]
+    if undecided and decision == "undecidable":
+        worst = max(undecided, key=lambda s: s.update_ratio)
+        mean = float(np.mean([s.update_ratio for s in segments]))
+        return (f"undecidable at sigma {sigma:g}: every replayed segment reproduces, but segment {worst.index}'s "
+                f"replayed update is {worst.update_ratio:.3g} x the claimed one, above {worst.max_update_ratio:g}x "
+                f"and within the {worst.reject_update_ratio:g}x that noise in the shared data can give an honest "
+                f"training (mean over the {len(segments)} replayed segments {mean:.3g}x): a slightly falsified lr "
+                f"cannot be excluded")
     if drift is not None and decision == "undecidable":
         return (f"undecidable at sigma {sigma:g}: every replayed segment reproduces, but the replay tolerance admits "
                 f"an undetected drift of {drift.accepted_drift:.4g} over the {total} segments, {drift.share:.3g} x "
