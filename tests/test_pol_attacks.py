@@ -236,6 +236,10 @@ def test_a_falsified_lr_is_judged_on_the_mean_ratio_over_the_replayed_segments()
     assert not check.passed and "1.15 x the claimed ones on average" in check.detail
     noisy_honest = [segment(r) for r in (0.92, 1.103, 0.99, 1.01)]
     assert _update_ratio_check(noisy_honest, 1.1).passed and noisy_honest[1].ratio_undecided
+    from pudlab.cli.pol import _segment_status  # the row `pudlab pol verify` prints per segment
+
+    assert _segment_status(noisy_honest[1]) == "undecided: ratio above 1.1x, within 1.2x"
+    assert _segment_status(noisy_honest[0]) == "ok" and _segment_status(segment(1.21)).startswith("FAIL: ")
     assert not segment(1.21).passed and "falsified lr?" in str(segment(1.21).failure)
     # a record written before the band (no reject_update_ratio) keeps its verdict: above 1.1 fails
     old = SegmentResult(0, 0, 0, 2, 1.0, 0.0, 1.0, [], "random", [0.0, 0.0], [1.0, 1.0], 1.15, 1.1, True)

@@ -18,6 +18,7 @@ from pudlab.errors import BundleError, PudlabError
 
 if TYPE_CHECKING:
     from pudlab.pol.policy import VerifyPolicy
+    from pudlab.pol.verdict import SegmentResult
 
 EXIT_REJECT, EXIT_MALFORMED, EXIT_ERROR = 1, 2, 3
 EXIT_CODES_HELP = ("Exit status: 0 accept, 1 reject, 2 malformed or tampered bundle, 3 any other error (bad option, "
@@ -359,8 +360,16 @@ def _print_verdict(bundle: str, verdict) -> None:
                    for d, t in zip(seg.moment_distances, seg.moment_thresholds, strict=True)]
         click.echo(f"  {seg.index:>7} {seg.role:>11} {seg.epoch:>5} {f'{seg.start_step}-{seg.end_step}':>11} "
                    f"{seg.update_norm:>10.4g} {seg.distance:>12.6g} {seg.threshold:>12.6g} {moments[0]:>10} "
-                   f"{moments[1]:>10} {seg.update_ratio:>6.3g} {'ok' if seg.passed else 'FAIL: ' + str(seg.failure)}")
+                   f"{moments[1]:>10} {seg.update_ratio:>6.3g} {_segment_status(seg)}")
     click.echo(f"{verdict.decision.upper()}: {verdict.reason}")
+
+
+def _segment_status(segment: SegmentResult) -> str:
+    if not segment.passed:
+        return f"FAIL: {segment.failure}"
+    if segment.ratio_undecided:
+        return f"undecided: ratio above {segment.max_update_ratio:g}x, within {segment.reject_update_ratio:g}x"
+    return "ok"
 
 
 # ---------------------------------------------------------------------------------------- evaluate
