@@ -221,6 +221,29 @@ def test_one_segment_ratio_within_the_noise_band_is_undecidable_and_beyond_it_re
     assert beyond.exit_code == EXIT_REJECT and "(policy: at most 1.2x; falsified lr?)" in beyond.reason
 
 
+def test_a_distance_just_above_the_estimated_threshold_is_undecidable_and_far_above_it_rejects(noisy):
+    """The auto threshold is estimated from 2 re-obfuscations: an honest federated segment reached 1.107 x it.
+    A replay within tolerance_band (1.5) x the threshold is undecidable, beyond it a failure; with no band
+    (1) the same verification rejects. The threshold is made to come out low by a smaller multiplier (the
+    same secret seed, so the same re-obfuscations), so that the honest bundle's largest score is 1.25 or 1.8."""
+    options = replace(OWNER, top_q=0, verifier_seed=1, max_drift_share=None)
+    honest = verify_bundle(noisy, options)
+    worst = max(honest.segments, key=lambda s: s.score)
+    assert honest.accepted and worst.tolerance_band == 1.5 and worst.score < 1
+
+    def with_largest_score(score, **changes):
+        return verify_bundle(noisy, replace(options, multiplier=options.multiplier * worst.score / score, **changes))
+
+    inside = with_largest_score(1.25)
+    assert inside.exit_code == EXIT_UNDECIDABLE, inside.reason
+    assert max(s.score for s in inside.segments) == pytest.approx(1.25)
+    assert f"segment {worst.index}'s replay ends" in inside.reason and "within 1.5 x it" in inside.reason
+    assert with_largest_score(1.25, tolerance_band=1.0).exit_code == EXIT_REJECT
+
+    beyond = with_largest_score(1.8)
+    assert beyond.exit_code == EXIT_REJECT and "x 1.5" in beyond.reason, beyond.reason
+
+
 def test_a_falsified_lr_is_judged_on_the_mean_ratio_over_the_replayed_segments():
     """An lr x k moves every segment's ratio near k: a mean above max_update_ratio rejects even when no
     single segment leaves the band."""

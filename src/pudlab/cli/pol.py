@@ -265,6 +265,9 @@ def _verify_policy(init: str, max_lr: float | None, max_update_ratio: float | No
 @click.option("--multiplier", type=float, default=None, help="auto at sigma > 0: multiplier of the spread [default: 2.5].")
 @click.option("--calibration-replays", type=int, default=None,
               help="auto at sigma > 0: fresh re-obfuscations replayed per segment [default: 2].")
+@click.option("--tolerance-band", type=float, default=None,
+              help="auto at sigma > 0: a distance above the threshold, up to this many times it, is undecidable "
+                   "(the threshold is an estimate) [default: 1.5; 1: none].")
 @click.option("--threads", type=int, default=None, help="Replay threads [default: the prover's recorded count].")
 @click.option("--no-schedule-check", is_flag=True, help="Do not require the batches to follow the declared shuffle seed.")
 @click.option("--max-sigma", type=float, default=None, help="Reject a release noisier than this.")
@@ -290,7 +293,8 @@ def _verify_policy(init: str, max_lr: float | None, max_update_ratio: float | No
 def verify_command(ctx: click.Context, bundle: str, owner_key: str | None, known_sigma: float | None,
                    known_fraction: float, known_clip: bool, random_segments: int | None, verifier_seed: int | None,
                    top_q: int, max_drift_share: float | None, no_drift_limit: bool, threshold_text: str,
-                   multiplier: float | None, calibration_replays: int | None, threads: int | None,
+                   multiplier: float | None, calibration_replays: int | None, tolerance_band: float | None,
+                   threads: int | None,
                    no_schedule_check: bool, max_sigma: float | None, init_policy: str, max_lr: float | None,
                    max_update_ratio: float | None, reject_update_ratio: float | None, moment_multiplier: float | None, model_path: str | None,
                    device: str, as_json: bool, progress: bool) -> None:
@@ -323,6 +327,7 @@ def verify_command(ctx: click.Context, bundle: str, owner_key: str | None, known
                                                      else max_drift_share),
         multiplier=defaults.multiplier if multiplier is None else multiplier,
         calibration_replays=defaults.calibration_replays if calibration_replays is None else calibration_replays,
+        tolerance_band=defaults.tolerance_band if tolerance_band is None else tolerance_band,
         moment_multiplier=defaults.moment_multiplier if moment_multiplier is None else moment_multiplier,
         threads=threads, check_schedule=not no_schedule_check,
         max_sigma=max_sigma, expected_model_sha256=expected, policy=policy, device=device)
@@ -367,6 +372,8 @@ def _print_verdict(bundle: str, verdict) -> None:
 def _segment_status(segment: SegmentResult) -> str:
     if not segment.passed:
         return f"FAIL: {segment.failure}"
+    if segment.distance_undecided:
+        return f"undecided: distance above the threshold, within {segment.tolerance_band:g}x it"
     if segment.ratio_undecided:
         return f"undecided: ratio above {segment.max_update_ratio:g}x, within {segment.reject_update_ratio:g}x"
     return "ok"

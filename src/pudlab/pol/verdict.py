@@ -75,8 +75,11 @@ class SegmentResult(Record):
     calibration_update_ratios: list[float] | None = None
     """``auto``: ||replay on a re-obfuscation - W_i|| / ||replay on O(T) - W_i|| for each re-obfuscation
     (how far noise of the release's sigma alone moves the update's size)."""
+    tolerance_band: float | None = None
+    """``auto`` at sigma > 0: a weights distance up to this many times the threshold is undecided, not a
+    failure (the threshold is an estimate). None: the threshold is exact (sigma 0 or a fixed threshold)."""
 
-    OMIT_NONE = ("reject_update_ratio", "calibration_update_ratios")
+    OMIT_NONE = ("reject_update_ratio", "calibration_update_ratios", "tolerance_band")
     DERIVED = ("passed", "failure", "update_ratio", "score")
 
     @property
@@ -89,8 +92,10 @@ class SegmentResult(Record):
     @property
     def failure(self) -> str | None:
         """What this segment fails to reproduce (None: it passes)."""
-        if not (math.isfinite(self.distance) and self.distance <= self.threshold):
-            return f"weights distance {self.distance:.6g} > threshold {self.threshold:.6g}"
+        limit = self.threshold * (self.tolerance_band or 1.0)
+        if not (math.isfinite(self.distance) and self.distance <= limit):
+            band = f" x {self.tolerance_band:g}" if self.tolerance_band and self.tolerance_band != 1 else ""
+            return f"weights distance {self.distance:.6g} > threshold {self.threshold:.6g}{band}"
         for name, value, limit in zip(QUANTITIES[1:], self.moment_distances, self.moment_thresholds, strict=True):
             if not (math.isfinite(value) and value <= limit):
                 return f"Adam {name} distance {value:.6g} > threshold {limit:.6g}"
@@ -102,6 +107,16 @@ class SegmentResult(Record):
             return (f"replayed update {self.replay_update_norm:.4g} is {ratio:.3g} x the claimed {self.update_norm:.4g} "
                     f"(policy: at most {limit:g}x; falsified lr?)")
         return None
+
+    @property
+    def distance_undecided(self) -> bool:
+        """The segment passes, but its weights distance lies above the threshold, within the tolerance band."""
+        return self.passed and self.distance > self.threshold
+
+    @property
+    def undecided(self) -> bool:
+        """The segment passes but cannot be decided: its distance or its update ratio lies in a band."""
+        return self.distance_undecided or self.ratio_undecided
 
     @property
     def ratio_undecided(self) -> bool:
