@@ -243,6 +243,33 @@ def test_a_distance_just_above_the_estimated_threshold_is_undecidable_and_far_ab
     beyond = with_largest_score(1.8)
     assert beyond.exit_code == EXIT_REJECT and "x 1.5" in beyond.reason, beyond.reason
 
+    # the moments' thresholds are estimates too (an honest client's second moment reached 1.14 x its own)
+    moment_score = max(d / t for s in honest.segments
+                       for d, t in zip(s.moment_distances, s.moment_thresholds, strict=True))
+    shrunk = replace(options, moment_multiplier=options.moment_multiplier * moment_score / 1.25)
+    moments = verify_bundle(noisy, shrunk)
+    assert moments.exit_code == EXIT_UNDECIDABLE and "Adam" in moments.reason and "moment, 1.25 x" in moments.reason
+    assert verify_bundle(noisy, replace(shrunk, tolerance_band=1.0)).exit_code == EXIT_REJECT
+
+
+def test_moment_check_allows_for_float32_underflow_of_the_second_moment():
+    """An honest federated client's Adam state held m = 7.6e-24 with v = 0: its squared gradients (< 2^-149)
+    underflowed in float32. The moment-consistency check allows that much and no more."""
+    import torch
+
+    from pudlab.pol.bundle import TrainingState
+    from pudlab.pol.history import _moment_violation
+
+    def states(m_end):
+        zero = {"w": torch.zeros(3)}
+        before = TrainingState(15, zero, {"w": torch.zeros(3)}, {"w": torch.zeros(3)})
+        after = TrainingState(20, zero, {"w": torch.tensor([m_end, 0.0, 0.0])}, {"w": torch.zeros(3)})
+        return before, after
+
+    assert _moment_violation(3, *states(7.568e-24), (0.9, 0.999)) is None
+    found = _moment_violation(3, *states(1e-18), (0.9, 0.999))
+    assert found is not None and found[0] == "a first moment no gradients with that second moment can give"
+
 
 def test_a_falsified_lr_is_judged_on_the_mean_ratio_over_the_replayed_segments():
     """An lr x k moves every segment's ratio near k: a mean above max_update_ratio rejects even when no

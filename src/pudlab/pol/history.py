@@ -36,6 +36,9 @@ from pudlab.pol.policy import Check
 
 RELATIVE_SLACK = 1e-4
 """Relative float slack of the bounds (float32 Adam accumulates ~1e-7 relative error per step)."""
+UNDERFLOW_SLACK = 2.0 * float(torch.finfo(torch.float32).smallest_normal) * 2.0**-23
+"""Absolute slack per step of a float32 second moment: a squared gradient below the smallest subnormal
+(2^-149) is lost (v stays 0 while m holds gradients of ~1e-23; seen on an honest federated client)."""
 
 
 def step_bound(t: int, betas: tuple[float, float]) -> float:
@@ -108,7 +111,7 @@ def _moment_violation(index: int, before: TrainingState, after: TrainingState,
             position = int(torch.argmax(decay))
             return ("a second moment below b2^K times the previous one (it can only grow by squared gradients)",
                     Violation(index, name, float(v_end.flatten()[position]), float(floor.flatten()[position])))
-        added = (v_end - floor).clamp(min=0) + slack * (v_end + floor)
+        added = (v_end - floor).clamp(min=0) + slack * (v_end + floor) + UNDERFLOW_SLACK * max(steps, 1)
         limit = gain * added.sqrt() * (1 + slack) + slack * (m_end.abs() + b1**steps * m_start.abs())
         change = (m_end - b1**steps * m_start).abs()
         excess = change - limit

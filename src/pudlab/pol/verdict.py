@@ -76,8 +76,8 @@ class SegmentResult(Record):
     """``auto``: ||replay on a re-obfuscation - W_i|| / ||replay on O(T) - W_i|| for each re-obfuscation
     (how far noise of the release's sigma alone moves the update's size)."""
     tolerance_band: float | None = None
-    """``auto`` at sigma > 0: a weights distance up to this many times the threshold is undecided, not a
-    failure (the threshold is an estimate). None: the threshold is exact (sigma 0 or a fixed threshold)."""
+    """``auto`` at sigma > 0: a weights or moment distance up to this many times its threshold is undecided,
+    not a failure (the thresholds are estimates). None: the thresholds are exact (sigma 0 or a fixed one)."""
 
     OMIT_NONE = ("reject_update_ratio", "calibration_update_ratios", "tolerance_band")
     DERIVED = ("passed", "failure", "update_ratio", "score")
@@ -92,13 +92,12 @@ class SegmentResult(Record):
     @property
     def failure(self) -> str | None:
         """What this segment fails to reproduce (None: it passes)."""
-        limit = self.threshold * (self.tolerance_band or 1.0)
-        if not (math.isfinite(self.distance) and self.distance <= limit):
-            band = f" x {self.tolerance_band:g}" if self.tolerance_band and self.tolerance_band != 1 else ""
+        band = f" x {self.tolerance_band:g}" if self.tolerance_band and self.tolerance_band != 1 else ""
+        if not (math.isfinite(self.distance) and self.distance <= self.threshold * (self.tolerance_band or 1.0)):
             return f"weights distance {self.distance:.6g} > threshold {self.threshold:.6g}{band}"
-        for name, value, limit in zip(QUANTITIES[1:], self.moment_distances, self.moment_thresholds, strict=True):
-            if not (math.isfinite(value) and value <= limit):
-                return f"Adam {name} distance {value:.6g} > threshold {limit:.6g}"
+        for name, value, threshold in zip(QUANTITIES[1:], self.moment_distances, self.moment_thresholds, strict=True):
+            if not (math.isfinite(value) and value <= threshold * (self.tolerance_band or 1.0)):
+                return f"Adam {name} distance {value:.6g} > threshold {threshold:.6g}{band}"
         if not self.step_ok:
             return "Adam step count differs from the checkpoint's"
         ratio = self.update_ratio
@@ -110,8 +109,10 @@ class SegmentResult(Record):
 
     @property
     def distance_undecided(self) -> bool:
-        """The segment passes, but its weights distance lies above the threshold, within the tolerance band."""
-        return self.passed and self.distance > self.threshold
+        """The segment passes, but its weights or a moment distance lies above its threshold, within the
+        tolerance band."""
+        return self.passed and (self.distance > self.threshold or any(
+            value > threshold for value, threshold in zip(self.moment_distances, self.moment_thresholds, strict=True)))
 
     @property
     def undecided(self) -> bool:

@@ -126,8 +126,8 @@ class VerifyOptions:
     calibration_replays: int = DEFAULT_CALIBRATION_REPLAYS
     """``auto`` at sigma > 0: re-obfuscations of O(T) replayed per segment (>= 1)."""
     tolerance_band: float = DEFAULT_TOLERANCE_BAND
-    """``auto`` at sigma > 0: a weights distance in (threshold, tolerance_band x threshold] is undecidable
-    rather than a failure (1: no band)."""
+    """``auto`` at sigma > 0: a weights or moment distance in (threshold, tolerance_band x threshold] is
+    undecidable rather than a failure (1: no band)."""
     threads: int | None = None
     """Intra-op threads of the replay; None = the count the prover recorded (needed for bit-exactness)."""
     check_schedule: bool = True
@@ -426,9 +426,13 @@ def _reason(decision: str, failed: list[Check], segments: list[SegmentResult], t
                 f"{worst.role}): {worst.failure}")
     far = [s for s in segments if s.distance_undecided]
     if far and decision == "undecidable":
-        worst = max(far, key=lambda s: s.score)
-        return (f"undecidable at sigma {sigma:g}: segment {worst.index}'s replay ends {worst.distance:.4g} from its "
-                f"checkpoint, {worst.score:.3g} x the tolerance {worst.threshold:.4g} estimated from "
+        worst, quantity, value, threshold = max(
+            ((s, name, value, limit) for s in far for name, value, limit in
+             zip(("weights", "Adam first moment", "Adam second moment"), [s.distance, *s.moment_distances],
+                 [s.threshold, *s.moment_thresholds], strict=True) if value > limit),
+            key=lambda item: item[2] / item[3])
+        return (f"undecidable at sigma {sigma:g}: segment {worst.index}'s replay ends {value:.4g} from its "
+                f"checkpoint's {quantity}, {value / threshold:.3g} x the tolerance {threshold:.4g} estimated from "
                 f"{len(worst.calibration)} re-obfuscations but within {worst.tolerance_band:g} x it, where that "
                 f"estimate's own uncertainty cannot tell an honest replay from a steered one")
     undecided = [s for s in segments if s.ratio_undecided]
