@@ -422,9 +422,11 @@ def test_multikrum_drops_outliers_but_not_a_copying_thief(tmp_path):
 def test_pol_at_sigma_above_zero_catches_loud_cheats_only(tmp_path):
     # Prepare: sigma 0.3. The auto threshold is now the replay spread on re-obfuscated data. On IID
     # synthetic bars with two local steps per segment, a thief's straight line (towards a model
-    # trained on the same distribution) stays inside that spread; it is caught by the replayed update
-    # being more than 1.1 x the claimed one. Honest clients reproduce, but the summed tolerance admits
-    # a drift onto another model: the verdict is "undecidable", which the server does not reject.
+    # trained on the same distribution) stays inside that spread, and its update ratios (about 1.26
+    # and 0.9) average below 1.1: honest segments show single ratios up to 1.43. Honest clients and
+    # that thief reproduce, but the summed tolerance admits a drift onto another model: the verdict
+    # is "undecidable" for both, which the server does not reject. The thief that copies the global
+    # model claims updates 7 x too short: a falsified lr.
     data = tiny_spec(simulation={"clients": 9, "rounds": 1, "defence": "pol"}, sampling={"setting": "S-1-1-0.1"},
                      pol={"sigma": 0.3}, adversaries=EVERY_CHEATER)
 
@@ -435,7 +437,8 @@ def test_pol_at_sigma_above_zero_catches_loud_cheats_only(tmp_path):
     verdicts = {(o.role, o.client): o for o in pol.outcomes}
     assert pol.honest_wrongly_rejected == 0
     assert not verdicts[("random_weights", 1)].accepted and not verdicts[("sign_flip", 3)].accepted
-    assert not verdicts[("thief", 5)].accepted and "falsified lr?" in verdicts[("thief", 5)].reason
+    assert verdicts[("thief", 5)].reason.startswith("undecidable at sigma 0.3")
+    assert not verdicts[("thief", 6)].accepted and "falsified lr?" in verdicts[("thief", 6)].reason
     assert verdicts[("honest", 0)].accepted and verdicts[("honest", 0)].reason.startswith("undecidable at sigma 0.3")
     # the lazy client's stretched history repeats Adam states: its moments do not decay as Adam's do,
     # which the verifier's moment-consistency check sees at any sigma

@@ -65,13 +65,14 @@ class SegmentResult(Record):
     replay_update_norm: float = 0.0
     """||replayed W_{i+1} - W_i||."""
     max_update_ratio: float = math.inf
-    """Above this ``update_ratio`` the segment cannot be decided (or fails, without ``reject_update_ratio``)."""
+    """Verdicts written before the ratio was judged over the bundle: a segment whose ``update_ratio`` exceeds
+    this fails (see ``reject_update_ratio``)."""
     step_ok: bool = True
     """Adam's replayed step count is the checkpoint's."""
     reject_update_ratio: float | None = None
-    """Above this ``update_ratio`` the segment fails (a falsified lr?); between ``max_update_ratio`` and
-    this, noise in the shared data can explain the ratio and the segment is :attr:`ratio_undecided`.
-    None: no such band (``max_update_ratio`` rejects)."""
+    """Set (the policy's bound): the update ratio is judged over the replayed segments by the verdict (check
+    ``update-ratio``), never per segment, since within its tolerance one segment's ratio is noise (honest
+    segments reached 1.43). None (verdicts written before): ``max_update_ratio`` fails the segment."""
     calibration_update_ratios: list[float] | None = None
     """``auto``: ||replay on a re-obfuscation - W_i|| / ||replay on O(T) - W_i|| for each re-obfuscation
     (how far noise of the release's sigma alone moves the update's size)."""
@@ -101,10 +102,9 @@ class SegmentResult(Record):
         if not self.step_ok:
             return "Adam step count differs from the checkpoint's"
         ratio = self.update_ratio
-        limit = self.max_update_ratio if self.reject_update_ratio is None else self.reject_update_ratio
-        if not ratio <= limit:
+        if self.reject_update_ratio is None and not ratio <= self.max_update_ratio:
             return (f"replayed update {self.replay_update_norm:.4g} is {ratio:.3g} x the claimed {self.update_norm:.4g} "
-                    f"(policy: at most {limit:g}x; falsified lr?)")
+                    f"(policy: at most {self.max_update_ratio:g}x; falsified lr?)")
         return None
 
     @property
@@ -116,14 +116,8 @@ class SegmentResult(Record):
 
     @property
     def undecided(self) -> bool:
-        """The segment passes but cannot be decided: its distance or its update ratio lies in a band."""
-        return self.distance_undecided or self.ratio_undecided
-
-    @property
-    def ratio_undecided(self) -> bool:
-        """The segment passes, but its update ratio lies in the band noise can explain (above
-        ``max_update_ratio``, at most ``reject_update_ratio``): a small lr inflation cannot be told apart."""
-        return self.passed and self.update_ratio > self.max_update_ratio
+        """The segment passes but cannot be decided: a distance lies in the tolerance band."""
+        return self.distance_undecided
 
     @property
     def passed(self) -> bool:
