@@ -115,11 +115,6 @@ class SegmentResult(Record):
             value > threshold for value, threshold in zip(self.moment_distances, self.moment_thresholds, strict=True)))
 
     @property
-    def undecided(self) -> bool:
-        """The segment passes but cannot be decided: a distance lies in the tolerance band."""
-        return self.distance_undecided
-
-    @property
     def passed(self) -> bool:
         return self.failure is None
 

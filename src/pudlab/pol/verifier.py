@@ -318,10 +318,13 @@ def _update_ratio_check(segments: list[SegmentResult], policy: VerifyPolicy) -> 
     ratios = [s.update_ratio for s in segments]
     mean = float(np.mean(ratios)) if all(math.isfinite(r) for r in ratios) else math.inf
     low, high = policy.max_update_ratio, policy.reject_update_ratio
-    ok = mean <= high
-    undecided = ok and mean > low
-    judged = (f"<= policy {low:g}x" if not undecided and ok else f"> policy {low:g}x, <= {high:g}x" if ok
-              else f"> policy {high:g}x: a falsified lr?")
+    ok, undecided = mean <= high, low < mean <= high
+    if not ok:
+        judged = f"> policy {high:g}x: a falsified lr?"
+    elif undecided:
+        judged = f"> policy {low:g}x, <= {high:g}x"
+    else:
+        judged = f"<= policy {low:g}x"
     return Check("update-ratio", ok, f"replayed updates are {mean:.3g} x the claimed ones on average over "
                                      f"{len(segments)} segments ({judged})"), undecided
 
@@ -335,9 +338,9 @@ def _drift_limit(bundle: ProofBundle, segments: list[SegmentResult], options: Ve
 
 
 def _replay_segments(bundle: ProofBundle, options: VerifyOptions, noise: NoiseClaim, drawn: list[int], *, seed: int,
-                     threads: int | None, progress: bool) -> list[SegmentResult]:
-    """Replay the drawn and the top-Q segments (and the one before each top-Q segment), in order."""
-    exact = noise.sigma == 0 or noise.fraction == 0
+                     threads: int | None, exact: bool, progress: bool) -> list[SegmentResult]:
+    """Replay the drawn and the top-Q segments (and the one before each top-Q segment), in order; ``exact``:
+    sigma or R is 0, so no calibration re-obfuscations."""
     calibration_sets: list[LabeledImages] = []
     if not exact:
         calibration_sets = reobfuscations(bundle.shared, sigma=noise.sigma, fraction=noise.fraction,
@@ -382,8 +385,9 @@ def verify_bundle(
     challenge = Challenge(seed, root, options.random_segments, tuple(drawn), num_segments)
     segments: list[SegmentResult] = []
     if not failed_claims:
-        segments = _replay_segments(bundle, options, noise, drawn, seed=seed, threads=threads, progress=progress)
-    lr_undecided = False
+        segments = _replay_segments(bundle, options, noise, drawn, seed=seed, threads=threads, exact=exact,
+                                    progress=progress)
+    lr_check, lr_undecided = None, False
     if not failed_claims and segments and all(s.passed for s in segments):
         lr_check, lr_undecided = _update_ratio_check(segments, options.policy)
         checks.append(lr_check)
@@ -391,11 +395,11 @@ def verify_bundle(
             failed_claims = [lr_check]
     rejected = bool(failed_claims) or not all(s.passed for s in segments)
     drift = None if failed_claims else _drift_limit(bundle, segments, options)
-    undecided = lr_undecided or any(s.undecided for s in segments)
+    undecided = lr_undecided or any(s.distance_undecided for s in segments)
     decision = ("reject" if rejected else
                 "undecidable" if undecided or (drift is not None and not drift.decidable) else "accept")
     reason = _reason(decision, failed_claims, segments, num_segments, options, exact, drift, noise.sigma,
-                     checks[-1] if lr_undecided else None)
+                     lr_check if lr_undecided else None)
     notes = []
     if binding.release and binding.release.get("insecure"):
         notes.append("the release key is INSECURE (derived from a public seed): O(T) hides nothing of T")
